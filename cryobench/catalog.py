@@ -1,0 +1,125 @@
+"""Turn a dataset name (a twin's card) or a CryoRL-format folder into a Dataset and a World.
+
+This is the one place that resolves what ``gym.make`` arguments, the CLI and the
+agents mean by "dataset", "split", "noise" and "regressor", so they all agree.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryobench.errors import InputError
+from cryobench.grid import Dataset
+from cryobench.profiles import InstrumentProfile, get_profile
+from cryobench.simulator import Feedback, World
+
+MAX_NOISE = 5.0
+
+
+def dataset_names() -> list[str]:
+    """Names of the dataset cards shipped with cryobench (simulated twins)."""
+    from cryobench.cards import list_dataset_cards
+
+    return list_dataset_cards()
+
+
+@functools.lru_cache(maxsize=16)
+def _load_measured(path: str, mtime: float) -> Dataset:
+    from cryobench.cryorl_format import load_cryorl
+
+    return load_cryorl(path)
+
+
+@functools.lru_cache(maxsize=64)
+def _twin(card_key: str, seed: int) -> Dataset:
+    from cryobench.cards import load_dataset_card
+    from cryobench.twin import generate_dataset
+
+    return generate_dataset(load_dataset_card(card_key), seed)
+
+
+def load_dataset(dataset: str | None = None, data: str | Path | None = None, seed: int | None = None) -> Dataset:
+    """A dataset: a twin generated from its card (``dataset=NAME`` or a card's path) and ``seed``
+    (default: the card's ``world_seed``), or measured data from a CryoRL folder (``data=PATH``).
+    """
+    if data is not None:
+        path = Path(data).expanduser()
+        if not path.is_dir():
+            raise InputError(f"argument 'data': {str(data)!r} is not a folder (expected a CryoRL-format data folder)")
+        resolved = path.resolve()
+        return _load_measured(str(resolved), max(f.stat().st_mtime for f in resolved.rglob("*") if f.is_file()))
+    if not isinstance(dataset, str) or not dataset:
+        raise InputError(f"argument 'dataset': expected a dataset name or card path, got {dataset!r}")
+    card_key = dataset
+    if dataset.endswith((".yaml", ".yml")):
+        card_key = str(Path(dataset).expanduser().resolve())
+    if seed is None:
+        from cryobench.cards import load_dataset_card
+
+        seed = int(load_dataset_card(card_key)["world_seed"])
+    return _twin(card_key, int(seed))
+
+
+def check_noise(noise: Any) -> float:
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not np.isfinite(noise):
+        raise InputError(f"argument 'noise': expected a number between 0 and {MAX_NOISE}, got {noise!r}")
+    if not 0.0 <= float(noise) <= MAX_NOISE:
+        raise InputError(
+            f"argument 'noise': {noise} is out of range; expected 0 (perfect predictions) to {MAX_NOISE} "
+            "(1 = the dataset's default regressor)"
+        )
+    return float(noise)
+
+
+def regressor_spec(dataset: Dataset, regressor: str | Mapping | None) -> dict:
+    """The regressor spec to use: the given one (a model name or a mapping) or the dataset's default."""
+    if regressor is None:
+        if dataset.measured_predictions is not None:
+            return {"model": "measured"}
+        return dict(dataset.card["regressor"])
+    if isinstance(regressor, str):
+        return {"model": regressor}
+    if isinstance(regressor, Mapping):
+        return dict(regressor)
+    raise InputError(f"argument 'regressor': expected a model name or a mapping, got {type(regressor).__name__}")
+
+
+def build_world(
+    dataset: Dataset,
+    split: str = "test",
+    noise: float = 1.0,
+    regressor: str | Mapping | None = None,
+    threshold: float = 6.0,
+    duration: float = 480.0,
+    profile: str | Mapping | InstrumentProfile = "paper",
+    feedback: str | Feedback = "inspection",
+    partial_reward: bool = False,
+    prediction_seed: int = 0,
+) -> World:
+    """The session world for one split of a dataset with the given regressor, noise and rules."""
+    from cryobench.regressors import predict
+
+    if split not in ("train", "test"):
+        raise InputError(f"argument 'split': expected 'train' or 'test', got {split!r}")
+    if not isinstance(partial_reward, bool):
+        raise InputError(f"argument 'partial_reward': expected True or False, got {partial_reward!r}")
+    for name, value in (("threshold", threshold), ("duration", duration)):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not np.isfinite(value) or value <= 0:
+            raise InputError(f"argument '{name}': expected a positive number, got {value!r}")
+    grid, measured = dataset.select_split(split)
+    spec = regressor_spec(dataset, regressor)
+    predicted = predict(grid, spec, noise=check_noise(noise), seed=prediction_seed, measured=measured)
+    return World(
+        grid=grid,
+        predicted_ctf=predicted,
+        profile=get_profile(profile),
+        threshold=float(threshold),
+        duration=float(duration),
+        partial_reward=partial_reward,
+        feedback=Feedback.parse(feedback),
+    )

@@ -1,0 +1,254 @@
+"""The gymnasium environment: one cryo-EM data-collection session on one grid."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from cryobench import simulator
+from cryobench.catalog import build_world, load_dataset
+from cryobench.errors import InputError
+from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
+from cryobench.grid import CTF_CAP
+from cryobench.profiles import MOVE_LEVELS
+
+
+@dataclass(frozen=True, eq=False)
+class PublicLayout:
+    """What an agent may know before the session: the hierarchy, positions and predictions.
+
+    The ground truth is not here; upper-bound agents ask :meth:`CryoEMSessionEnv.ground_truth_ctf`.
+    """
+
+    tile: np.ndarray
+    square: np.ndarray
+    patch: np.ndarray
+    x_um: np.ndarray
+    y_um: np.ndarray
+    square_xy_um: np.ndarray
+    predicted_ctf: np.ndarray
+    minutes: tuple[float, float, float, float]
+    threshold: float
+    duration: float
+    feedback: str
+
+
+class CryoEMSessionEnv(gym.Env):
+    """
+    ## Description
+
+    A cryo-EM data-collection session, as in the cryoRL paper (Li et al.). The grid's holes
+    are organised as atlas tile > square > patch > hole. A regressor has predicted every
+    hole's CTFMaxRes (Å, lower is better) from low-magnification images. Each step the agent
+    picks the next hole to expose; the stage move costs microscope minutes that depend on the
+    hierarchy level crossed (same patch, other patch, other square, other tile). The goal is
+    as many good exposures (CTFMaxRes below the threshold, 6 Å by default) as the session's
+    duration allows. The rules are those of ``cryobench.simulator`` (module docstring).
+
+    ## Action Space
+
+    ``Discrete(N)``: the index of the hole to expose, N the holes of the split. Visited
+    holes are masked in ``action_mask``; choosing one anyway costs the in-patch minutes,
+    earns nothing, leaves the stage in place and sets ``info["invalid_action"]``.
+
+    ## Observation Space
+
+    A ``Dict``:
+
+    - ``features``: ``Box(0, 1, (N, F), float32)``, per-hole features, cryoRL's 32 first
+      (see ``cryobench.features``; names in ``FEATURE_NAMES``).
+    - ``revealed``: ``MultiBinary(N)`` int8, holes whose true CTFMaxRes has been shown.
+    - ``revealed_ctf``: ``Box(0, 20, (N,), float32)``, their CTFMaxRes (capped at 20 Å), 0 elsewhere.
+    - ``time_left``: ``Box(0, duration, (1,), float32)``, minutes left.
+    - ``current_hole``: ``Discrete(N)``, where the stage is.
+    - ``action_mask``: ``MultiBinary(N)`` int8, 1 for holes that can still be exposed.
+
+    The hierarchy, positions and predictions are also available before acting, without the
+    ground truth, as ``env.unwrapped.layout`` (a :class:`PublicLayout`).
+
+    ## Rewards
+
+    ``exp(-beta (t - t0))`` for a good hole, ``t`` the move's minutes and ``t0`` the cheapest
+    move (the paper: 1.0, 0.90, 0.61, 0.50 for 1/2/6/8 minutes); 0 for a bad one; with
+    ``partial_reward=True`` a hole just above the threshold earns part of it.
+
+    ## Starting State
+
+    The stage starts at a hole drawn uniformly from the environment's ``np_random``: visited,
+    free, not an exposure. With ``new_world_each_reset=True`` (twins only) every reset also
+    draws a new twin world (same layout, new quality and predictions).
+
+    ## Episode End
+
+    Terminated when the elapsed minutes exceed ``duration`` (the move that crosses it counts)
+    or when every hole has been visited. There is no truncation: the time left is observed.
+
+    ## Arguments
+
+    - ``dataset``: a twin's card name (``aldolase``, ``apoferritin``, ``rnapii``, ``aldolaseau``)
+      or the path of a dataset card (YAML).
+    - ``data``: a folder of measured data in the CryoRL format (``cryobench/CryoRL-v0``).
+    - ``split``: ``"test"`` (default) or ``"train"``: disjoint tiles of the dataset.
+    - ``noise``: 0 (perfect predictions) .. 5; 1 (default) is the dataset's own regressor quality.
+    - ``regressor``: a regressor model name or spec mapping (default: the dataset's; ``measured``
+      where real predictions exist).
+    - ``threshold``: good means CTFMaxRes below this (Å, default 6).
+    - ``duration``: session minutes (default 480).
+    - ``profile``: instrument profile: ``paper`` (1/2/6/8 min), ``arxiv`` (2/5/10/20),
+      ``measured-aldolase`` (1.52/3.1/3.1/3.2), or a mapping with ``minutes`` and ``beta``.
+    - ``feedback``: ``inspection`` (default), ``queue:K`` or ``none``.
+    - ``partial_reward``: the paper's partial reward above the threshold (default False).
+    - ``world_seed``: the twin world (default: the card's fixed world, like the paper's fixed dataset).
+    - ``new_world_each_reset``: draw a new twin world at every reset, for training agents that generalise.
+    - ``render_mode``: ``None`` or ``"rgb_array"`` (the grid map with the path so far).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+
+    def __init__(
+        self,
+        dataset: str | None = None,
+        data: str | None = None,
+        split: str = "test",
+        noise: float = 1.0,
+        regressor: str | Mapping | None = None,
+        threshold: float = 6.0,
+        duration: float = 480.0,
+        profile: str | Mapping = "paper",
+        feedback: str = "inspection",
+        partial_reward: bool = False,
+        world_seed: int | None = None,
+        new_world_each_reset: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        if (dataset is None) == (data is None):
+            raise InputError("give exactly one of the arguments 'dataset' (a twin's name) and 'data' (a CryoRL folder)")
+        if world_seed is not None and (isinstance(world_seed, bool) or not isinstance(world_seed, int | np.integer)):
+            raise InputError(f"argument 'world_seed': expected an integer or None, got {world_seed!r}")
+        if not isinstance(new_world_each_reset, bool):
+            raise InputError(f"argument 'new_world_each_reset': expected True or False, got {new_world_each_reset!r}")
+        if new_world_each_reset and data is not None:
+            raise InputError("argument 'new_world_each_reset': measured data is one fixed world; use a twin")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise InputError(f"argument 'render_mode': expected None or 'rgb_array', got {render_mode!r}")
+        self.render_mode = render_mode
+        self._world_args = dict(
+            split=split,
+            noise=noise,
+            regressor=regressor,
+            threshold=threshold,
+            duration=duration,
+            profile=profile,
+            feedback=feedback,
+            partial_reward=partial_reward,
+        )
+        self._dataset_name, self._data = dataset, data
+        self._new_world_each_reset = new_world_each_reset
+        base = load_dataset(dataset=dataset, data=data, seed=world_seed)
+        self.world_seed = int(base.grid.meta.get("seed", 0)) if world_seed is None else int(world_seed)
+        self._set_world(build_world(base, prediction_seed=self.world_seed, **self._world_args))
+
+        n = self.world.n_holes
+        duration_f = float(self.world.duration)
+        self.action_space = spaces.Discrete(n)
+        self.observation_space = spaces.Dict(
+            {
+                "features": spaces.Box(0.0, 1.0, shape=(n, N_FEATURES), dtype=np.float32),
+                "revealed": spaces.MultiBinary(n),
+                "revealed_ctf": spaces.Box(0.0, CTF_CAP, shape=(n,), dtype=np.float32),
+                "time_left": spaces.Box(0.0, duration_f, shape=(1,), dtype=np.float32),
+                "current_hole": spaces.Discrete(n),
+                "action_mask": spaces.MultiBinary(n),
+            }
+        )
+        self.state: simulator.SessionState | None = None
+
+    # ---- world and views ------------------------------------------------------------
+    def _set_world(self, world: simulator.World) -> None:
+        self.world = world
+        grid = world.grid
+        self.layout = PublicLayout(
+            tile=grid.tile,
+            square=grid.square,
+            patch=grid.patch,
+            x_um=grid.x_um,
+            y_um=grid.y_um,
+            square_xy_um=grid.square_xy_um,
+            predicted_ctf=world.predicted_ctf,
+            minutes=world.profile.minutes,
+            threshold=world.threshold,
+            duration=world.duration,
+            feedback=str(world.feedback),
+        )
+
+    def ground_truth_ctf(self) -> np.ndarray:
+        """The true CTFMaxRes of every hole. For upper-bound (``oracle-*``) agents and metrics only."""
+        return self.world.grid.ctf.copy()
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return FEATURE_NAMES
+
+    # ---- gymnasium API --------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        if self._new_world_each_reset:
+            world_seed = int(self.np_random.integers(2**31 - 1))
+            base = load_dataset(dataset=self._dataset_name, seed=world_seed)
+            world = build_world(base, prediction_seed=world_seed, **self._world_args)
+            if world.n_holes != self.world.n_holes:
+                raise RuntimeError("a new twin world changed the number of holes; the card's layout must be fixed")
+            self._set_world(world)
+        start = int(self.np_random.integers(self.world.n_holes))
+        if options and "start_hole" in options:
+            start = int(options["start_hole"])
+        self.state = simulator.start_session(self.world, start)
+        self._last_level = "start"
+        return self._observation(), self._info(invalid=False)
+
+    def step(self, action):
+        if self.state is None:
+            raise RuntimeError("call reset() before step()")
+        if simulator.is_over(self.world, self.state):
+            raise RuntimeError("the session is over: call reset() to start a new one")
+        result = simulator.expose(self.world, self.state, int(action))
+        self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
+        terminated = simulator.is_over(self.world, self.state)
+        return self._observation(), result.reward, terminated, False, self._info(invalid=result.invalid)
+
+    def action_masks(self) -> np.ndarray:
+        """Holes that can still be exposed (bool, for sb3-contrib's MaskablePPO)."""
+        return ~self.state.visited
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        state = self.state
+        return {
+            "features": hole_features(self.world, state),
+            "revealed": state.revealed.astype(np.int8),
+            "revealed_ctf": np.minimum(state.revealed_ctf, CTF_CAP).astype(np.float32),
+            "time_left": np.array([simulator.time_left(self.world, state)], dtype=np.float32),
+            "current_hole": np.int64(state.current),
+            "action_mask": (~state.visited).astype(np.int8),
+        }
+
+    def _info(self, invalid: bool) -> dict[str, Any]:
+        state = self.state
+        return {
+            "action_mask": (~state.visited).astype(np.int8),
+            "elapsed_minutes": state.elapsed,
+            "exposures": state.n_exposures,
+            "level": self._last_level,
+            "invalid_action": invalid,
+        }
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from cryobench.render import draw_session
+
+        return draw_session(self.world, self.state)

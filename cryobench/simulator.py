@@ -1,0 +1,317 @@
+"""The session simulator: the functional core every environment, agent, metric and CLI shares.
+
+A :class:`World` is everything fixed during one session (the grid, the predictions shown to
+the agent, the instrument profile, the rules). A :class:`SessionState` is plain numpy state
+(current hole, visited and revealed masks, elapsed minutes, per-level counts kept
+incrementally). :func:`start_session` and :func:`expose` are the only functions that
+change a session; everything else reads.
+
+Episode rules (as the original cryoRL environment, so numbers compare with the paper):
+
+1. The session starts at a hole (chosen by the caller, at random in the environments).
+   The start costs nothing, is marked visited and is not an exposure.
+2. Each action names a hole to expose. The stage move costs the profile's minutes for the
+   move's level (same patch, other patch, other square, other tile). Only the hierarchy
+   sets the cost, not the distance, as in the paper.
+3. The reward of an exposure is ``exp(-beta (t - t0))`` when the hole is good
+   (CTFMaxRes < threshold, the paper's "< 6 Å"), optionally a partial reward just above the
+   threshold, else 0.
+4. Choosing a visited hole is not an error: it costs the in-patch minutes, earns nothing,
+   and leaves the stage where it was (``invalid`` in the step's result).
+5. The session is over when the elapsed minutes exceed the duration; the move that crosses
+   the limit still counts (so sessions end at 481-487 min with the paper's costs), or when
+   every hole has been visited.
+6. Feedback: ``inspection`` reveals an exposed hole's true CTFMaxRes at once, ``queue:K``
+   reveals exposures in batches of K (as the paper's simulator's queueing mode), ``none``
+   never reveals (as the original code).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from cryobench.errors import InputError
+from cryobench.grid import Grid
+from cryobench.profiles import InstrumentProfile, partial_reward_factor
+
+#: Bin edges (Å) of the cryoRL feature histograms of predicted CTFMaxRes.
+FEATURE_BIN_EDGES = np.array([0.0, 4.0, 6.0, 8.0, 10.0, np.inf])
+N_BINS = len(FEATURE_BIN_EDGES) - 1
+#: Hierarchy levels with per-group count tables, finest first.
+GROUP_LEVELS = ("patch", "square", "tile")
+
+# Columns of the per-group count tables.
+COL_HIST = slice(0, N_BINS)  # unvisited holes per predicted-CTF bin
+COL_UNVISITED_PRED_GOOD = N_BINS  # unvisited holes predicted good
+COL_VISITED = N_BINS + 1
+COL_VISITED_PRED_GOOD = N_BINS + 2
+COL_REVEALED = N_BINS + 3  # holes whose true CTF the agent has seen
+COL_REVEALED_GOOD = N_BINS + 4
+N_COLS = N_BINS + 5
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """When exposed holes' true CTFMaxRes become visible: ``inspection``, ``queue:K`` or ``none``."""
+
+    mode: str
+    batch: int = 1
+
+    @classmethod
+    def parse(cls, value: str | Feedback) -> Feedback:
+        if isinstance(value, Feedback):
+            return value
+        if not isinstance(value, str):
+            raise InputError(f"argument 'feedback': expected 'inspection', 'queue:K' or 'none', got {value!r}")
+        if value in ("inspection", "none"):
+            return cls(value, 1)
+        if value.startswith("queue:"):
+            try:
+                batch = int(value.split(":", 1)[1])
+            except ValueError:
+                batch = 0
+            if batch >= 1:
+                return cls("queue", batch)
+        raise InputError(
+            f"argument 'feedback': expected 'inspection', 'queue:K' (K a positive integer) or 'none', got {value!r}"
+        )
+
+    def __str__(self) -> str:
+        return f"queue:{self.batch}" if self.mode == "queue" else self.mode
+
+
+@dataclass(frozen=True, eq=False)
+class World:
+    """Everything fixed during a session.
+
+    Attributes:
+        grid: the holes, with their ground truth (the agent never sees ``grid.ctf`` directly).
+        predicted_ctf: the regressor's prediction per hole (Å), what the agent is told.
+        profile: minutes per move level and reward decay.
+        threshold: a hole is good when its CTFMaxRes is below this (Å).
+        duration: session length (minutes).
+        partial_reward: give the paper's partial reward just above the threshold.
+        feedback: when exposed holes' true CTFMaxRes are revealed.
+    """
+
+    grid: Grid
+    predicted_ctf: np.ndarray
+    profile: InstrumentProfile
+    threshold: float = 6.0
+    duration: float = 480.0
+    partial_reward: bool = False
+    feedback: Feedback = field(default_factory=lambda: Feedback("inspection"))
+    # Derived per-hole arrays, set in __post_init__.
+    groups: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
+    group_sizes: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
+    true_good: np.ndarray = field(init=False, repr=False)
+    exposure_reward: np.ndarray = field(init=False, repr=False)
+    visit_delta: np.ndarray = field(init=False, repr=False)
+    reveal_delta: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        grid = self.grid
+        pred = np.asarray(self.predicted_ctf, dtype=np.float64)
+        if pred.shape != (grid.n_holes,) or not np.all(np.isfinite(pred)):
+            raise InputError(f"predicted_ctf must be {grid.n_holes} finite numbers, one per hole")
+        if not np.isfinite(self.threshold) or self.threshold <= 0:
+            raise InputError(f"argument 'threshold': expected a positive number of Å, got {self.threshold!r}")
+        if not np.isfinite(self.duration) or self.duration <= 0:
+            raise InputError(f"argument 'duration': expected a positive number of minutes, got {self.duration!r}")
+        set_ = object.__setattr__
+        set_(self, "predicted_ctf", pred)
+        set_(self, "groups", (grid.patch, grid.square, grid.tile))
+        set_(self, "group_sizes", tuple(np.bincount(g) for g in self.groups))
+        true_good = grid.ctf < self.threshold
+        set_(self, "true_good", true_good)
+        # Reward of exposing each hole, by move level: (n_holes, 4).
+        quality = true_good.astype(np.float64)
+        if self.partial_reward:
+            above = ~true_good & ~grid.failed
+            quality[above] = partial_reward_factor(grid.ctf[above], self.threshold)
+        set_(self, "exposure_reward", quality[:, None] * self.profile.rewards()[None, :])
+        # Rows added to a hole's group tables when it is visited / revealed.
+        pred_bin = np.searchsorted(FEATURE_BIN_EDGES, pred, side="right") - 1
+        pred_good = (pred < self.threshold).astype(np.int32)
+        visit = np.zeros((grid.n_holes, N_COLS), dtype=np.int32)
+        visit[np.arange(grid.n_holes), pred_bin] = -1
+        visit[:, COL_UNVISITED_PRED_GOOD] = -pred_good
+        visit[:, COL_VISITED] = 1
+        visit[:, COL_VISITED_PRED_GOOD] = pred_good
+        reveal = np.zeros((grid.n_holes, N_COLS), dtype=np.int32)
+        reveal[:, COL_REVEALED] = 1
+        reveal[:, COL_REVEALED_GOOD] = true_good
+        set_(self, "visit_delta", visit)
+        set_(self, "reveal_delta", reveal)
+
+    @property
+    def n_holes(self) -> int:
+        return self.grid.n_holes
+
+    @property
+    def predicted_good(self) -> np.ndarray:
+        return self.predicted_ctf < self.threshold
+
+
+@dataclass(eq=False)
+class SessionState:
+    """The mutable state of one session; change it only through :func:`expose`.
+
+    ``tables`` holds, per level (patch, square, tile), one row per group with the columns
+    ``COL_*`` of this module, kept incrementally at every step.
+    """
+
+    start: int
+    current: int
+    elapsed: float
+    visited: np.ndarray
+    revealed: np.ndarray
+    revealed_ctf: np.ndarray
+    pending: list[int]
+    exposures: list[int]
+    exposure_minutes: list[float]
+    rewards: list[float]
+    moves: np.ndarray
+    invalid_moves: int
+    tables: tuple[np.ndarray, np.ndarray, np.ndarray]
+
+    @property
+    def n_exposures(self) -> int:
+        return len(self.exposures)
+
+
+class StepResult(NamedTuple):
+    """What one exposure did: its minutes, move level (0-3, -1 if invalid), reward."""
+
+    minutes: float
+    level: int
+    reward: float
+    invalid: bool
+    newly_revealed: tuple[int, ...]
+
+
+def empty_tables(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group tables of a session where nothing is visited or revealed."""
+    tables = []
+    bins = np.searchsorted(FEATURE_BIN_EDGES, world.predicted_ctf, side="right") - 1
+    pred_good = world.predicted_good
+    for ids, sizes in zip(world.groups, world.group_sizes, strict=True):
+        table = np.zeros((len(sizes), N_COLS), dtype=np.int32)
+        np.add.at(table, (ids, bins), 1)
+        table[:, COL_UNVISITED_PRED_GOOD] = np.bincount(ids, weights=pred_good, minlength=len(sizes))
+        tables.append(table)
+    return tuple(tables)
+
+
+def recount_tables(world: World, visited: np.ndarray, revealed: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The group tables recomputed from scratch from the masks (for checks and tests)."""
+    tables = empty_tables(world)
+    for ids, table in zip(world.groups, tables, strict=True):
+        np.add.at(table, ids[visited], world.visit_delta[visited])
+        np.add.at(table, ids[revealed], world.reveal_delta[revealed])
+    return tables
+
+
+def start_session(world: World, start_hole: int) -> SessionState:
+    """A new session at ``start_hole``: visited, free, not an exposure."""
+    if not 0 <= start_hole < world.n_holes:
+        raise InputError(f"start hole {start_hole} out of range 0..{world.n_holes - 1}")
+    n = world.n_holes
+    state = SessionState(
+        start=int(start_hole),
+        current=int(start_hole),
+        elapsed=0.0,
+        visited=np.zeros(n, dtype=bool),
+        revealed=np.zeros(n, dtype=bool),
+        revealed_ctf=np.zeros(n, dtype=np.float64),
+        pending=[],
+        exposures=[],
+        exposure_minutes=[],
+        rewards=[],
+        moves=np.zeros(4, dtype=np.int64),
+        invalid_moves=0,
+        tables=empty_tables(world),
+    )
+    _mark_visited(world, state, start_hole)
+    return state
+
+
+def _mark_visited(world: World, state: SessionState, hole: int) -> None:
+    state.visited[hole] = True
+    for ids, table in zip(world.groups, state.tables, strict=True):
+        table[ids[hole]] += world.visit_delta[hole]
+
+
+def _reveal(world: World, state: SessionState, holes: list[int]) -> None:
+    for hole in holes:
+        state.revealed[hole] = True
+        state.revealed_ctf[hole] = world.grid.ctf[hole]
+        for ids, table in zip(world.groups, state.tables, strict=True):
+            table[ids[hole]] += world.reveal_delta[hole]
+
+
+def move_level(world: World, from_hole: int, to_hole: int) -> int:
+    """0 same patch, 1 other patch same square, 2 other square same tile, 3 other tile."""
+    patch, square, tile = world.groups
+    return 3 - int(tile[from_hole] == tile[to_hole]) - int(square[from_hole] == square[to_hole]) - int(
+        patch[from_hole] == patch[to_hole]
+    )
+
+
+def move_levels(world: World, from_hole: int) -> np.ndarray:
+    """Move level from ``from_hole`` to every hole, (n_holes,) int8."""
+    patch, square, tile = world.groups
+    same = (
+        (tile == tile[from_hole]).view(np.int8)
+        + (square == square[from_hole]).view(np.int8)
+        + (patch == patch[from_hole]).view(np.int8)
+    )
+    return (3 - same).astype(np.int8)
+
+
+def move_minutes(world: World, from_hole: int) -> np.ndarray:
+    """Minutes to move from ``from_hole`` to every hole (n_holes,)."""
+    return np.asarray(world.profile.minutes)[move_levels(world, from_hole)]
+
+
+def expose(world: World, state: SessionState, hole: int) -> StepResult:
+    """Move to ``hole`` and expose it; update ``state`` in place (see the module's rules)."""
+    if not 0 <= hole < world.n_holes:
+        raise InputError(f"action {hole} out of range: holes are 0..{world.n_holes - 1}")
+    if state.visited[hole]:
+        minutes = world.profile.minutes[0]
+        state.elapsed += minutes
+        state.invalid_moves += 1
+        return StepResult(minutes, -1, 0.0, True, ())
+    level = move_level(world, state.current, hole)
+    minutes = world.profile.minutes[level]
+    reward = float(world.exposure_reward[hole, level])
+    state.elapsed += minutes
+    state.current = int(hole)
+    state.moves[level] += 1
+    state.exposures.append(int(hole))
+    state.exposure_minutes.append(state.elapsed)
+    state.rewards.append(reward)
+    _mark_visited(world, state, hole)
+    revealed: list[int] = []
+    if world.feedback.mode == "inspection":
+        revealed = [int(hole)]
+    elif world.feedback.mode == "queue":
+        state.pending.append(int(hole))
+        if len(state.pending) >= world.feedback.batch:
+            revealed, state.pending = state.pending, []
+    _reveal(world, state, revealed)
+    return StepResult(minutes, level, reward, False, tuple(revealed))
+
+
+def is_over(world: World, state: SessionState) -> bool:
+    """True when the elapsed minutes exceed the duration or every hole is visited."""
+    return state.elapsed > world.duration or len(state.exposures) + 1 >= world.n_holes
+
+
+def time_left(world: World, state: SessionState) -> float:
+    """Minutes left in the session (0 once over)."""
+    return max(world.duration - state.elapsed, 0.0)
