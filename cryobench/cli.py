@@ -112,8 +112,9 @@ def _show_dataset(dataset, split: str, noise: float, seed: int | None, as_json: 
     spec = regressor_spec(dataset, None)
     grid, measured = dataset.select_split(split) if split != "all" else (dataset.grid, dataset.measured_predictions)
     stats = grid_statistics(grid)
-    predicted = predict(grid, spec, noise=noise, seed=int(grid.meta.get("seed", 0) if seed is None else seed),
-                        measured=measured)
+    predicted = predict(
+        grid, spec, noise=noise, seed=int(grid.meta.get("seed", 0) if seed is None else seed), measured=measured
+    )
     quality = regressor_quality(predicted, grid.ctf, patch=grid.patch)
     summary = {
         "dataset": dataset.name,

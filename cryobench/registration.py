@@ -41,6 +41,4 @@ def resolve_env_id(name: str) -> str:
     key = name.lower()
     if key in SHORT_NAMES:
         return SHORT_NAMES[key]
-    raise InputError(
-        f"unknown environment {name!r}; expected one of {', '.join(SHORT_NAMES)} or {', '.join(ENV_IDS)}"
-    )
+    raise InputError(f"unknown environment {name!r}; expected one of {', '.join(SHORT_NAMES)} or {', '.join(ENV_IDS)}")

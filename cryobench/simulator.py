@@ -256,8 +256,11 @@ def _reveal(world: World, state: SessionState, holes: list[int]) -> None:
 def move_level(world: World, from_hole: int, to_hole: int) -> int:
     """0 same patch, 1 other patch same square, 2 other square same tile, 3 other tile."""
     patch, square, tile = world.groups
-    return 3 - int(tile[from_hole] == tile[to_hole]) - int(square[from_hole] == square[to_hole]) - int(
-        patch[from_hole] == patch[to_hole]
+    return (
+        3
+        - int(tile[from_hole] == tile[to_hole])
+        - int(square[from_hole] == square[to_hole])
+        - int(patch[from_hole] == patch[to_hole])
     )
 
 

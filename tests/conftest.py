@@ -25,8 +25,9 @@ def aldolase_data() -> Path:
     return ALDOLASE_DATA
 
 
-def make_grid(seed: int = 0, tiles: int = 2, squares_per_tile: int = 2, patches_per_square: int = 3,
-              holes_per_patch: int = 5) -> Grid:
+def make_grid(
+    seed: int = 0, tiles: int = 2, squares_per_tile: int = 2, patches_per_square: int = 3, holes_per_patch: int = 5
+) -> Grid:
     """A small regular grid with random CTFs, built by hand (independent of the twin generator)."""
     rng = np.random.default_rng(seed)
     n_squares = tiles * squares_per_tile
@@ -55,10 +56,22 @@ def make_grid(seed: int = 0, tiles: int = 2, squares_per_tile: int = 2, patches_
     )
 
 
-def make_world(seed: int = 0, feedback: str = "inspection", profile: str = "paper", partial: bool = False,
-               duration: float = 480.0, **grid_kwargs) -> World:
+def make_world(
+    seed: int = 0,
+    feedback: str = "inspection",
+    profile: str = "paper",
+    partial: bool = False,
+    duration: float = 480.0,
+    **grid_kwargs,
+) -> World:
     grid = make_grid(seed, **grid_kwargs)
     rng = np.random.default_rng(seed + 1)
     predicted = np.clip(np.minimum(grid.ctf, 20.0) + rng.normal(0, 1.5, grid.n_holes), 0.5, 20.0)
-    return World(grid, predicted, get_profile(profile), duration=duration, partial_reward=partial,
-                 feedback=Feedback.parse(feedback))
+    return World(
+        grid,
+        predicted,
+        get_profile(profile),
+        duration=duration,
+        partial_reward=partial,
+        feedback=Feedback.parse(feedback),
+    )

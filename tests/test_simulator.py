@@ -57,8 +57,9 @@ def test_session_invariants(seed, feedback, profile, partial, duration, actions)
         assert len(set(state.exposures)) == len(state.exposures)
         assert state.start not in state.exposures
         # incremental counts equal a recomputation from scratch
-        for kept, fresh in zip(state.tables, simulator.recount_tables(world, state.visited, state.revealed),
-                               strict=True):
+        for kept, fresh in zip(
+            state.tables, simulator.recount_tables(world, state.visited, state.revealed), strict=True
+        ):
             np.testing.assert_array_equal(kept, fresh)
         # feedback: what is revealed follows the mode
         if world.feedback.mode == "inspection":
