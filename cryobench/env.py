@@ -151,8 +151,21 @@ class CryoEMSessionEnv(gym.Env):
         self._new_world_each_reset = new_world_each_reset
         base = load_dataset(dataset=dataset, data=data, seed=world_seed)
         self.world_seed = int(base.grid.meta.get("seed", 0)) if world_seed is None else int(world_seed)
-        self._set_world(build_world(base, prediction_seed=self.world_seed, **self._world_args))
+        self._init_spaces(build_world(base, prediction_seed=self.world_seed, **self._world_args))
 
+    @classmethod
+    def from_world(cls, world: simulator.World, render_mode: str | None = None) -> CryoEMSessionEnv:
+        """An environment on a World built by hand (custom grids, tests); one fixed world."""
+        env = cls.__new__(cls)
+        env.render_mode = render_mode
+        env._world_args, env._dataset_name, env._data = {}, world.grid.name, None
+        env._new_world_each_reset = False
+        env.world_seed = int(world.grid.meta.get("seed", 0))
+        env._init_spaces(world)
+        return env
+
+    def _init_spaces(self, world: simulator.World) -> None:
+        self._set_world(world)
         n = self.world.n_holes
         duration_f = float(self.world.duration)
         self.action_space = spaces.Discrete(n)

@@ -1,0 +1,1 @@
+"""cryobench agents: the interface (base), the registry, and the built-in zoo."""

@@ -1,0 +1,113 @@
+"""Find agents by name: built-in and third-party alike, through the ``cryobench.agents`` entry points.
+
+A third-party package exposes ``[project.entry-points."cryobench.agents"] myagent = "pkg.mod:MyAgent"``;
+cryobench's own agents are declared the same way in its ``pyproject.toml``. An agent's card
+``agents/<name>.yaml`` (hyperparameters) is optional for third-party agents (defaults of its Config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cryobench.agents.base import Agent
+from cryobench.errors import InputError
+from cryobench.resources import card_dir
+
+GROUP = "cryobench.agents"
+
+
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def list_agents() -> list[dict[str, Any]]:
+    """Every agent that can be loaded, with a load error instead of a crash for a broken plugin."""
+    rows = []
+    for name, ep in sorted(_entry_points().items()):
+        row: dict[str, Any] = {"name": name, "source": ep.value, "error": None}
+        try:
+            cls = ep.load()
+            row.update(upper_bound=cls.uses_ground_truth, needs_feedback=cls.needs_feedback, doc=_first_line(cls))
+        except Exception as exc:  # a broken plugin is reported, never fatal to the listing
+            row["error"] = f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows
+
+
+def _first_line(cls) -> str:
+    return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+
+def agent_class(name: str) -> type[Agent]:
+    eps = _entry_points()
+    if name not in eps:
+        raise InputError(f"unknown agent {name!r}; available: {', '.join(sorted(eps))}")
+    try:
+        cls = eps[name].load()
+    except Exception as exc:
+        raise InputError(f"agent {name!r} ({eps[name].value}) failed to load: {type(exc).__name__}: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, Agent)):
+        raise InputError(f"agent {name!r} ({eps[name].value}) is not a subclass of cryobench.agents.base.Agent")
+    return cls
+
+
+def load_card(name: str, path: str | Path | None = None) -> dict[str, Any]:
+    """The agent's card (YAML): ``agents/<name>.yaml`` or an explicit path; {} if there is none."""
+    card_path = Path(path) if path else card_dir("agents") / f"{name}.yaml"
+    if not card_path.is_file():
+        if path:
+            raise InputError(f"agent card {card_path} not found")
+        return {}
+    try:
+        card = yaml.safe_load(card_path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"{card_path}: not valid YAML: {exc}") from None
+    if not isinstance(card, dict):
+        raise InputError(f"{card_path}: expected a mapping at the top level")
+    return card
+
+
+def make_config(cls: type[Agent], hyperparameters: dict[str, Any], source: str) -> Any:
+    """The agent's Config from a mapping, refusing unknown or mistyped hyperparameters."""
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    unknown = set(hyperparameters) - set(fields)
+    if unknown:
+        raise InputError(
+            f"{source}: unknown hyperparameter(s) {sorted(unknown)} for agent {cls.name!r}; "
+            f"expected some of {sorted(fields)}"
+        )
+    values = {}
+    for key, value in hyperparameters.items():
+        default = fields[key].default
+        if default is not dataclasses.MISSING and default is not None and not isinstance(value, type(default)):
+            if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            else:
+                raise InputError(
+                    f"{source}: hyperparameter {key!r} of agent {cls.name!r} must be "
+                    f"{type(default).__name__}, got {value!r}"
+                )
+        values[key] = value
+    return cls.Config(**values)
+
+
+def load_agent(name: str, overrides: dict[str, Any] | None = None, card_path: str | Path | None = None):
+    """An agent instance by name, configured from its card and then ``overrides``.
+
+    Returns ``(agent, card)`` where card is the effective card (with the overrides applied).
+    """
+    cls = agent_class(name)
+    card = load_card(name, card_path)
+    hyper = dict(card.get("hyperparameters") or {})
+    hyper.update(overrides or {})
+    source = str(card_path or card_dir("agents") / f"{name}.yaml")
+    agent = cls(make_config(cls, hyper, source))
+    effective = dict(card)
+    effective["name"] = name
+    effective["hyperparameters"] = dataclasses.asdict(agent.config)
+    return agent, effective

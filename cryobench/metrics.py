@@ -1,0 +1,162 @@
+"""Standard metrics: per episode, between trajectories (Jaccard), and aggregated over episodes.
+
+One module used by the CLI, the leaderboards and the tests. Per-episode metrics are
+computed from a finished session and the world's ground truth (scoring may see the
+truth; agents may not). Aggregates follow Agarwal et al. (2021, "Deep RL at the edge of
+the statistical precipice"): interquartile mean with stratified bootstrap confidence
+intervals and the probability of improvement, implemented on numpy/scipy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+from cryobench.grid import CTF_BIN_EDGES, CTF_BIN_LABELS
+from cryobench.profiles import MOVE_LEVELS
+from cryobench.simulator import SessionState, World
+
+# The paper's bins for exposures (Å): < 4, 4-5, 5-6, > 6.
+PAPER_BIN_EDGES = (0.0, 4.0, 5.0, 6.0, np.inf)
+PAPER_BIN_LABELS = ("<4", "4-5", "5-6", ">6")
+
+
+def episode_metrics(world: World, state: SessionState) -> dict:
+    """The standard metrics of one finished (or running) session."""
+    exposures = np.asarray(state.exposures, dtype=np.int64)
+    ctf = world.grid.ctf[exposures]
+    good = world.true_good[exposures]
+    squares = world.grid.square[exposures]
+    minutes = np.asarray(state.exposure_minutes, dtype=np.float64)
+    bins = np.histogram(ctf, bins=PAPER_BIN_EDGES)[0]
+    per_square = np.bincount(squares, minlength=world.grid.n_squares)
+    visited_squares = per_square[per_square > 0]
+    return {
+        "good_exposures": int(good.sum()),
+        "exposures": len(exposures),
+        "good_fraction": float(good.mean()) if len(exposures) else 0.0,
+        "bins": {label: int(c) for label, c in zip(PAPER_BIN_LABELS, bins, strict=True)},
+        "total_reward": float(np.sum(state.rewards)),
+        "minutes": float(state.elapsed),
+        "moves": {level: int(c) for level, c in zip(MOVE_LEVELS, state.moves, strict=True)},
+        "invalid_moves": int(state.invalid_moves),
+        "tiles_visited": int(len(np.unique(world.grid.tile[exposures]))),
+        "squares_visited": int(len(visited_squares)),
+        "patches_visited": int(len(np.unique(world.grid.patch[exposures]))),
+        "exposures_per_square": float(visited_squares.mean()) if len(visited_squares) else 0.0,
+        "good_curve": {"minutes": minutes.tolist(), "good": np.cumsum(good).astype(int).tolist()},
+        "start": int(state.start),
+        "trajectory": exposures.tolist(),
+    }
+
+
+def ctf_bin_counts(ctf: np.ndarray) -> dict[str, int]:
+    """Counts of CTFMaxRes values in the dataset bins (< 4, 4-5, 5-6, 6-8, > 8 Å)."""
+    counts = np.histogram(ctf, bins=CTF_BIN_EDGES)[0]
+    return {label: int(c) for label, c in zip(CTF_BIN_LABELS, counts, strict=True)}
+
+
+def good_at_minutes(curve: dict, minutes: np.ndarray) -> np.ndarray:
+    """Good exposures collected by each time in ``minutes`` (a step function of the curve)."""
+    t = np.asarray(curve["minutes"], dtype=float)
+    g = np.asarray(curve["good"], dtype=float)
+    idx = np.searchsorted(t, minutes, side="right") - 1
+    return np.where(idx >= 0, g[np.clip(idx, 0, None)] if len(g) else 0.0, 0.0)
+
+
+# ---- overlap between trajectories ----------------------------------------------------
+def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
+    """|A ∩ B| / |A ∪ B| of two sets of exposed holes (1.0 for two empty sets)."""
+    set_a, set_b = set(map(int, a)), set(map(int, b))
+    union = set_a | set_b
+    return len(set_a & set_b) / len(union) if union else 1.0
+
+
+def jaccard_matrix(trajectories: Sequence[Sequence[int]], good: np.ndarray | None = None) -> np.ndarray:
+    """Pairwise Jaccard similarities (the paper's Fig. 4E); with ``good`` (a per-hole bool
+    mask), only the good exposures of each trajectory are compared."""
+    n_holes = 1 + max((max(t) for t in trajectories if len(t)), default=0)
+    if good is not None:
+        n_holes = max(n_holes, len(good))
+    sets = np.zeros((len(trajectories), n_holes), dtype=np.float64)
+    for i, traj in enumerate(trajectories):
+        sets[i, np.asarray(traj, dtype=np.int64)] = 1.0
+    if good is not None:
+        sets[:, : len(good)] *= good
+        sets[:, len(good) :] = 0.0
+    inter = sets @ sets.T
+    sizes = sets.sum(axis=1)
+    union = sizes[:, None] + sizes[None, :] - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / np.where(union > 0, union, 1.0), 1.0)
+
+
+def mean_pairwise(matrix: np.ndarray) -> float:
+    """Mean of the off-diagonal entries of a similarity matrix."""
+    n = len(matrix)
+    if n < 2:
+        return float("nan")
+    return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
+
+
+# ---- scores and aggregates -------------------------------------------------------------
+def normalised_score(value: np.ndarray | float, random: float, oracle: float) -> np.ndarray | float:
+    """100 (x - random) / (oracle - random): 0 is the random policy, 100 the ground-truth bound."""
+    span = oracle - random
+    if span <= 0:
+        raise ValueError(f"normalised score undefined: oracle ({oracle}) does not beat random ({random})")
+    return 100.0 * (np.asarray(value, dtype=float) - random) / span
+
+
+def iqm(values: np.ndarray) -> float:
+    """Interquartile mean: the mean of the middle 50% of the values."""
+    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+
+
+def bootstrap_ci(
+    scores: Sequence[np.ndarray],
+    statistic=iqm,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Point estimate and stratified bootstrap CI of ``statistic`` over episodes.
+
+    ``scores`` holds one array of per-episode values per stratum (e.g. per environment);
+    each bootstrap replicate resamples episodes within every stratum, then pools them.
+    """
+    rng = np.random.default_rng(seed)
+    strata = [np.asarray(s, dtype=float) for s in scores]
+    point = statistic(np.concatenate(strata))
+    replicates = np.empty(reps)
+    for r in range(reps):
+        replicates[r] = statistic(np.concatenate([s[rng.integers(len(s), size=len(s))] for s in strata]))
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
+    return float(point), float(low), float(high)
+
+
+def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
+    """P(X > Y): the chance that an episode of agent X beats one of agent Y, averaged over strata
+    (Mann-Whitney U statistic / (n m), ties counting one half)."""
+    values = []
+    for xs, ys in zip(x, y, strict=True):
+        u = stats.mannwhitneyu(np.asarray(xs, float), np.asarray(ys, float), alternative="two-sided").statistic
+        values.append(u / (len(xs) * len(ys)))
+    return float(np.mean(values))
+
+
+def summarise(values: np.ndarray) -> dict[str, float]:
+    """Mean, sd, IQM and its 95% stratified-bootstrap CI of one metric over episodes."""
+    values = np.asarray(values, dtype=float)
+    point, low, high = bootstrap_ci([values])
+    return {
+        "mean": float(values.mean()),
+        "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+        "iqm": point,
+        "iqm_ci_low": low,
+        "iqm_ci_high": high,
+        "n": len(values),
+    }
