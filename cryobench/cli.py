@@ -50,6 +50,113 @@ def list_envs() -> None:
         click.echo(f"{short[env_id]:<12} {env_id:<26} {args}")
 
 
+@list_group.command("agents")
+def list_agents_cmd() -> None:
+    """The agents that load by name (built-in and plugins), upper bounds apart."""
+    from cryobench.agents.registry import list_agents
+
+    rows = list_agents()
+    for title, bound in (("agents", False), ("upper bounds (see the ground truth; not real agents)", True)):
+        click.echo(f"{title}:")
+        for row in rows:
+            if row["error"] is None and row["upper_bound"] == bound:
+                feedback = " [needs feedback]" if row["needs_feedback"] else ""
+                click.echo(f"  {row['name']:<22} {row['doc']}{feedback}")
+    broken = [row for row in rows if row["error"] is not None]
+    if broken:
+        click.echo("failed to load:")
+        for row in broken:
+            click.echo(f"  {row['name']:<22} {row['source']}: {row['error']}")
+
+
+def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
+    """KEY=VALUE pairs; values parsed as YAML scalars (1.5 -> float, true -> bool, test -> str)."""
+    import yaml
+
+    out = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"option {option}: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+# ---- run / compare / plot --------------------------------------------------------------
+@main.command("run")
+@click.option("--agent", "agent_name", required=True, help="Agent name (cryobench list agents).")
+@click.option("--env", "env_name", required=True, help="aldolase, apoferritin, rnapii, aldolaseau, cryorl or an id.")
+@click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed + i.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Results file (JSON).")
+@click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument, e.g. -e noise=1.5.")
+@click.option("-H", "hyper_args", multiple=True, metavar="KEY=VALUE", help="Agent hyperparameter override.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+def run_cmd(agent_name, env_name, episodes, seed, out, env_args, hyper_args, quiet) -> None:
+    """Run an agent for seeded episodes; print a table and write a results file."""
+    from cryobench.evaluate import evaluate, save_results
+
+    env_kwargs = _parse_assignments(env_args, "-e")
+    hyper = _parse_assignments(hyper_args, "-H")
+    result = evaluate(agent_name, env_name, env_kwargs, episodes, seed, hyper, progress=not quiet)
+    if out is None:
+        out = f"cryobench-results/{agent_name}_{env_name.replace('/', '-')}_seed{seed}.json"
+    path = save_results(result, out)
+    _print_summary(result)
+    click.echo(f"results: {path}")
+
+
+def _print_summary(result: dict) -> None:
+    agent = result["agent"]
+    kind = " (UPPER BOUND: sees the ground truth)" if agent["upper_bound"] else ""
+    click.echo(f"{agent['name']}{kind} on {result['env']['id']} {result['env']['kwargs'] or ''}")
+    click.echo(f"{len(result['episodes'])} episodes, {result['env']['n_holes']} holes")
+    click.echo(f"{'metric':<22}{'mean':>9}{'sd':>8}{'IQM':>9}   95% CI of IQM")
+    for name, s in result["summary"].items():
+        ci = f"[{s['iqm_ci_low']:.2f}, {s['iqm_ci_high']:.2f}]"
+        click.echo(f"{name:<22}{s['mean']:>9.2f}{s['sd']:>8.2f}{s['iqm']:>9.2f}   {ci}")
+    click.echo(f"seconds per episode: {result['timing']['seconds_per_episode']:.3f}")
+
+
+@main.command("compare")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--good-only", is_flag=True, help="Jaccard over good exposures only.")
+@_friendly_errors
+def compare_cmd(results, good_only) -> None:
+    """Side-by-side table of RESULTS files with CIs, and the Jaccard matrix."""
+    import pandas as pd
+
+    from cryobench.compare import comparison_table, jaccard_between
+    from cryobench.evaluate import load_results
+
+    docs = [load_results(p) for p in results]
+    table = comparison_table(docs)
+    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
+        click.echo(table.to_string(index=False))
+        click.echo("\nJaccard similarity of exposure sets" + (" (good only)" if good_only else ""))
+        click.echo("(off-diagonal: same seeds, two agents; diagonal: one agent across seeds)")
+        click.echo(jaccard_between(docs, good_only=good_only).to_string())
+
+
+@main.command("plot")
+@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--kind", type=click.Choice(["curve", "bins", "jaccard", "path", "squares", "all"]), default="all")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="cryobench-plots", show_default=True)
+@_friendly_errors
+def plot_cmd(results, kind, out_dir) -> None:
+    """Write PNG figures from RESULTS files: curve (Fig. 4B), bins (2C/4C), jaccard (4E), path, squares (4D)."""
+    from cryobench.evaluate import load_results
+    from cryobench.plots import PLOT_KINDS, make_plot
+
+    docs = [load_results(p) for p in results]
+    for k in PLOT_KINDS if kind == "all" else (kind,):
+        click.echo(make_plot(k, docs, Path(out_dir) / f"{k}.png"))
+
+
 # ---- datasets -----------------------------------------------------------------------
 @main.group("datasets")
 def datasets_group() -> None:

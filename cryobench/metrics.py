@@ -49,6 +49,8 @@ def episode_metrics(world: World, state: SessionState) -> dict:
         "good_curve": {"minutes": minutes.tolist(), "good": np.cumsum(good).astype(int).tolist()},
         "start": int(state.start),
         "trajectory": exposures.tolist(),
+        "trajectory_good": good.astype(int).tolist(),
+        "trajectory_ctf": ctf.tolist(),
     }
 
 
