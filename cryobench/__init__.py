@@ -8,7 +8,7 @@ Importing cryobench registers its environments with gymnasium:
 
 from importlib.metadata import PackageNotFoundError, version
 
-from cryobench.registration import ENV_IDS, SHORT_NAMES, register_envs
+from cryobench.registration import env_cards, register_envs
 
 try:
     __version__ = version("cryobench")
@@ -17,4 +17,4 @@ except PackageNotFoundError:  # running from a checkout that is not installed
 
 register_envs()
 
-__all__ = ["ENV_IDS", "SHORT_NAMES", "__version__", "register_envs"]
+__all__ = ["__version__", "env_cards", "register_envs"]

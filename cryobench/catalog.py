@@ -104,8 +104,8 @@ def build_world(
     """The session world for one split of a dataset with the given regressor, noise and rules."""
     from cryobench.regressors import predict
 
-    if split not in ("train", "test"):
-        raise InputError(f"argument 'split': expected 'train' or 'test', got {split!r}")
+    if split not in ("train", "test", "all"):
+        raise InputError(f"argument 'split': expected 'train', 'test' or 'all', got {split!r}")
     if not isinstance(partial_reward, bool):
         raise InputError(f"argument 'partial_reward': expected True or False, got {partial_reward!r}")
     for name, value in (("threshold", threshold), ("duration", duration)):

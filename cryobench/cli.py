@@ -41,13 +41,12 @@ def list_group() -> None:
 @list_group.command("envs")
 def list_envs() -> None:
     """The registered environments and their short names."""
-    from cryobench.registration import ENV_IDS, SHORT_NAMES
+    from cryobench.registration import env_cards
 
-    short = {v: k for k, v in SHORT_NAMES.items()}
-    click.echo(f"{'short name':<12} {'environment id':<26} arguments")
-    for env_id, kwargs in ENV_IDS.items():
-        args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items()) or "data=PATH (a CryoRL-format folder)"
-        click.echo(f"{short[env_id]:<12} {env_id:<26} {args}")
+    click.echo(f"{'short name':<12} {'environment id':<26} {'arguments':<24} title")
+    for env_id, card in env_cards().items():
+        args = ", ".join(f"{k}={v!r}" for k, v in card["kwargs"].items()) or "data=PATH"
+        click.echo(f"{card['short_name']:<12} {env_id:<26} {args:<24} {card['title']}")
 
 
 @list_group.command("agents")

@@ -93,7 +93,8 @@ class CryoEMSessionEnv(gym.Env):
     - ``dataset``: a twin's card name (``aldolase``, ``apoferritin``, ``rnapii``, ``aldolaseau``)
       or the path of a dataset card (YAML).
     - ``data``: a folder of measured data in the CryoRL format (``cryobench/CryoRL-v0``).
-    - ``split``: ``"test"`` (default) or ``"train"``: disjoint tiles of the dataset.
+    - ``split``: ``"test"`` (default) or ``"train"``: disjoint tiles of the dataset; ``"all"``: every hole
+      (as the paper's AldolaseAu human study, which used the whole grid).
     - ``noise``: 0 (perfect predictions) .. 5; 1 (default) is the dataset's own regressor quality.
     - ``regressor``: a regressor model name or spec mapping (default: the dataset's; ``measured``
       where real predictions exist).

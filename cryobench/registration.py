@@ -1,44 +1,64 @@
-"""Gymnasium registration of cryobench's environments, and their short names for the CLI."""
+"""Gymnasium registration from the environment cards in ``envs/``, and short names for the CLI."""
 
 from __future__ import annotations
 
+import functools
+
 import gymnasium as gym
+import yaml
+
+from cryobench.errors import InputError
+from cryobench.resources import card_dir
 
 ENTRY_POINT = "cryobench.env:CryoEMSessionEnv"
-
-#: Environment id -> the keyword arguments that define it.
-ENV_IDS: dict[str, dict] = {
-    "cryobench/Aldolase-v0": {"dataset": "aldolase"},
-    "cryobench/Apoferritin-v0": {"dataset": "apoferritin"},
-    "cryobench/RNAPII-v0": {"dataset": "rnapii"},
-    "cryobench/AldolaseAu-v0": {"dataset": "aldolaseau"},
-    "cryobench/CryoRL-v0": {},
+_CARD_FIELDS = {
+    "id": str,
+    "short_name": str,
+    "title": str,
+    "kwargs": dict,
+    "description": str,
+    "paper": str,
+    "simulated": bool,
 }
 
-#: Short names used by ``cryobench run --env``.
-SHORT_NAMES: dict[str, str] = {
-    "aldolase": "cryobench/Aldolase-v0",
-    "apoferritin": "cryobench/Apoferritin-v0",
-    "rnapii": "cryobench/RNAPII-v0",
-    "aldolaseau": "cryobench/AldolaseAu-v0",
-    "cryorl": "cryobench/CryoRL-v0",
-}
+
+@functools.cache
+def env_cards() -> dict[str, dict]:
+    """Environment id -> its card, from ``envs/*.yaml``, validated."""
+    cards = {}
+    for path in sorted(card_dir("envs").glob("*.yaml")):
+        card = yaml.safe_load(path.read_text())
+        if not isinstance(card, dict):
+            raise InputError(f"{path}: an environment card must be a mapping")
+        for field, kind in _CARD_FIELDS.items():
+            if not isinstance(card.get(field), kind):
+                raise InputError(f"{path}: field {field!r} must be a {kind.__name__}, got {card.get(field)!r}")
+        unknown = set(card) - set(_CARD_FIELDS)
+        if unknown:
+            raise InputError(f"{path}: unknown field(s) {sorted(unknown)}; expected {sorted(_CARD_FIELDS)}")
+        cards[card["id"]] = card
+    return cards
+
+
+def short_names() -> dict[str, str]:
+    """Short name -> environment id."""
+    return {card["short_name"]: env_id for env_id, card in env_cards().items()}
 
 
 def register_envs() -> None:
     """Register every cryobench environment (idempotent)."""
-    for env_id, kwargs in ENV_IDS.items():
+    for env_id, card in env_cards().items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(kwargs))
+            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(card["kwargs"]))
 
 
 def resolve_env_id(name: str) -> str:
     """A full environment id from a short name (``aldolaseau``) or an id."""
-    from cryobench.errors import InputError
-
-    if name in ENV_IDS:
+    if name in env_cards():
         return name
-    key = name.lower()
-    if key in SHORT_NAMES:
-        return SHORT_NAMES[key]
-    raise InputError(f"unknown environment {name!r}; expected one of {', '.join(SHORT_NAMES)} or {', '.join(ENV_IDS)}")
+    names = short_names()
+    if name.lower() in names:
+        return names[name.lower()]
+    raise InputError(
+        f"unknown environment {name!r}; expected one of {', '.join(names)} or an id like {next(iter(env_cards()))}"
+    )

@@ -12,9 +12,9 @@ from gymnasium.utils.env_checker import check_env
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.errors import InputError
 from cryobench.features import N_FEATURES
-from cryobench.registration import ENV_IDS
+from cryobench.registration import env_cards
 
-TWIN_IDS = [env_id for env_id, kwargs in ENV_IDS.items() if "dataset" in kwargs]
+TWIN_IDS = [env_id for env_id, card in env_cards().items() if card["simulated"]]
 
 
 def random_rollout(env, seed: int, steps: int | None = None) -> tuple[list[int], list[float]]:
