@@ -1,0 +1,77 @@
+"""Cards and results load from a checkout and from an installed wheel; the console command works."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import cryobench
+from cryobench.cli import main
+from cryobench.resources import CARD_KINDS, card_dir, card_source
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_cards_load_from_the_checkout():
+    assert card_source() == "checkout"
+    for kind in CARD_KINDS:
+        assert card_dir(kind) == ROOT / kind
+    assert len(cryobench.env_cards()) == 5
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(out), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = out.glob("cryobench-*.whl")
+    return path
+
+
+def test_wheel_carries_every_card(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for kind in CARD_KINDS:
+        shipped = {p.relative_to(ROOT).as_posix() for p in (ROOT / kind).rglob("*") if p.is_file()}
+        for rel in shipped:
+            assert f"cryobench/_cards/{rel}" in names, rel
+
+
+def test_cards_load_from_an_installed_wheel(wheel, tmp_path):
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    script = (
+        "import cryobench, gymnasium as gym\n"
+        "from cryobench.resources import card_source, card_dir\n"
+        "assert card_source() == 'wheel', card_source()\n"
+        "assert 'site' in str(card_dir('datasets'))\n"
+        "from cryobench.cards import list_dataset_cards\n"
+        "assert 'aldolase' in list_dataset_cards()\n"
+        "env = gym.make('cryobench/Aldolase-v0')\n"
+        "obs, info = env.reset(seed=0)\n"
+        "print(cryobench.__file__, env.action_space.n)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={"PYTHONPATH": str(tmp_path / "site"), "PATH": "/usr/bin:/bin"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert str(tmp_path / "site") in done.stdout
+
+
+def test_console_command_help_and_version():
+    runner = CliRunner()
+    assert runner.invoke(main, ["--version"]).output.strip().endswith(cryobench.__version__)
+    result = runner.invoke(main, ["--help"])
+    assert result.exit_code == 0 and "run" in result.output and "datasets" in result.output
+    listing = runner.invoke(main, ["list", "envs"])
+    assert "cryobench/AldolaseAu-v0" in listing.output and "aldolaseau" in listing.output
