@@ -1,0 +1,159 @@
+"""Sweeps: many (agent, environment, arguments, seeds) tasks, run in parallel, resumable.
+
+Each task writes one results file, atomically (a temporary file renamed into place), named
+by a hash of the task. A sweep that is killed at any point resumes where it stopped: the
+finished tasks' files are complete and are skipped, the unfinished ones run again from
+scratch, so nothing is lost or duplicated.
+
+Backends: ``local`` (worker processes on this machine, the default) and ``ray`` (an
+optional dependency, ``pip install cryobench[ray]``, for users who outgrow one machine;
+scheduling is Ray's own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from cryobench.errors import InputError
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of a sweep: an agent on an environment with arguments, for some seeds."""
+
+    agent: str
+    env: str
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+
+    def key(self) -> str:
+        """A stable id: the same task always maps to the same results file."""
+        text = json.dumps(asdict(self), sort_keys=True, default=list)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def filename(self) -> str:
+        args = "_".join(f"{k}-{v}" for k, v in sorted(self.env_kwargs.items()) if k != "data")
+        stem = f"{self.agent}__{self.env}" + (f"__{args}" if args else "")
+        safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in stem)
+        return f"{safe}__{self.key()}.json"
+
+
+def grid_tasks(
+    agents: Sequence[str],
+    envs: Sequence[str],
+    noises: Sequence[float | None] = (None,),
+    seeds: Sequence[int] = tuple(range(50)),
+    env_kwargs: dict[str, Any] | None = None,
+    seeds_per_task: int = 10,
+) -> list[Task]:
+    """The cross product agents x environments x noise levels, seeds split into chunks."""
+    tasks = []
+    seeds = tuple(int(s) for s in seeds)
+    chunks = [seeds[i : i + seeds_per_task] for i in range(0, len(seeds), seeds_per_task)]
+    for agent in agents:
+        for env in envs:
+            for noise in noises:
+                kwargs = dict(env_kwargs or {})
+                if noise is not None:
+                    kwargs["noise"] = float(noise)
+                tasks.extend(Task(agent, env, kwargs, chunk) for chunk in chunks)
+    return tasks
+
+
+def run_task(task: Task, out_dir: str | Path) -> Path:
+    """Run one task and write its results file atomically; return its path."""
+    import time
+
+    from cryobench.evaluate import save_results
+
+    start = time.perf_counter()
+    result = evaluate_seeds(task)
+    result["task"] = {**asdict(task), "seeds": list(task.seeds), "key": task.key()}
+    result["timing"]["task_seconds"] = time.perf_counter() - start
+    return save_results(result, Path(out_dir) / task.filename())
+
+
+def evaluate_seeds(task: Task) -> dict:
+    """Evaluate a task's agent on exactly the task's seeds (which need not be contiguous)."""
+    from cryobench.evaluate import evaluate
+
+    seeds = list(task.seeds)
+    if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
+        raise InputError(f"task {task.key()}: seeds must be a contiguous range, got {seeds}")
+    return evaluate(task.agent, task.env, task.env_kwargs, len(seeds), seeds[0], task.hyperparameters, progress=False)
+
+
+def pending(tasks: Iterable[Task], out_dir: str | Path) -> list[Task]:
+    """The tasks whose results file is not there yet (finished files are complete by construction)."""
+    out = Path(out_dir)
+    return [t for t in tasks if not (out / t.filename()).is_file()]
+
+
+def run_sweep(
+    tasks: Sequence[Task],
+    out_dir: str | Path,
+    workers: int = 2,
+    backend: str = "local",
+    address: str | None = None,
+    progress: bool = True,
+) -> list[Path]:
+    """Run every task not already done; return the paths of all tasks' results files."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.json.tmp*"):  # a killed writer's leftovers: never complete results
+        stale.unlink()
+    todo = pending(tasks, out)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), desc="sweep", unit="task")
+    if backend == "local":
+        _run_local(todo, out, workers, bar)
+    elif backend == "ray":
+        _run_ray(todo, out, address, bar)
+    else:
+        raise InputError(f"argument 'backend': expected 'local' or 'ray', got {backend!r}")
+    if bar is not None:
+        bar.close()
+    return [out / t.filename() for t in tasks]
+
+
+def _run_local(todo: list[Task], out: Path, workers: int, bar) -> None:
+    if workers <= 1:
+        for task in todo:
+            run_task(task, out)
+            if bar is not None:
+                bar.update()
+        return
+    # spawn: fresh interpreters, safe with torch's threads (fork is not).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_task, task, str(out)) for task in todo]
+        for future in as_completed(futures):
+            future.result()
+            if bar is not None:
+                bar.update()
+
+
+def _run_ray(todo: list[Task], out: Path, address: str | None, bar) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise InputError("backend 'ray' needs Ray: pip install 'cryobench[ray]'") from None
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(run_task)
+    refs = [remote.remote(task, str(out)) for task in todo]
+    while refs:
+        done, refs = ray.wait(refs, num_returns=1)
+        ray.get(done)
+        if bar is not None:
+            bar.update()
