@@ -156,6 +156,96 @@ def plot_cmd(results, kind, out_dir) -> None:
         click.echo(make_plot(k, docs, Path(out_dir) / f"{k}.png"))
 
 
+# ---- sweeps, submissions, leaderboards ------------------------------------------------------
+@main.command("sweep")
+@click.option("--agents", required=True, help="Comma-separated agent names.")
+@click.option("--envs", required=True, help="Comma-separated environment short names.")
+@click.option("--noise", "noises", default="", help="Comma-separated noise levels (default: each env's own).")
+@click.option("--seeds", default="0-49", show_default=True, help="A range FIRST-LAST.")
+@click.option("--seeds-per-task", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument for every task.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder of task results.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (backend ray).")
+@_friendly_errors
+def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, workers, backend, address) -> None:
+    """Run agents x environments x noise levels x seeds in parallel; resumable (re-run the same command)."""
+    from cryobench.sweep import grid_tasks, run_sweep
+
+    first, _, last = seeds.partition("-")
+    try:
+        seed_range = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise InputError(f"option --seeds: expected FIRST-LAST, e.g. 0-49, got {seeds!r}") from None
+    try:
+        noise_levels = [float(x) for x in noises.split(",") if x.strip()] or [None]
+    except ValueError:
+        raise InputError(f"option --noise: expected comma-separated numbers, got {noises!r}") from None
+    tasks = grid_tasks(
+        [a.strip() for a in agents.split(",") if a.strip()],
+        [e.strip() for e in envs.split(",") if e.strip()],
+        noise_levels,
+        tuple(seed_range),
+        _parse_assignments(env_args, "-e"),
+        seeds_per_task,
+    )
+    paths = run_sweep(tasks, out_dir, workers=workers, backend=backend, address=address)
+    click.echo(f"{len(paths)} task results in {out_dir}")
+
+
+@main.command("submit")
+@click.option("--agent", "agent_name", required=True)
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Submission file (JSON).")
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder (optional).")
+@click.option("--work", type=click.Path(file_okay=False), default=None, help="Folder for resumable task results.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@_friendly_errors
+def submit_cmd(agent_name, out, data, work, workers) -> None:
+    """Run an agent under the leaderboard protocol and write a submission file with provenance."""
+    from cryobench.leaderboard import save_submission, submit
+    from cryobench.protocol import CURRENT_VERSION
+
+    work = work or f"cryobench-sweeps/{agent_name}-v{CURRENT_VERSION}"
+    doc = submit(agent_name, work, data=data, workers=workers)
+    path = save_submission(doc, out or f"{agent_name}-v{CURRENT_VERSION}.json")
+    click.echo(f"submission: {path} ({len(doc['entries'])} entries)")
+
+
+@main.group("leaderboard")
+def leaderboard_group() -> None:
+    """Build the leaderboard tables; verify submissions."""
+
+
+@leaderboard_group.command("build")
+@click.option("--check", is_flag=True, help="Only check that the committed tables are up to date.")
+@_friendly_errors
+def leaderboard_build(check) -> None:
+    """Regenerate every table in leaderboards/ from leaderboards/results/."""
+    from cryobench.leaderboard import build_tables
+
+    changed = build_tables(check=check)
+    if check and changed:
+        raise click.ClickException("tables out of date: " + ", ".join(changed) + " (run cryobench leaderboard build)")
+    click.echo("\n".join(changed) if changed else "tables up to date")
+
+
+@leaderboard_group.command("verify")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@_friendly_errors
+def leaderboard_verify(file, data, workers) -> None:
+    """Re-run a submission FILE; accept it only if it reproduces exactly under the current protocol."""
+    from cryobench.leaderboard import verify
+
+    report = verify(file, data=data, workers=workers)
+    if report["accepted"]:
+        click.echo(f"accepted: {file}")
+        return
+    raise click.ClickException("rejected: " + "; ".join(report["reasons"]))
+
+
 # ---- datasets -----------------------------------------------------------------------
 @main.group("datasets")
 def datasets_group() -> None:
