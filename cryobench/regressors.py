@@ -7,8 +7,9 @@ dataset's default regressor), larger is worse. Models (``spec["model"]``):
 - ``measured``: the dataset's real prediction file; ``noise`` scales its real errors
   (``truth + noise * (measured - truth)``).
 - ``resnet50-aldolase``: calibrated to the paper's ResNet-50 on the measured Aldolase data:
-  the mean prediction and its spread per true-CTF bin (compressed range: too high between 4
-  and 8 Å, far too low above 15 Å), with a share of the error common to a patch (about 10%).
+  the quantiles of its prediction per true-CTF bin (compressed range: too high between 4 and
+  8 Å, far too low above 15 Å; skewed), with a share of the error common to a patch (about
+  10%); ``spread`` scales the spread around the bin's median.
 - ``gaussian``: ``truth + bias + sigma * e``, ``e`` standard normal with ``patch_share`` of its
   variance common to the hole's patch.
 - ``perfect``: the truth (capped).
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from scipy import stats
+from scipy.special import ndtr
 
 from cryobench.errors import InputError
 from cryobench.grid import CTF_CAP, Grid
@@ -31,11 +33,28 @@ from cryobench.grid import CTF_CAP, Grid
 MIN_PREDICTION = 0.5
 MODELS = ("measured", "resnet50-aldolase", "gaussian", "perfect", "uninformative")
 
-# Measured Aldolase (both splits, 3538 holes): mean and sd of the ResNet-50's prediction by
-# true CTFMaxRes (bin means). Derived once from the data with `cryobench datasets show`'s code path.
-RESNET50_TRUE = np.array([3.35, 3.71, 4.25, 4.72, 5.24, 5.76, 6.52, 7.53, 8.49, 9.47, 10.95, 13.33, 18.21, 20.0])
-RESNET50_MEAN = np.array([4.46, 4.69, 4.95, 5.35, 6.51, 6.88, 8.22, 8.85, 9.20, 9.73, 10.40, 10.49, 10.88, 10.9])
-RESNET50_SD = np.array([0.89, 1.08, 1.46, 1.93, 2.61, 2.69, 2.66, 2.17, 1.95, 1.81, 1.99, 2.27, 2.43, 2.43])
+# Measured Aldolase (both splits, 3538 holes): quantiles of the ResNet-50's prediction (rows) for
+# holes binned by true CTFMaxRes (RESNET50_TRUE: each bin's mean truth). The conditional
+# distribution is skewed (a long tail of high predictions), so quantiles, not a mean and sd.
+RESNET50_TRUE = np.array([3.29, 3.71, 4.25, 4.72, 5.24, 5.76, 6.52, 7.53, 8.49, 9.47, 10.95, 13.33, 18.21])
+RESNET50_LEVELS = np.array([0.02, 0.1, 0.25, 0.5, 0.75, 0.9, 0.98])
+RESNET50_QUANTILES = np.array(
+    [
+        [3.44, 3.67, 3.98, 4.34, 4.87, 5.70, 9.69],
+        [3.63, 3.80, 4.08, 4.45, 4.93, 5.62, 7.44],
+        [3.56, 3.85, 4.14, 4.55, 5.23, 6.19, 10.48],
+        [3.61, 3.93, 4.18, 4.77, 5.83, 6.68, 12.31],
+        [3.87, 4.17, 4.61, 5.49, 7.18, 11.65, 12.53],
+        [3.94, 4.24, 4.91, 5.93, 8.15, 11.63, 12.98],
+        [4.19, 4.67, 5.96, 8.12, 10.36, 11.86, 13.26],
+        [4.65, 5.94, 7.41, 8.86, 10.28, 11.96, 12.94],
+        [4.71, 6.75, 8.21, 9.14, 10.37, 11.80, 13.23],
+        [5.33, 7.80, 8.69, 9.61, 10.69, 12.15, 13.58],
+        [5.91, 8.01, 9.22, 10.33, 11.77, 13.04, 14.16],
+        [4.86, 7.03, 9.30, 10.75, 11.95, 13.18, 14.32],
+        [4.55, 6.76, 10.07, 11.37, 12.39, 13.38, 14.37],
+    ]
+)
 RESNET50_PATCH_SHARE = 0.1
 
 _SPEC_FIELDS = {
@@ -100,9 +119,17 @@ def predict(
     elif model == "resnet50-aldolase":
         share = _field(spec, "patch_share", RESNET50_PATCH_SHARE, 0.0, 1.0)
         spread = _field(spec, "spread", 1.0, 0.0, 10.0)
-        mean = np.interp(truth, RESNET50_TRUE, RESNET50_MEAN)
-        sd = np.interp(truth, RESNET50_TRUE, RESNET50_SD) * spread
-        error = mean - truth + sd * _correlated_noise(rng, grid.patch, share)
+        # A quantile level per hole (patch-correlated), read off the measured conditional quantiles,
+        # interpolated between the two nearest true-CTF bins; ``spread`` widens it around the median.
+        level = ndtr(_correlated_noise(rng, grid.patch, share))
+        row = np.interp(truth, RESNET50_TRUE, np.arange(len(RESNET50_TRUE)))
+        low, frac = np.floor(row).astype(int), row - np.floor(row)
+        high = np.minimum(low + 1, len(RESNET50_TRUE) - 1)
+        at_level = np.array([np.interp(level, RESNET50_LEVELS, q) for q in RESNET50_QUANTILES])  # (bins, n)
+        holes = np.arange(len(truth))
+        predicted = (1 - frac) * at_level[low, holes] + frac * at_level[high, holes]
+        median = (1 - frac) * RESNET50_QUANTILES[low, 3] + frac * RESNET50_QUANTILES[high, 3]
+        error = median + spread * (predicted - median) - truth
     else:  # gaussian
         sigma = _field(spec, "sigma", 2.0, 0.0, 20.0)
         bias = _field(spec, "bias", 0.0, -10.0, 10.0)

@@ -1,0 +1,182 @@
+"""Dataset cards: the YAML files in ``datasets/`` that define each simulated twin.
+
+A card names the dataset and gives every parameter of its twin as a mapping
+``{value: ..., source: paper | measured | assumption, note: ...}``, so each number says where
+it comes from: ``paper`` (the cryoRL paper's text), ``measured`` (statistics of the measured
+Aldolase data, facts §5) or ``assumption`` (chosen by cryobench where the paper is silent).
+See ``datasets/README.md`` for the fields and ``cryobench/twin.py`` for what they drive.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cryobench.errors import InputError
+from cryobench.resources import card_dir
+
+SOURCES = ("paper", "measured", "assumption")
+KINDS = ("simulated-twin", "synthetic")
+
+# section -> parameter -> expected type of its value (a tuple of types for alternatives)
+_NUMBER = (int, float)
+SCHEMA: dict[str, dict[str, Any]] = {
+    "layout": {
+        "tiles": int,
+        "squares": int,
+        "holes": int,
+        "patches_per_square": dict,
+        "holes_per_patch": dict,
+        "pitch_um": _NUMBER,
+        "test_fraction": _NUMBER,
+    },
+    "quality": {
+        "ctf_quantiles": list,
+        "failed_fraction": _NUMBER,
+        "variance": dict,
+        "field_length_pitches": _NUMBER,
+    },
+    "regressor": {"model": str, "parameters": dict},
+}
+_TOP = {"name": str, "kind": str, "title": str, "description": str, "world_seed": int, "layout_seed": int}
+_OPTIONAL_TOP = {"paper": str, "notes": str}
+_SIZE_KEYS = ("min", "median", "max")
+_VARIANCE_KEYS = ("tile", "square", "patch", "field", "hole")
+
+
+def list_dataset_cards() -> list[str]:
+    """Names of the dataset cards shipped with cryobench."""
+    return sorted(p.stem for p in card_dir("datasets").glob("*.yaml"))
+
+
+def card_path(name_or_path: str | Path) -> Path:
+    """The card file for a dataset name or an explicit ``.yaml`` path."""
+    text = str(name_or_path)
+    if text.endswith((".yaml", ".yml")):
+        path = Path(text).expanduser()
+        if not path.is_file():
+            raise InputError(f"dataset card {path} not found")
+        return path
+    path = card_dir("datasets") / f"{text}.yaml"
+    if not path.is_file():
+        raise InputError(f"unknown dataset {text!r}; expected one of {', '.join(list_dataset_cards())} or a card path")
+    return path
+
+
+def _type_name(kind: Any) -> str:
+    return " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+
+
+def _is(value: Any, kind: Any) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _line_of(text: str, key: str) -> str:
+    """' (line N)' of the first line that defines ``key`` in the card, for error messages."""
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.strip().startswith(f"{key}:"):
+            return f", line {number}"
+    return ""
+
+
+def validate_card(card: Any, path: Path, text: str = "") -> dict[str, Any]:
+    """Check a card's fields and types; errors name the file, the field (and line) and what was expected."""
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: a dataset card must be a mapping of fields")
+    for key, kind in _TOP.items():
+        if key not in card:
+            raise InputError(f"{path}: missing field {key!r} (expected a {_type_name(kind)})")
+        if not _is(card[key], kind):
+            raise InputError(
+                f"{path}{_line_of(text, key)}: field {key!r} must be a {_type_name(kind)}, got {card[key]!r}"
+            )
+    if card["kind"] not in KINDS:
+        raise InputError(f"{path}{_line_of(text, 'kind')}: field 'kind' must be one of {KINDS}, got {card['kind']!r}")
+    unknown = set(card) - set(_TOP) - set(_OPTIONAL_TOP) - set(SCHEMA)
+    if unknown:
+        raise InputError(f"{path}: unknown field(s) {sorted(unknown)}")
+    for section, params in SCHEMA.items():
+        block = card.get(section)
+        if not isinstance(block, dict):
+            raise InputError(f"{path}{_line_of(text, section)}: missing section {section!r} (a mapping)")
+        extra = set(block) - set(params)
+        if extra:
+            raise InputError(f"{path}: unknown field(s) {sorted(extra)} in {section!r}; expected {sorted(params)}")
+        for key, kind in params.items():
+            where = f"{path}{_line_of(text, key)}: {section}.{key}"
+            entry = block.get(key)
+            if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
+                raise InputError(f"{where} must be a mapping with 'value' and 'source' ({'/'.join(SOURCES)})")
+            if entry["source"] not in SOURCES:
+                raise InputError(f"{where}: source must be one of {SOURCES}, got {entry['source']!r}")
+            if not _is(entry["value"], kind):
+                raise InputError(f"{where}: value must be a {_type_name(kind)}, got {entry['value']!r}")
+    _check_values(card, path)
+    return card
+
+
+def _check_values(card: dict, path: Path) -> None:
+    layout, quality = card["layout"], card["quality"]
+    for key in ("tiles", "squares", "holes"):
+        if layout[key]["value"] < 1:
+            raise InputError(f"{path}: layout.{key} must be at least 1, got {layout[key]['value']}")
+    if layout["squares"]["value"] < layout["tiles"]["value"]:
+        raise InputError(f"{path}: layout.squares must be at least layout.tiles (every tile has a square)")
+    for key in ("patches_per_square", "holes_per_patch"):
+        sizes = layout[key]["value"]
+        if set(sizes) != set(_SIZE_KEYS) or not all(_is(sizes[k], _NUMBER) for k in _SIZE_KEYS):
+            raise InputError(f"{path}: layout.{key} must give numbers min, median, max; got {sizes!r}")
+        if not 1 <= sizes["min"] <= sizes["median"] <= sizes["max"]:
+            raise InputError(f"{path}: layout.{key} needs 1 <= min <= median <= max; got {sizes!r}")
+    if not 0.0 < layout["test_fraction"]["value"] < 1.0:
+        raise InputError(f"{path}: layout.test_fraction must be between 0 and 1")
+    knots = quality["ctf_quantiles"]["value"]
+    ok = all(isinstance(k, list) and len(k) == 2 and all(_is(x, _NUMBER) for x in k) for k in knots)
+    if not ok or len(knots) < 2:
+        raise InputError(f"{path}: quality.ctf_quantiles must be a list of [cumulative fraction, CTFMaxRes Å] pairs")
+    fractions, ctfs = [k[0] for k in knots], [k[1] for k in knots]
+    if fractions[0] != 0 or fractions[-1] != 1 or any(b <= a for a, b in zip(fractions, fractions[1:], strict=False)):
+        raise InputError(f"{path}: quality.ctf_quantiles fractions must rise strictly from 0 to 1")
+    if ctfs[0] <= 0 or any(b < a for a, b in zip(ctfs, ctfs[1:], strict=False)):
+        raise InputError(f"{path}: quality.ctf_quantiles CTFMaxRes values must be positive and non-decreasing")
+    variance = quality["variance"]["value"]
+    if set(variance) != set(_VARIANCE_KEYS) or not all(
+        _is(variance[k], _NUMBER) and variance[k] >= 0 for k in variance
+    ):
+        raise InputError(f"{path}: quality.variance must give non-negative numbers for {', '.join(_VARIANCE_KEYS)}")
+    if not 0.0 <= quality["failed_fraction"]["value"] < 0.5:
+        raise InputError(f"{path}: quality.failed_fraction must be in [0, 0.5)")
+
+
+@functools.lru_cache(maxsize=32)
+def _load(path: str, mtime: float) -> dict[str, Any]:
+    file = Path(path)
+    text = file.read_text()
+    try:
+        card = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return validate_card(card, file, text)
+
+
+def load_dataset_card(name_or_path: str | Path) -> dict[str, Any]:
+    """A validated dataset card by name (``aldolase``) or path; a copy the caller may change."""
+    import copy
+
+    path = card_path(name_or_path).resolve()
+    return copy.deepcopy(_load(str(path), path.stat().st_mtime))
+
+
+def value(card: dict[str, Any], section: str, key: str) -> Any:
+    """The value of one parameter of a card."""
+    return card[section][key]["value"]
+
+
+def assumptions(card: dict[str, Any]) -> list[str]:
+    """The parameters of a card that are assumptions (``section.key``)."""
+    return [f"{s}.{k}" for s in SCHEMA for k, entry in card[s].items() if entry["source"] == "assumption"]

@@ -1,0 +1,214 @@
+"""Simulated twins: a grid generated from a dataset card and a seed.
+
+Two seeds, two stages, so a training run can draw new worlds on a fixed layout:
+
+1. **Layout** (the card's ``layout_seed``): tiles, squares assigned to tiles, patches per square
+   and holes per patch drawn around the card's min/median/max, scaled to the card's exact hole
+   count. Holes sit on a square lattice of pitch ``pitch_um``: each patch is a 5 x 5 block of
+   lattice sites (holes missing where the patch has fewer), and patches occupy distinct 5 x 5
+   slots of a square's lattice, so distances between holes of neighbouring patches are real
+   lattice distances. Train and test splits are disjoint tiles (about ``test_fraction`` of the
+   holes in test), as the paper split its Aldolase grid.
+2. **Quality** (the world seed): a latent Gaussian per hole, the sum of a tile effect, a square
+   effect, a patch effect, a smooth field within the square (random Fourier features of a
+   Gaussian kernel with length ``field_length_pitches``) and per-hole noise, with the card's
+   variances. The latent's empirical ranks are mapped through the card's CTFMaxRes quantiles (a Gaussian
+   copula), so the twin has the card's bimodal CTF distribution exactly while its spatial
+   correlation comes from the latent. The worst ``failed_fraction`` of holes are failed fits
+   (CTFMaxRes 100000, always bad), as empty or broken holes are in real data.
+
+Predictions are not part of the twin: they come from the card's regressor model
+(``cryobench.regressors``) at the environment's ``noise``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy.stats import rankdata
+
+from cryobench.cards import value
+from cryobench.grid import FAILED_FIT_CTF, Dataset, Grid
+
+PATCH_SIDE = 5  # holes per side of a patch's block of lattice sites (at most 25 holes per patch)
+RANDOM_FOURIER_FEATURES = 96
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Where every hole of a twin is: ids per level, lattice positions (µm), split per hole."""
+
+    tile: np.ndarray
+    square: np.ndarray
+    patch: np.ndarray
+    x_um: np.ndarray
+    y_um: np.ndarray
+    square_xy_um: np.ndarray
+    split: np.ndarray
+    hole_names: tuple[str, ...]
+
+
+def _draw_sizes(rng: np.random.Generator, count: int, sizes: dict, total: int | None = None) -> np.ndarray:
+    """``count`` integer sizes in [min, max] around the median (skewed as the card's are), summing
+    to ``total`` when given: the draw is rescaled, then single units added or removed at random."""
+    low, median, high = sizes["min"], sizes["median"], sizes["max"]
+    # Half-normal spreads below and above the median, reaching min / max at about 2.5 sd.
+    side = rng.random(count) < 0.5
+    spread = np.where(side, median - low, high - median) / 2.5
+    draw = median + np.where(side, -1, 1) * np.abs(rng.standard_normal(count)) * spread
+    out = np.clip(np.rint(draw), low, high).astype(np.int64)
+    if total is not None:
+        if not count * low <= total <= count * high:
+            raise ValueError(f"cannot split {total} into {count} parts of {low}..{high}")
+        while out.sum() != total:
+            step = 1 if out.sum() < total else -1
+            room = np.flatnonzero(out < high) if step > 0 else np.flatnonzero(out > low)
+            picks = rng.choice(room, size=min(len(room), abs(total - int(out.sum()))), replace=False)
+            out[picks] += step
+    return out
+
+
+def make_layout(card: dict[str, Any]) -> Layout:
+    """The twin's layout from its card and the card's ``layout_seed`` (see module docstring)."""
+    rng = np.random.default_rng(card["layout_seed"])
+    n_tiles, n_squares, n_holes = (value(card, "layout", k) for k in ("tiles", "squares", "holes"))
+    pitch = float(value(card, "layout", "pitch_um"))
+    patch_sizes = value(card, "layout", "holes_per_patch")
+    # Squares per tile: one each, the rest at random.
+    square_tile = np.concatenate([np.arange(n_tiles), rng.integers(n_tiles, size=n_squares - n_tiles)])
+    square_tile = np.sort(square_tile)
+    patches_per_square = _draw_sizes(rng, n_squares, value(card, "layout", "patches_per_square"))
+    # Enough patches for the hole count at the card's holes-per-patch range.
+    while patches_per_square.sum() * patch_sizes["max"] < n_holes:
+        patches_per_square[rng.integers(n_squares)] += 1
+    while patches_per_square.sum() * patch_sizes["min"] > n_holes:
+        patches_per_square[rng.choice(np.flatnonzero(patches_per_square > 1))] -= 1
+    n_patches = int(patches_per_square.sum())
+    holes_per_patch = _draw_sizes(rng, n_patches, patch_sizes, total=n_holes)
+
+    patch_square = np.repeat(np.arange(n_squares), patches_per_square)
+    # Patch slots: a square's patches take distinct cells of a k x k grid of 5 x 5 lattice blocks.
+    slot_xy = np.zeros((n_patches, 2))
+    first = np.concatenate([[0], np.cumsum(patches_per_square)[:-1]])
+    for start, count in zip(first, patches_per_square, strict=True):
+        side = int(np.ceil(np.sqrt(count * 1.6)))  # room to leave gaps, as hole finders skip bad areas
+        cells = rng.choice(side * side, size=count, replace=False)
+        slot_xy[start : start + count] = np.column_stack([cells % side, cells // side]) - (side - 1) / 2
+    # Holes: a random subset of each patch's 25 lattice sites.
+    patch = np.repeat(np.arange(n_patches), holes_per_patch)
+    site = np.concatenate([rng.choice(PATCH_SIDE * PATCH_SIDE, size=k, replace=False) for k in holes_per_patch])
+    offset = np.column_stack([site % PATCH_SIDE, site // PATCH_SIDE]) - (PATCH_SIDE - 1) / 2
+    lattice = slot_xy[patch] * PATCH_SIDE + offset
+    square = patch_square[patch]
+    # Squares in the grid-wide frame: tiles on a coarse grid, a tile's squares around its centre.
+    tiles_side = int(np.ceil(np.sqrt(n_tiles)))
+    square_span = 12 * PATCH_SIDE * pitch
+    tile_xy = np.column_stack([np.arange(n_tiles) % tiles_side, np.arange(n_tiles) // tiles_side]) * 4 * square_span
+    square_xy = tile_xy[square_tile] + rng.uniform(-1.2, 1.2, size=(n_squares, 2)) * square_span
+    # Splits: whole tiles to test, in a random order, until about test_fraction of the holes.
+    holes_per_tile = np.bincount(square_tile[square], minlength=n_tiles)
+    order = rng.permutation(n_tiles)
+    target = value(card, "layout", "test_fraction") * n_holes
+    cumulative = np.cumsum(holes_per_tile[order])
+    n_test = int(np.clip(np.searchsorted(cumulative, target) + 1, 1, max(n_tiles - 1, 1)))
+    test_tiles = order[:n_test]
+    tile = square_tile[square]
+    split = np.where(np.isin(tile, test_tiles), "test", "train").astype(object)
+    return Layout(
+        tile=tile.astype(np.int32),
+        square=square.astype(np.int32),
+        patch=patch.astype(np.int32),
+        x_um=lattice[:, 0] * pitch,
+        y_um=lattice[:, 1] * pitch,
+        square_xy_um=square_xy,
+        split=split,
+        hole_names=tuple(
+            f"{card['name']}_t{t:02d}_s{s:03d}_p{p:04d}_h{i:05d}"
+            for i, (t, s, p) in enumerate(zip(tile, square, patch, strict=True))
+        ),
+    )
+
+
+def _smooth_field(rng: np.random.Generator, layout: Layout, pitch: float, length_pitches: float) -> np.ndarray:
+    """Unit-variance Gaussian field within each square (independent between squares), with a
+    Gaussian kernel of ``length_pitches``, by random Fourier features: O(holes x features)."""
+    n_squares = int(layout.square.max()) + 1
+    xy = np.column_stack([layout.x_um, layout.y_um]) / (pitch * length_pitches)
+    frequencies = rng.standard_normal((n_squares, RANDOM_FOURIER_FEATURES, 2))
+    phases = rng.uniform(0, 2 * np.pi, size=(n_squares, RANDOM_FOURIER_FEATURES))
+    w, b = frequencies[layout.square], phases[layout.square]
+    return np.sqrt(2.0 / RANDOM_FOURIER_FEATURES) * np.cos(np.einsum("nfk,nk->nf", w, xy) + b).sum(axis=1)
+
+
+def quality_latent(card: dict[str, Any], layout: Layout, seed: int) -> np.ndarray:
+    """The latent quality of every hole (higher is worse), variance = sum of the card's parts."""
+    rng = np.random.default_rng([int(seed), 1])
+    var = value(card, "quality", "variance")
+    n = len(layout.patch)
+    latent = np.sqrt(var["tile"]) * rng.standard_normal(int(layout.tile.max()) + 1)[layout.tile]
+    latent += np.sqrt(var["square"]) * rng.standard_normal(int(layout.square.max()) + 1)[layout.square]
+    latent += np.sqrt(var["patch"]) * rng.standard_normal(int(layout.patch.max()) + 1)[layout.patch]
+    pitch = float(value(card, "layout", "pitch_um"))
+    latent += np.sqrt(var["field"]) * _smooth_field(rng, layout, pitch, value(card, "quality", "field_length_pitches"))
+    latent += np.sqrt(var["hole"]) * rng.standard_normal(n)
+    return latent / np.sqrt(sum(var.values()) or 1.0)
+
+
+def latent_to_ctf(card: dict[str, Any], latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CTFMaxRes from the standardised latent through the card's quantiles; the worst
+    ``failed_fraction`` are failed fits. Returns (ctf, failed)."""
+    knots = np.asarray(value(card, "quality", "ctf_quantiles"), dtype=float)
+    failed_fraction = float(value(card, "quality", "failed_fraction"))
+    # Empirical ranks, not the normal CDF: with few tiles and squares the drawn effects would
+    # shift the whole grid's quality; ranks keep the card's distribution exact for every seed.
+    u = (rankdata(latent, method="ordinal") - 0.5) / len(latent)
+    failed = u >= 1.0 - failed_fraction
+    ctf = np.interp(u / (1.0 - failed_fraction), knots[:, 0], knots[:, 1])
+    return np.where(failed, FAILED_FIT_CTF, ctf), failed
+
+
+_LAYOUTS: dict[str, Layout] = {}
+
+
+def layout_for(card: dict[str, Any]) -> Layout:
+    """The card's layout, made once per (card contents) and reused by every world seed."""
+    key = repr((card["name"], card["layout_seed"], sorted((k, repr(v["value"])) for k, v in card["layout"].items())))
+    if key not in _LAYOUTS:
+        _LAYOUTS[key] = make_layout(card)
+    return _LAYOUTS[key]
+
+
+def generate_grid(card: dict[str, Any], seed: int) -> tuple[Grid, np.ndarray]:
+    """The twin's grid for world ``seed`` and each hole's split."""
+    layout = layout_for(card)
+    ctf, failed = latent_to_ctf(card, quality_latent(card, layout, seed))
+    rng = np.random.default_rng([int(seed), 2])
+    # CTF-fit confidence: high for good fits, falling with CTFMaxRes; near 0 for failed fits (as measured).
+    confidence = np.clip(1.0 - 0.035 * (np.minimum(ctf, 30.0) - 3.0) + rng.normal(0, 0.04, len(ctf)), 0.0, 1.0)
+    confidence[failed] = np.abs(rng.normal(0, 0.01, int(failed.sum())))
+    grid = Grid(
+        name=card["name"],
+        tile=layout.tile,
+        square=layout.square,
+        patch=layout.patch,
+        x_um=layout.x_um,
+        y_um=layout.y_um,
+        ctf=ctf,
+        confidence=confidence,
+        failed=failed,
+        hole_names=layout.hole_names,
+        square_xy_um=layout.square_xy_um,
+        pitch_um=float(value(card, "layout", "pitch_um")),
+        meta={"kind": card["kind"], "card": card["name"], "seed": int(seed), "simulated": True},
+    )
+    return grid, layout.split
+
+
+def generate_dataset(card: dict[str, Any], seed: int) -> Dataset:
+    """A simulated twin Dataset: the card's layout and world ``seed``'s quality; no measured predictions."""
+    grid, split = generate_grid(card, seed)
+    twin_card = dict(card)
+    twin_card["regressor"] = {"model": value(card, "regressor", "model"), **value(card, "regressor", "parameters")}
+    return Dataset(grid=grid, split=split, measured_predictions=None, card=twin_card)
