@@ -1,0 +1,115 @@
+"""Upper bounds that see the ground truth: what a perfect regressor would let a planner reach.
+
+Both agents read the truth only through ``env.unwrapped.ground_truth_ctf()`` and are
+flagged ``uses_ground_truth``: every table shows them apart from real agents.
+
+- ``oracle-predict-rank``: Predict-Rank with the true CTF instead of the predictions (the
+  paper's upper bound, facts §6: about 422 good on the measured Aldolase test split).
+- ``oracle-planner``: a knapsack over squares. With the truth known, a square's best plan
+  with ``k`` patches takes its ``k`` richest patches (in true good holes); a dynamic
+  programme over squares picks the ``k`` of every square that collects the most good holes
+  within the session's minutes, counting the move into each square and each patch. It
+  approaches the most any path can collect (about 423 there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cryobench.agents.base import Agent
+from cryobench.agents.common import Hierarchy
+from cryobench.agents.predict_rank import PredictRankAgent
+
+
+class OraclePredictRankAgent(PredictRankAgent):
+    """Predict-Rank ranking by the true CTF: an upper bound, not a real agent."""
+
+    name = "oracle-predict-rank"
+    uses_ground_truth = True
+
+    def quality(self) -> np.ndarray:
+        return self.env.ground_truth_ctf()
+
+
+@dataclass
+class Config:
+    """Hyperparameters of the oracle planner."""
+
+    #: resolution of the minutes in the dynamic programme (minutes per budget unit)
+    minutes_resolution: float = 0.05
+
+
+class OraclePlannerAgent(Agent):
+    """Knapsack over squares on the true good holes: near the best any path can collect. Upper bound."""
+
+    name = "oracle-planner"
+    Config = Config
+    uses_ground_truth = True
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        h = Hierarchy.from_layout(self.layout)
+        good = self.env.ground_truth_ctf() < self.layout.threshold
+        self.plan = self._plan(h, good)
+        self.position = 0
+
+    def _plan(self, h: Hierarchy, good: np.ndarray) -> np.ndarray:
+        """Every hole in the order to expose them: the chosen patches' good holes first."""
+        patch_good = np.bincount(h.patch, weights=good, minlength=h.n_patches)
+        # Patches best first within each square (ties: lower id), squares in id order.
+        patch_order = np.lexsort((np.arange(h.n_patches), -patch_good, h.patch_square))
+        m_hole, m_patch, m_square = h.minutes[0], h.minutes[1], h.minutes[2]
+        unit = self.config.minutes_resolution
+        # The move that crosses the session's end still counts: one in-patch move of slack.
+        budget = int(np.floor((self.layout.duration + m_hole) / unit))
+        # Knapsack over squares; option k = the square's k richest patches (k = 0 skips it).
+        best = np.zeros(budget + 1)
+        choice = np.zeros((h.n_squares, budget + 1), dtype=np.int16)
+        square_patches = [patch_order[h.patch_square[patch_order] == s] for s in range(h.n_squares)]
+        for s, patches in enumerate(square_patches):
+            counts = patch_good[patches]
+            patches = patches[counts > 0]
+            values = np.cumsum(counts[counts > 0])
+            k = np.arange(1, len(values) + 1)
+            costs = m_square + (k - 1) * m_patch + (values - k) * m_hole
+            new = best.copy()
+            for option, (value, cost) in enumerate(zip(values, costs, strict=True), start=1):
+                units = int(np.ceil(cost / unit - 1e-9))
+                if units > budget:
+                    break
+                candidate = np.full(budget + 1, -np.inf)
+                candidate[units:] = best[: budget + 1 - units] + value
+                better = candidate > new
+                new[better] = candidate[better]
+                choice[s, better] = option
+            best = new
+            square_patches[s] = patches
+        # Walk the choices back from the full budget.
+        left, chosen = budget, {}
+        for s in range(h.n_squares - 1, -1, -1):
+            k = int(choice[s, left])
+            if k:
+                chosen[s] = square_patches[s][:k]
+                counts = patch_good[chosen[s]]
+                cost = m_square + (k - 1) * m_patch + (counts.sum() - k) * m_hole
+                left -= int(np.ceil(cost / unit - 1e-9))
+        # Visit the chosen squares tile by tile (fewer tile moves), richest first.
+        squares = sorted(chosen, key=lambda s: (h.square_tile[s], -patch_good[chosen[s]].sum(), s))
+        patch_rank = np.full(h.n_patches, h.n_patches, dtype=np.int64)
+        rank = 0
+        for s in squares:
+            for p in chosen[s]:
+                patch_rank[p] = rank
+                rank += 1
+        # Then the unchosen patches' good holes (spare minutes), then everything else.
+        rest = patch_rank == h.n_patches
+        patch_rank[rest] = rank + np.argsort(np.argsort(-patch_good[rest], kind="stable"))
+        return np.lexsort((np.arange(h.n_holes), patch_rank[h.patch], ~good))
+
+    def act(self, obs: dict, info: dict) -> int:
+        available = obs["action_mask"]
+        while not available[self.plan[self.position]]:
+            self.position += 1
+        return int(self.plan[self.position])

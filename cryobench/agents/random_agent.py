@@ -1,0 +1,25 @@
+"""Random: every exposure at a hole drawn uniformly among the unvisited ones (a floor for every table)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cryobench.agents.base import Agent
+
+
+@dataclass
+class Config:
+    """The random agent has no hyperparameters."""
+
+
+class RandomAgent(Agent):
+    """Masked uniform: any unvisited hole, each equally likely (from ``self.rng``)."""
+
+    name = "random"
+    Config = Config
+
+    def act(self, obs: dict, info: dict) -> int:
+        holes = np.flatnonzero(obs["action_mask"])
+        return int(holes[self.rng.integers(len(holes))])
