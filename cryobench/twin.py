@@ -142,14 +142,23 @@ def _smooth_field(rng: np.random.Generator, layout: Layout, pitch: float, length
     return np.sqrt(2.0 / RANDOM_FOURIER_FEATURES) * np.cos(np.einsum("nfk,nk->nf", w, xy) + b).sum(axis=1)
 
 
+def _effects(rng: np.random.Generator, ids: np.ndarray) -> np.ndarray:
+    """One standard-normal effect per group, standardised to mean 0 and variance 1 over the
+    groups: with 16 tiles a plain draw would make some worlds far more clustered than others."""
+    effects = rng.standard_normal(int(ids.max()) + 1)
+    if len(effects) > 1:
+        effects = (effects - effects.mean()) / effects.std()
+    return effects[ids]
+
+
 def quality_latent(card: dict[str, Any], layout: Layout, seed: int) -> np.ndarray:
     """The latent quality of every hole (higher is worse), variance = sum of the card's parts."""
     rng = np.random.default_rng([int(seed), 1])
     var = value(card, "quality", "variance")
     n = len(layout.patch)
-    latent = np.sqrt(var["tile"]) * rng.standard_normal(int(layout.tile.max()) + 1)[layout.tile]
-    latent += np.sqrt(var["square"]) * rng.standard_normal(int(layout.square.max()) + 1)[layout.square]
-    latent += np.sqrt(var["patch"]) * rng.standard_normal(int(layout.patch.max()) + 1)[layout.patch]
+    latent = np.sqrt(var["tile"]) * _effects(rng, layout.tile)
+    latent += np.sqrt(var["square"]) * _effects(rng, layout.square)
+    latent += np.sqrt(var["patch"]) * _effects(rng, layout.patch)
     pitch = float(value(card, "layout", "pitch_um"))
     latent += np.sqrt(var["field"]) * _smooth_field(rng, layout, pitch, value(card, "quality", "field_length_pitches"))
     latent += np.sqrt(var["hole"]) * rng.standard_normal(n)
