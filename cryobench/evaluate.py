@@ -28,6 +28,8 @@ from cryobench.errors import InputError
 from cryobench.registration import resolve_env_id
 
 RESULTS_FORMAT = "cryobench-results/1"
+#: Fields every episode of a results file has (what compare, plot and the leaderboards read).
+EPISODE_FIELDS = ("seed", "good_exposures", "exposures", "bins", "good_curve", "trajectory", "squares_visited")
 
 
 def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
@@ -40,20 +42,37 @@ def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
 
 
 def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) -> dict:
-    """One seeded session of ``agent`` on ``env``; returns its metrics."""
+    """One seeded session of ``agent`` on ``env``; returns its metrics.
+
+    An action that is not a hole index (out of range, not an integer) does not crash the run:
+    it is recorded in ``invalid_actions`` and played as a choice of an already visited hole
+    (the current one), which the rules charge the in-patch minutes for and reward with nothing.
+    """
     obs, info = env.reset(seed=seed, options=options)
     agent.reset(env, seed)
+    n_holes = env.action_space.n
+    invalid_actions = []
     terminated = truncated = False
     while not (terminated or truncated):
-        obs, _reward, terminated, truncated, info = env.step(agent.act(obs, info))
+        action = agent.act(obs, info)
+        if isinstance(action, bool) or not isinstance(action, int | np.integer) or not 0 <= action < n_holes:
+            invalid_actions.append({"step": int(info["exposures"]), "action": repr(action)})
+            action = int(obs["current_hole"])
+        obs, _reward, terminated, truncated, info = env.step(int(action))
     inner = env.unwrapped
-    return metrics.episode_metrics(inner.world, inner.state)
+    return {**metrics.episode_metrics(inner.world, inner.state), "invalid_actions": invalid_actions}
 
 
 def provenance() -> dict[str, Any]:
     """Versions, platform and git commit of the code that made a result."""
-    import scipy
-    import torch
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(package: str) -> str | None:
+        # Versions from the package metadata: importing torch only to read its version costs seconds.
+        try:
+            return version(package)
+        except PackageNotFoundError:
+            return None
 
     commit = None
     try:
@@ -70,9 +89,10 @@ def provenance() -> dict[str, Any]:
         "git_commit": commit,
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "scipy": scipy.__version__,
+        "scipy": installed("scipy"),
+        "pandas": installed("pandas"),
         "gymnasium": gym.__version__,
-        "torch": torch.__version__,
+        "torch": installed("torch"),
         "platform": platform.platform(),
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     }
@@ -178,4 +198,8 @@ def load_results(path: str | Path) -> dict:
     for key in ("env", "agent", "episodes", "seeds"):
         if key not in result:
             raise InputError(f"{path}: results file lacks the field {key!r}")
+    for index, row in enumerate(result["episodes"]):
+        missing = [k for k in EPISODE_FIELDS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise InputError(f"{path}: episode {index} lacks the field(s) {missing}")
     return result
