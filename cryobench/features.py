@@ -28,6 +28,9 @@ cols   feature
 
 from __future__ import annotations
 
+import weakref
+from dataclasses import dataclass
+
 import numpy as np
 
 from cryobench.grid import CTF_CAP
@@ -72,15 +75,18 @@ _PER_LEVEL = N_BINS + 4  # histogram + four counts
 _SAME_COL = 2 + 3 * _PER_LEVEL  # 29
 
 
-def _level_table(table: np.ndarray, cap: float) -> np.ndarray:
-    """Normalised per-group features (n_groups, 9 + 2) from one count table."""
+def _level_table(table: np.ndarray, cap: float | np.ndarray) -> np.ndarray:
+    """Normalised per-group features (n_groups, 9 + 2) from count table rows.
+
+    ``cap`` is a number or, for rows of several levels at once, an (n_groups, 1) float32 array.
+    """
     hist = table[:, COL_HIST].astype(np.float32)
     unvisited = hist.sum(axis=1, keepdims=True)
     counts = np.column_stack(
         [unvisited[:, 0], table[:, COL_UNVISITED_PRED_GOOD], table[:, COL_VISITED], table[:, COL_VISITED_PRED_GOOD]]
     ).astype(np.float32)
-    revealed = table[:, COL_REVEALED].astype(np.float32)
-    good_frac = table[:, COL_REVEALED_GOOD] / np.maximum(revealed, 1.0)
+    revealed = table[:, COL_REVEALED : COL_REVEALED + 1].astype(np.float32)
+    good_frac = table[:, COL_REVEALED_GOOD : COL_REVEALED_GOOD + 1] / np.maximum(revealed, 1.0)
     return np.column_stack(
         [
             hist / np.maximum(unvisited, 1.0),
@@ -91,8 +97,9 @@ def _level_table(table: np.ndarray, cap: float) -> np.ndarray:
     ).astype(np.float32)
 
 
-def hole_features(world: World, state: SessionState) -> np.ndarray:
-    """The (n_holes, N_FEATURES) float32 feature matrix of the session's current state."""
+def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
+    """The feature matrix computed from the count tables alone, with no cache: the reference
+    :func:`hole_features` must equal bit for bit (tests compare them at every step)."""
     n = world.n_holes
     out = np.empty((n, N_FEATURES), dtype=np.float32)
     out[:, 0] = np.minimum(world.predicted_ctf, CTF_CAP) / CTF_CAP
@@ -114,3 +121,206 @@ def hole_features(world: World, state: SessionState) -> np.ndarray:
     out[:, 40] = minutes[levels] / minutes[-1]
     out[:, 41] = time_left(world, state) / world.duration
     return out
+
+
+# ---- the incremental path ------------------------------------------------------------
+#
+# A step changes few feature values: the rows of the groups (one patch, square and tile per
+# level) whose count tables changed, the "same tile/square/patch" and move-minutes columns of
+# the rows whose move level from the current hole changed, and the time-left column. The
+# cache keeps the last matrix with the masks and current hole it describes; each call finds
+# what differs from the state by comparing masks (cheap, vectorised, and robust to states
+# changed in any way, e.g. copied by a planner), updates those rows, and returns a copy.
+#
+# The cached matrix holds the holes sorted by (tile, square, patch), so every group's rows
+# are one contiguous slice: writing a slice costs a fraction of a scattered write. The copy
+# handed out is put back in hole order (a plain copy when the grid is already sorted).
+# Groups of the three levels are numbered in one sequence (patches, then squares, then
+# tiles) so that one numpy call computes the values of every touched group.
+
+_NOWHERE = -1  # the cache's "current hole" before the first update: every move level is 3
+_MOVE_COLUMNS = slice(_SAME_COL, _SAME_COL + 3)  # same tile / square / patch; column 40 is the minutes
+#: Per level, the output columns of the group values (histogram, counts, revealed-good fraction, revealed).
+_LEVEL_COLUMNS = [np.r_[2 + i * _PER_LEVEL : 2 + (i + 1) * _PER_LEVEL, 34 + i, 37 + i] for i in range(3)]
+
+
+@dataclass(frozen=True, eq=False)
+class _WorldIndex:
+    """What the incremental path precomputes once per world."""
+
+    sorted_position: np.ndarray  # (n_holes,) each hole's row in the cached (sorted) matrix
+    hole_order: np.ndarray | None  # the sorted rows' hole ids, None when already in hole order
+    hole_groups: np.ndarray  # (n_holes, 3) each hole's patch, square, tile in the joint numbering
+    group_level: np.ndarray  # (n_groups,) 0 patch, 1 square, 2 tile
+    group_rows: np.ndarray  # (n_groups, 2) first and last + 1 row of each group in the sorted matrix
+    level_caps: np.ndarray  # (3, 1) float32, the count caps per level
+    move_values: np.ndarray  # (4, 4) float32: same tile, same square, same patch, minutes; per move level
+    unvisited: np.ndarray  # sorted features with nothing visited or revealed, stage nowhere, no time left
+
+
+@dataclass(eq=False)
+class _FeatureCache:
+    world: World
+    index: _WorldIndex
+    sorted_features: np.ndarray
+    visited: np.ndarray
+    revealed: np.ndarray
+    current: int
+
+
+_world_indexes: weakref.WeakKeyDictionary[World, _WorldIndex] = weakref.WeakKeyDictionary()
+
+
+def _world_index(world: World) -> _WorldIndex:
+    index = _world_indexes.get(world)
+    if index is None:
+        index = _build_world_index(world)
+        _world_indexes[world] = index
+    return index
+
+
+def _build_world_index(world: World) -> _WorldIndex:
+    n = world.n_holes
+    patch, square, tile = world.groups
+    order = np.lexsort((patch, square, tile))
+    position = np.empty(n, dtype=np.intp)
+    position[order] = np.arange(n)
+    first_group = np.cumsum([0] + [len(sizes) for sizes in world.group_sizes])
+    hole_groups = np.column_stack([ids + first for ids, first in zip(world.groups, first_group, strict=False)])
+    # Sorted by tile, square, patch, each group's holes are contiguous: its rows start at its first hole.
+    first_row = np.concatenate([np.unique(ids[order], return_index=True)[1] for ids in world.groups])
+    group_size = np.concatenate(world.group_sizes)
+    levels = np.arange(4)
+    minutes = np.asarray(world.profile.minutes, dtype=np.float32)
+    move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)
+    # A session before its start, from the reference code: nothing visited, the stage nowhere.
+    blank = SessionState(
+        start=0,
+        current=0,
+        elapsed=world.duration,
+        visited=np.zeros(n, dtype=bool),
+        revealed=np.zeros(n, dtype=bool),
+        revealed_ctf=np.zeros(n, dtype=np.float64),
+        pending=[],
+        exposures=[],
+        exposure_minutes=[],
+        rewards=[],
+        moves=np.zeros(4, dtype=np.int64),
+        invalid_moves=0,
+        tables=world.initial_tables,
+    )
+    unvisited = hole_features_from_scratch(world, blank)[order]
+    unvisited[:, _MOVE_COLUMNS] = move_values[3, :3]
+    unvisited[:, 40] = move_values[3, 3]
+    unvisited.flags.writeable = False
+    return _WorldIndex(
+        sorted_position=position,
+        hole_order=None if np.array_equal(order, np.arange(n)) else order,
+        hole_groups=hole_groups,
+        group_level=np.repeat(np.arange(3), [len(sizes) for sizes in world.group_sizes]),
+        group_rows=np.column_stack([first_row, first_row + group_size]),
+        level_caps=np.array(LEVEL_CAPS, dtype=np.float32)[:, None],
+        move_values=move_values,
+        unvisited=unvisited,
+    )
+
+
+def _level_values(table: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """The values of :func:`_level_table` (bit for bit) in fewer numpy calls, for the few rows
+    a step touches: each float32 operation is the reference's, on the same operands."""
+    counts = table.astype(np.float32)
+    unvisited = counts[:, :N_BINS].sum(axis=1, keepdims=True)
+    out = np.empty((len(table), _PER_LEVEL + 2), dtype=np.float32)
+    np.divide(counts[:, :N_BINS], np.maximum(unvisited, 1.0), out=out[:, :N_BINS])
+    out[:, N_BINS : N_BINS + 1] = unvisited
+    out[:, N_BINS + 1 : N_BINS + 4] = counts[:, COL_UNVISITED_PRED_GOOD : COL_VISITED_PRED_GOOD + 1]
+    out[:, N_BINS + 5] = counts[:, COL_REVEALED]
+    np.minimum(out[:, N_BINS:] / cap, 1.0, out=out[:, N_BINS:])
+    # the revealed-good fraction is divided in float64 by the reference (int32 / float32)
+    out[:, N_BINS + 4] = table[:, COL_REVEALED_GOOD] / np.maximum(counts[:, COL_REVEALED], 1.0)
+    return out
+
+
+def _update_count_rows(cache: _FeatureCache, state: SessionState, touched: np.ndarray) -> None:
+    """Recompute the per-group columns of every hole sharing a patch, square or tile with ``touched``."""
+    index, out = cache.index, cache.sorted_features
+    groups = index.hole_groups[touched].ravel()
+    if len(touched) > 1:
+        groups = np.unique(groups)
+    level = index.group_level[groups]
+    # Bit-identical to the reference: the float32 caps are exact, so x / cap rounds the same.
+    values = _level_values(np.concatenate(state.tables)[groups], index.level_caps[level])
+    for (first, stop), lvl, value in zip(index.group_rows[groups].tolist(), level.tolist(), values, strict=True):
+        out[first:stop, _LEVEL_COLUMNS[lvl]] = value
+
+
+def _set_move_level(cache: _FeatureCache, group: int, level: int) -> None:
+    first, stop = cache.index.group_rows[group].tolist()
+    cache.sorted_features[first:stop, _MOVE_COLUMNS] = cache.index.move_values[level, :3]
+    cache.sorted_features[first:stop, 40] = cache.index.move_values[level, 3]
+
+
+def _update_move_rows(cache: _FeatureCache, current: int) -> None:
+    """Recompute the same-tile/square/patch and move-minutes columns after the stage moved
+    to another patch.
+
+    Only holes whose move level changed need it. With ``L`` the coarsest level where the old
+    and the new current hole differ, the old hole's group at ``L`` is now ``L + 1`` away, and
+    the new hole's nested groups at levels ``L, L - 1, .., 0`` are ``L, .., 0`` away (written
+    from the outside in, each overwriting its part of the previous).
+    """
+    new_groups = cache.index.hole_groups[current].tolist()
+    if cache.current == _NOWHERE:
+        coarsest = 2
+    else:
+        old_groups = cache.index.hole_groups[cache.current].tolist()
+        coarsest = max(level for level in range(3) if old_groups[level] != new_groups[level])
+        _set_move_level(cache, old_groups[coarsest], coarsest + 1)
+    for level in range(coarsest, -1, -1):
+        _set_move_level(cache, new_groups[level], level)
+
+
+def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
+    cache = state.feature_cache
+    if not isinstance(cache, _FeatureCache) or cache.world is not world:
+        index = _world_index(world)
+        cache = _FeatureCache(
+            world=world,
+            index=index,
+            sorted_features=index.unvisited.copy(),
+            visited=np.zeros(world.n_holes, dtype=bool),
+            revealed=np.zeros(world.n_holes, dtype=bool),
+            current=_NOWHERE,
+        )
+        state.feature_cache = cache
+    out, position = cache.sorted_features, cache.index.sorted_position
+    newly_visited = np.flatnonzero(state.visited != cache.visited)
+    newly_revealed = np.flatnonzero(state.revealed != cache.revealed)
+    if len(newly_visited) or len(newly_revealed):
+        touched = np.concatenate([newly_visited, newly_revealed]) if len(newly_revealed) else newly_visited
+        _update_count_rows(cache, state, touched)
+        out[position[newly_visited], 1] = state.visited[newly_visited]
+        out[position[newly_revealed], 32] = state.revealed[newly_revealed]
+        out[position[newly_revealed], 33] = np.minimum(state.revealed_ctf[newly_revealed], CTF_CAP) / CTF_CAP
+        cache.visited[newly_visited] = state.visited[newly_visited]
+        cache.revealed[newly_revealed] = state.revealed[newly_revealed]
+    current = int(state.current)
+    patch = world.groups[0]
+    if cache.current == _NOWHERE or patch[current] != patch[cache.current]:
+        _update_move_rows(cache, current)
+    cache.current = current
+    out[:, 41] = time_left(world, state) / world.duration
+    return cache
+
+
+def hole_features(world: World, state: SessionState) -> np.ndarray:
+    """The (n_holes, N_FEATURES) float32 feature matrix of the session's current state.
+
+    Returns a new array the caller owns. Internally the last matrix is kept in
+    ``state.feature_cache`` and only the rows a step changed are recomputed; the values are
+    bit-identical to :func:`hole_features_from_scratch`.
+    """
+    cache = _up_to_date_cache(world, state)
+    if cache.index.hole_order is None:
+        return cache.sorted_features.copy()
+    return np.take(cache.sorted_features, cache.index.sorted_position, axis=0)

@@ -29,7 +29,7 @@ Episode rules (as the original cryoRL environment, so numbers compare with the p
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,6 +111,7 @@ class World:
     exposure_reward: np.ndarray = field(init=False, repr=False)
     visit_delta: np.ndarray = field(init=False, repr=False)
     reveal_delta: np.ndarray = field(init=False, repr=False)
+    initial_tables: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         grid = self.grid
@@ -146,6 +147,10 @@ class World:
         reveal[:, COL_REVEALED_GOOD] = true_good
         set_(self, "visit_delta", visit)
         set_(self, "reveal_delta", reveal)
+        # Every session starts from these counts (copied), so a reset does not recount the grid.
+        set_(self, "initial_tables", _unvisited_tables(self.groups, self.group_sizes, pred_bin, pred_good))
+        for table in self.initial_tables:
+            table.flags.writeable = False
 
     @property
     def n_holes(self) -> int:
@@ -177,6 +182,10 @@ class SessionState:
     moves: np.ndarray
     invalid_moves: int
     tables: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Owned by :func:`cryobench.features.hole_features`: the last feature matrix and the masks
+    #: it was computed from, so the next call updates only the rows that changed. Anything else
+    #: leaves it alone; a stale or foreign cache is detected and rebuilt, never trusted.
+    feature_cache: Any = field(default=None, repr=False)
 
     @property
     def n_exposures(self) -> int:
@@ -193,26 +202,35 @@ class StepResult(NamedTuple):
     newly_revealed: tuple[int, ...]
 
 
+def _unvisited_tables(
+    groups: tuple[np.ndarray, ...], group_sizes: tuple[np.ndarray, ...], pred_bin: np.ndarray, pred_good: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group tables where nothing is visited or revealed: every hole counted as unvisited."""
+    per_hole = np.zeros((len(pred_bin), N_COLS), dtype=np.int32)
+    per_hole[np.arange(len(pred_bin)), pred_bin] = 1
+    per_hole[:, COL_UNVISITED_PRED_GOOD] = pred_good
+    return tuple(_sum_rows_by_group(ids, per_hole, len(sizes)) for ids, sizes in zip(groups, group_sizes, strict=True))
+
+
+def _sum_rows_by_group(ids: np.ndarray, per_hole: np.ndarray, n_groups: int) -> np.ndarray:
+    """(n_groups, N_COLS) int32 column sums of the per-hole rows by group (bincount: exact for counts,
+    and much faster than ``np.add.at``)."""
+    sums = [np.bincount(ids, weights=per_hole[:, col], minlength=n_groups) for col in range(per_hole.shape[1])]
+    return np.column_stack(sums).round().astype(np.int32)
+
+
 def empty_tables(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Group tables of a session where nothing is visited or revealed."""
-    tables = []
-    bins = np.searchsorted(FEATURE_BIN_EDGES, world.predicted_ctf, side="right") - 1
-    pred_good = world.predicted_good
-    for ids, sizes in zip(world.groups, world.group_sizes, strict=True):
-        table = np.zeros((len(sizes), N_COLS), dtype=np.int32)
-        np.add.at(table, (ids, bins), 1)
-        table[:, COL_UNVISITED_PRED_GOOD] = np.bincount(ids, weights=pred_good, minlength=len(sizes))
-        tables.append(table)
-    return tuple(tables)
+    """Group tables of a session where nothing is visited or revealed (fresh, writable copies)."""
+    return tuple(table.copy() for table in world.initial_tables)
 
 
 def recount_tables(world: World, visited: np.ndarray, revealed: np.ndarray) -> tuple[np.ndarray, ...]:
     """The group tables recomputed from scratch from the masks (for checks and tests)."""
-    tables = empty_tables(world)
-    for ids, table in zip(world.groups, tables, strict=True):
-        np.add.at(table, ids[visited], world.visit_delta[visited])
-        np.add.at(table, ids[revealed], world.reveal_delta[revealed])
-    return tables
+    per_hole = world.visit_delta * visited[:, None] + world.reveal_delta * revealed[:, None]
+    return tuple(
+        initial + _sum_rows_by_group(ids, per_hole, len(initial))
+        for ids, initial in zip(world.groups, world.initial_tables, strict=True)
+    )
 
 
 def start_session(world: World, start_hole: int) -> SessionState:

@@ -65,7 +65,8 @@ def stand_in_world(n_holes: int, seed: int = 0) -> World:
 def _env(size: str) -> tuple[CryoEMSessionEnv, str]:
     """The environment of one size and the name of the grid it runs on."""
     if size == "2341" and (ALDOLASE_DATA / "target_CTF_Y1_val.csv").is_file():
-        return gym.make("cryobench/CryoRL-v0", data=str(ALDOLASE_DATA), split="test").unwrapped, "measured aldolase test"
+        env = gym.make("cryobench/CryoRL-v0", data=str(ALDOLASE_DATA), split="test").unwrapped
+        return env, "measured aldolase test"
     make_args = {
         "2341": ("cryobench/Aldolase-v0", {"split": "test"}),
         "5822": ("cryobench/AldolaseAu-v0", {"split": "all"}),
