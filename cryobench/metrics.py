@@ -112,9 +112,10 @@ def normalised_score(value: np.ndarray | float, random: float, oracle: float) ->
     return 100.0 * (np.asarray(value, dtype=float) - random) / span
 
 
-def iqm(values: np.ndarray) -> float:
-    """Interquartile mean: the mean of the middle 50% of the values."""
-    return float(stats.trim_mean(np.asarray(values, dtype=float), 0.25))
+def iqm(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
+    """Interquartile mean: the mean of the middle 50% of the values (along ``axis``)."""
+    out = stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
+    return float(out) if axis is None else out
 
 
 def bootstrap_ci(
@@ -128,16 +129,16 @@ def bootstrap_ci(
 
     ``scores`` holds one array of per-episode values per stratum (e.g. per environment);
     each bootstrap replicate resamples episodes within every stratum, then pools them.
+    ``statistic(values, axis=1)`` is applied to all replicates at once (a (reps, n) array).
     """
     rng = np.random.default_rng(seed)
     strata = [np.asarray(s, dtype=float) for s in scores]
-    point = statistic(np.concatenate(strata))
-    replicates = np.empty(reps)
-    for r in range(reps):
-        replicates[r] = statistic(np.concatenate([s[rng.integers(len(s), size=len(s))] for s in strata]))
+    point = float(statistic(np.concatenate(strata)))
+    replicates = np.concatenate([s[rng.integers(len(s), size=(reps, len(s)))] for s in strata], axis=1)
+    values = statistic(replicates, axis=1)
     alpha = (1.0 - confidence) / 2.0
-    low, high = np.quantile(replicates, [alpha, 1.0 - alpha])
-    return float(point), float(low), float(high)
+    low, high = np.quantile(values, [alpha, 1.0 - alpha])
+    return point, float(low), float(high)
 
 
 def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
