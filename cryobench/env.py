@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -126,11 +128,22 @@ class CryoEMSessionEnv(gym.Env):
         world_seed: int | None = None,
         new_world_each_reset: bool = False,
         render_mode: str | None = None,
+        **unknown: Any,
     ) -> None:
+        # Caught here, not left to Python's TypeError, so every bad argument is an InputError.
+        if unknown:
+            raise InputError(
+                f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; "
+                f"expected some of {', '.join(ENV_ARGUMENTS)} (see the class docstring)"
+            )
         if (dataset is None) == (data is None):
             raise InputError("give exactly one of the arguments 'dataset' (a twin's name) and 'data' (a CryoRL folder)")
-        if world_seed is not None and (isinstance(world_seed, bool) or not isinstance(world_seed, int | np.integer)):
-            raise InputError(f"argument 'world_seed': expected an integer or None, got {world_seed!r}")
+        if data is not None and not isinstance(data, str | os.PathLike):
+            raise InputError(f"argument 'data': expected the path of a CryoRL-format folder, got {data!r}")
+        if world_seed is not None and (
+            isinstance(world_seed, bool) or not isinstance(world_seed, int | np.integer) or world_seed < 0
+        ):
+            raise InputError(f"argument 'world_seed': expected a non-negative integer or None, got {world_seed!r}")
         if not isinstance(new_world_each_reset, bool):
             raise InputError(f"argument 'new_world_each_reset': expected True or False, got {new_world_each_reset!r}")
         if new_world_each_reset and data is not None:
@@ -266,3 +279,11 @@ class CryoEMSessionEnv(gym.Env):
         from cryobench.render import draw_session
 
         return draw_session(self.world, self.state)
+
+
+#: The arguments ``gym.make`` accepts for every cryobench environment.
+ENV_ARGUMENTS: tuple[str, ...] = tuple(
+    name
+    for name, parameter in inspect.signature(CryoEMSessionEnv.__init__).parameters.items()
+    if name != "self" and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+)

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.errors import InputError
-from cryobench.features import N_FEATURES
+from cryobench.features import N_FEATURES, hole_features_from_scratch
 from cryobench.registration import env_cards
 
 TWIN_IDS = [env_id for env_id, card in env_cards().items() if card["simulated"]]
@@ -152,28 +152,53 @@ def test_render_draws_the_grid():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"noise": -0.1}, "argument 'noise'"),
-        ({"noise": 9}, "argument 'noise'"),
-        ({"noise": "high"}, "argument 'noise'"),
-        ({"duration": -5}, "argument 'duration'"),
-        ({"threshold": 0}, "argument 'threshold'"),
-        ({"split": "val"}, "argument 'split'"),
-        ({"feedback": "sometimes"}, "argument 'feedback'"),
-        ({"profile": "fast"}, "argument 'profile'"),
-        ({"partial_reward": "yes"}, "argument 'partial_reward'"),
-        ({"world_seed": 1.5}, "argument 'world_seed'"),
-        ({"regressor": "psychic"}, "psychic"),
-        # ("human" is not refused: gym.make wraps an rgb_array env in HumanRendering)
-        ({"render_mode": "ansi"}, "argument 'render_mode'"),
+        ({"noise": -0.1}, "argument 'noise'.*out of range"),
+        ({"noise": 9}, "argument 'noise'.*out of range"),
+        ({"noise": "high"}, "argument 'noise': expected a number"),
+        ({"noise": None}, "argument 'noise': expected a number"),
+        ({"noise": float("nan")}, "argument 'noise': expected a number"),
+        ({"noise": True}, "argument 'noise': expected a number"),
+        ({"duration": -5}, "argument 'duration': expected a positive number"),
+        ({"duration": 0}, "argument 'duration': expected a positive number"),
+        ({"duration": float("inf")}, "argument 'duration': expected a positive number"),
+        ({"duration": "480"}, "argument 'duration': expected a positive number"),
+        ({"duration": True}, "argument 'duration': expected a positive number"),
+        ({"threshold": 0}, "argument 'threshold': expected a positive number"),
+        ({"threshold": "6"}, "argument 'threshold': expected a positive number"),
+        ({"split": "val"}, "argument 'split': expected 'train', 'test' or 'all'"),
+        ({"split": None}, "argument 'split': expected 'train', 'test' or 'all'"),
+        ({"feedback": "sometimes"}, "argument 'feedback': expected 'inspection', 'queue:K'"),
+        ({"feedback": "queue:0"}, "argument 'feedback': expected .*K a positive integer"),
+        ({"feedback": 3}, "argument 'feedback': expected 'inspection'"),
+        ({"profile": "fast"}, "argument 'profile': unknown profile 'fast'; expected one of paper"),
+        ({"profile": 3}, "argument 'profile': expected a profile name or a mapping"),
+        ({"profile": {"minutes": [1, 2, 3]}}, "argument 'profile': 'minutes' must be a list of 4 numbers"),
+        ({"profile": {"minutes": [1, 2, 3, "x"]}}, "argument 'profile': minutes and beta must be numbers"),
+        ({"profile": {"minutes": [1, 2, 3, 4], "speed": 2}}, "argument 'profile': a custom profile is a mapping"),
+        ({"profile": {"minutes": [8, 6, 2, 1]}}, "minutes must not decrease"),
+        ({"profile": {"minutes": [1, 2, 3, 4], "beta": -1}}, "beta must be a non-negative number"),
+        ({"partial_reward": "yes"}, "argument 'partial_reward': expected True or False"),
+        ({"new_world_each_reset": "yes"}, "argument 'new_world_each_reset': expected True or False"),
+        ({"world_seed": 1.5}, "argument 'world_seed': expected a non-negative integer"),
+        ({"world_seed": -1}, "argument 'world_seed': expected a non-negative integer"),
+        ({"world_seed": "1"}, "argument 'world_seed': expected a non-negative integer"),
+        ({"regressor": "psychic"}, "argument 'regressor': unknown model 'psychic'"),
+        ({"regressor": 3}, "argument 'regressor': expected a model name or a mapping"),
+        ({"dataset": 3}, "argument 'dataset': expected a dataset name or card path"),
+        ({"dataset": "nope"}, "unknown dataset 'nope'; expected one of"),
+        # ("human" is not refused: gym.make wraps an rgb_array environment in HumanRendering)
+        ({"render_mode": "ansi"}, "argument 'render_mode': expected None or 'rgb_array'"),
     ],
 )
 def test_bad_arguments_name_the_argument(kwargs, message):
-    with pytest.raises(InputError, match=message):
-        gym.make("cryobench/Aldolase-v0", **kwargs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # gym.make warns about an unknown render mode first
+        with pytest.raises(InputError, match=message):
+            gym.make("cryobench/Aldolase-v0", **kwargs)
 
 
-def test_unknown_argument_is_refused():
-    with pytest.raises(TypeError, match="colour"):
+def test_unknown_argument_is_refused_with_the_expected_ones():
+    with pytest.raises(InputError, match=r"unknown argument\(s\) 'colour'; expected some of dataset, data, split"):
         gym.make("cryobench/Aldolase-v0", colour="blue")
 
 
@@ -182,3 +207,26 @@ def test_cryorl_env_needs_a_folder(tmp_path):
         gym.make("cryobench/CryoRL-v0")
     with pytest.raises(InputError, match="not a folder"):
         gym.make("cryobench/CryoRL-v0", data=str(tmp_path / "missing"))
+    with pytest.raises(InputError, match="argument 'data': expected the path of a CryoRL-format folder, got 3"):
+        gym.make("cryobench/CryoRL-v0", data=3)
+    with pytest.raises(InputError, match="exactly one of the arguments 'dataset'"):
+        gym.make("cryobench/Aldolase-v0", data=str(tmp_path))
+
+
+def test_observation_features_are_fresh_arrays_equal_to_a_recomputation():
+    """The incremental features equal the from-scratch ones at every step, and an observation
+    handed out is never changed later (agents keep histories of them)."""
+    env = gym.make("cryobench/Aldolase-v0", feedback="queue:3")
+    rng = np.random.default_rng(0)
+    obs, _ = env.reset(seed=0)
+    history = []
+    done = False
+    while not done:
+        history.append((obs["features"], obs["features"].copy()))
+        np.testing.assert_array_equal(
+            obs["features"], hole_features_from_scratch(env.unwrapped.world, env.unwrapped.state)
+        )
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+        done = terminated or truncated
+    for handed_out, snapshot in history:
+        np.testing.assert_array_equal(handed_out, snapshot)
