@@ -190,3 +190,34 @@ def nearest(hierarchy: Hierarchy, current_hole: int, candidates: np.ndarray) -> 
     index = np.flatnonzero(candidates)
     d = np.hypot(*(hierarchy.xy[index] - hierarchy.xy[current_hole]).T)
     return int(index[np.argmin(d)])
+
+
+def rate_greedy_hole(hierarchy: Hierarchy, p_good: np.ndarray, available: np.ndarray, current_hole: int) -> int:
+    """The next hole of the plan "most expected good per minute", valuing the group moved into.
+
+    - Staying: the best available hole of the current patch, one in-patch move.
+    - Another patch: its rate (:func:`group_rates`) from the move into it.
+    - Another square: the better of the patch's own rate and its square's rate
+      (:func:`square_rates`), so a square rich in several patches is worth its entry move.
+
+    The best-valued patch wins (ties: the current patch, then the lower id); in it the hole
+    with the highest probability (ties: the lowest index). O(N) numpy.
+    """
+    h = hierarchy
+    entry = h.patch_minutes(current_hole)
+    rates = group_rates(h.patch, p_good, available, entry, h.minutes[0], h.n_patches)
+    # What each patch would yield at the rate-maximising cut-off is approximated by the
+    # holes at or above one fixed acceptance level (cheap, and the same for every patch).
+    take = available & (p_good >= 0.5)
+    patch_value = group_sum(h.patch[take], p_good[take], h.n_patches)
+    patch_count = np.bincount(h.patch[take], minlength=h.n_patches).astype(np.float64)
+    square_rate = square_rates(h, patch_value, patch_count, current_hole)
+    rates = np.maximum(rates, square_rate[h.patch_square])
+    current_patch = h.patch[current_hole]
+    in_patch = available & (h.patch == current_patch)
+    rates[current_patch] = p_good[in_patch].max() / h.minutes[0] if in_patch.any() else -1.0
+    has_holes = np.bincount(h.patch[available], minlength=h.n_patches) > 0
+    rates[~has_holes] = -np.inf
+    best = np.flatnonzero(rates == rates.max())
+    patch = current_patch if current_patch in best else best[0]
+    return int(np.argmax(np.where(available & (h.patch == patch), p_good, -np.inf)))

@@ -1,0 +1,52 @@
+"""Greedy: the most expected good exposures per minute next, from the predictions alone.
+
+Each hole's chance of being good is a logistic curve of its predicted CTFMaxRes (the
+regressor's calibration, a hyperparameter). The agent values a move by what the group it
+moves into can give per minute, not by the single hole: staying in the patch is worth the
+best remaining hole per in-patch move; another patch is worth its best holes over the move
+into it plus the in-patch moves; another square also the worth of collecting its several
+patches (see ``cryobench.agents.common.rate_greedy_hole``). So it leaves a patch when its
+next hole is worth less than the best group elsewhere (the marginal value theorem), and
+moves to another square only when the square as a whole pays for the 6-8 minute move.
+
+It never learns from revealed CTFs (see ``hierarchical-bayes`` for the agent that does).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryobench.agents.base import Agent
+from cryobench.agents.common import Hierarchy, predicted_good_probability, rate_greedy_hole
+
+
+@dataclass
+class Config:
+    """Hyperparameters of the greedy agent: the regressor's assumed calibration."""
+
+    #: a hole predicted at threshold + offset is good with probability 1/2 (Å; > 0: regressor reads high)
+    offset: float = 0.5
+    #: width of the logistic curve (Å)
+    scale: float = 0.8
+    #: smallest and largest probability a prediction can give
+    floor: float = 0.03
+    ceiling: float = 0.97
+
+
+class GreedyAgent(Agent):
+    """Cost-aware greedy: the hole whose group gives the most expected good per minute."""
+
+    name = "greedy"
+    Config = Config
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        c = self.config
+        self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.p_good = predicted_good_probability(
+            self.hierarchy.predicted_ctf, self.hierarchy.threshold, c.offset, c.scale, c.floor, c.ceiling
+        )
+
+    def act(self, obs: dict, info: dict) -> int:
+        available = obs["action_mask"].astype(bool)
+        return rate_greedy_hole(self.hierarchy, self.p_good, available, int(obs["current_hole"]))
