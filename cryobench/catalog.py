@@ -81,7 +81,7 @@ def regressor_spec(dataset: Dataset, regressor: str | Mapping | None) -> dict:
     if regressor is None:
         if dataset.measured_predictions is not None:
             return {"model": "measured"}
-        return dict(dataset.card["regressor"])
+        return dict(dataset.card["default_regressor"])
     if isinstance(regressor, str):
         return {"model": regressor}
     if isinstance(regressor, Mapping):

@@ -322,10 +322,52 @@ def _show_dataset(dataset, split: str, noise: float, seed: int | None, as_json: 
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=_jsonable))
         return
-    click.echo(f"{dataset.name} ({summary['kind']}), split {split}")
-    click.echo(json.dumps(stats, indent=2, default=_jsonable))
-    click.echo(f"regressor {spec} at noise {noise}:")
-    click.echo(json.dumps(quality, indent=2, default=_jsonable))
+    click.echo(_dataset_text(dataset, split, stats, spec, noise, quality))
+
+
+def _dataset_text(dataset, split: str, stats: dict, spec: dict, noise: float, quality: dict) -> str:
+    """The human-readable summary of ``cryobench datasets show``."""
+    from cryobench.cards import assumptions
+
+    def sizes(key: str) -> str:
+        s = stats[key]
+        return f"{s['min']} / {s['median']:g} / {s['max']}"
+
+    kind = dataset.card.get("kind", "measured")
+    bins = stats["ctf_bins"]
+    shares = stats["good_variance_shares"]
+    corr = stats["log_ctf_correlation"]
+    lines = [
+        f"{dataset.name} ({kind}{', SIMULATED' if kind != 'measured' else ''}), split {split}",
+        "",
+        f"{'holes':>8} {'patches':>8} {'squares':>8} {'tiles':>6}",
+        f"{stats['holes']:>8} {stats['patches']:>8} {stats['squares']:>8} {stats['tiles']:>6}",
+        f"holes per patch (min / median / max):    {sizes('holes_per_patch')}",
+        f"patches per square (min / median / max): {sizes('patches_per_square')}",
+        f"holes per square (min / median / max):   {sizes('holes_per_square')}",
+        "",
+        "CTFMaxRes   " + "".join(f"{label:>8}" for label in bins) + f"{'failed':>8}",
+        "holes       " + "".join(f"{count:>8}" for count in bins.values()) + f"{stats['failed_fits']:>8}",
+        "share       " + "".join(f"{count / stats['holes']:>8.1%}" for count in bins.values()),
+        f"good (< 6 Å): {stats['good']} ({stats['good_fraction']:.1%}); failed fits count as bad",
+        "variance of 'good' by level: "
+        + ", ".join(f"{level.replace('_', ' ')} {share:.0%}" for level, share in shares.items()),
+        f"log-CTF correlation: one pitch {corr['one_pitch']:.2f}, >= 4 pitches {corr['four_or_more_pitches']:.2f}, "
+        f"across squares {corr['across_squares']:.2f}",
+        f"rich patches (> 50% good): {stats['rich_patches']} of {stats['patches']}, "
+        f"holding {stats['good_in_rich_patches']} of {stats['good']} good holes",
+        "",
+        f"regressor {spec} at noise {noise:g}:",
+        f"  MAE {quality['mae']:.2f} Å, RMSE {quality['rmse']:.2f} Å, Pearson {quality['pearson']:.2f}, "
+        f"Spearman {quality['spearman']:.2f}",
+        f"  at 6 Å: precision {quality['precision']:.3f}, recall {quality['recall']:.3f} "
+        f"(TP {quality['tp']}, FP {quality['fp']}, FN {quality['fn']}, TN {quality['tn']}); "
+        f"patch good-fraction r {quality.get('patch_good_fraction_r', float('nan')):.2f}",
+    ]
+    if kind != "measured":
+        assumed = assumptions(dataset.card) if "layout" in dataset.card else []
+        lines += ["", "assumed parameters (not from the paper or measured data): " + (", ".join(assumed) or "none")]
+    return "\n".join(lines)
 
 
 def _jsonable(value):
@@ -337,6 +379,44 @@ def _jsonable(value):
         return value.tolist()
     return str(value)
 
+
+
+# ---- play ---------------------------------------------------------------------------
+@main.command("play")
+@click.option("--env", "env_name", default="aldolaseau", show_default=True, help="Environment short name or id.")
+@click.option("--feedback", default="inspection", show_default=True, help="inspection, queue:K or none.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Episode seed: sets the starting hole.")
+@click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument (default split=all).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local only by default).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
+@click.option("--out-dir", type=click.Path(file_okay=False), default="cryobench-results", show_default=True)
+@click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None, help="Show a results file.")
+@click.option("--episode", type=click.IntRange(min=0), default=0, show_default=True, help="Episode to replay.")
+@_friendly_errors
+def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_file, episode) -> None:
+    """Play a session yourself in a web page; the results file scores you like an agent."""
+    from cryobench.evaluate import load_results
+    from cryobench.play.server import PlayConfig, serve
+    from cryobench.simulator import Feedback
+
+    if replay_file is not None:
+        config = PlayConfig(env_name, seed=seed, replay=load_results(replay_file), replay_episode=episode)
+    else:
+        env_kwargs = {"split": "all", **_parse_assignments(env_args, "-e")}
+        # The paper's human study used the whole AldolaseAu grid; feedback only recorded when not the default.
+        if str(Feedback.parse(feedback)) != "inspection":
+            env_kwargs["feedback"] = str(Feedback.parse(feedback))
+        config = PlayConfig(env_name, env_kwargs, seed=seed, results_dir=Path(out_dir))
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}: anyone who can reach it can play and read sessions", err=True)
+
+    def announce(url: str) -> None:
+        what = f"replay of {replay_file}" if replay_file else f"{env_name}, feedback {feedback}, seed {seed}"
+        click.echo(f"cryobench play ({what}): open {url}  (Ctrl-C stops)")
+        if not replay_file:
+            click.echo(f"results files go to {Path(out_dir).resolve()}")
+
+    serve(config, host=host, port=port, ready=announce)
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -262,7 +262,7 @@ def load_cryorl(folder: str | Path) -> Dataset:
         "name": grid.name,
         "kind": "measured",
         "title": f"measured data from {folder}",
-        "regressor": {"model": "measured"} if has_predictions else {"model": "perfect"},
+        "default_regressor": {"model": "measured"} if has_predictions else {"model": "perfect"},
     }
     return Dataset(
         grid=grid,

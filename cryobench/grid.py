@@ -170,7 +170,8 @@ class Dataset:
         split: per hole, ``"train"`` or ``"test"`` (object array of str).
         measured_predictions: per hole, the real regressor's predicted CTFMaxRes (Å), or
             None where the dataset has no measured predictions (simulated twins).
-        card: the dataset card (defaults: regressor, noise; provenance).
+        card: the dataset card (a twin's YAML card, or a short one for measured data), plus
+            ``default_regressor``: the regressor spec used at ``noise`` 1 unless one is given.
     """
 
     grid: Grid

@@ -219,5 +219,8 @@ def generate_dataset(card: dict[str, Any], seed: int) -> Dataset:
     """A simulated twin Dataset: the card's layout and world ``seed``'s quality; no measured predictions."""
     grid, split = generate_grid(card, seed)
     twin_card = dict(card)
-    twin_card["regressor"] = {"model": value(card, "regressor", "model"), **value(card, "regressor", "parameters")}
+    twin_card["default_regressor"] = {
+        "model": value(card, "regressor", "model"),
+        **value(card, "regressor", "parameters"),
+    }
     return Dataset(grid=grid, split=split, measured_predictions=None, card=twin_card)

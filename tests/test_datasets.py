@@ -270,7 +270,8 @@ def test_resnet50_model_on_the_aldolase_twin_matches_the_measured_regressor():
     for seed in range(3):
         dataset = generate_dataset(card, seed)
         grid, _ = dataset.select_split("test")
-        scores.append(regressor_quality(predict(grid, dataset.card["regressor"], 1.0, seed), grid.ctf, grid.patch))
+        predicted = predict(grid, dataset.card["default_regressor"], 1.0, seed)
+        scores.append(regressor_quality(predicted, grid.ctf, grid.patch))
     for key, target in (("precision", 0.855), ("recall", 0.828), ("pearson", 0.63)):
         assert np.mean([s[key] for s in scores]) == pytest.approx(target, abs=0.06), key
 
@@ -278,10 +279,11 @@ def test_resnet50_model_on_the_aldolase_twin_matches_the_measured_regressor():
 def test_noise_knob_orders_regressor_quality():
     dataset = generate_dataset(load_dataset_card("aldolase"), 0)
     grid = dataset.grid
-    maes = [regressor_quality(predict(grid, dataset.card["regressor"], n, 0), grid.ctf)["mae"] for n in (0, 0.5, 1, 2)]
+    spec = dataset.card["default_regressor"]
+    maes = [regressor_quality(predict(grid, spec, n, 0), grid.ctf)["mae"] for n in (0, 0.5, 1, 2)]
     assert maes[0] == 0.0 and maes[0] < maes[1] < maes[2] < maes[3]
-    again = predict(grid, dataset.card["regressor"], 1.0, 0)
-    np.testing.assert_array_equal(again, predict(grid, dataset.card["regressor"], 1.0, 0))
+    again = predict(grid, dataset.card["default_regressor"], 1.0, 0)
+    np.testing.assert_array_equal(again, predict(grid, dataset.card["default_regressor"], 1.0, 0))
     blind = regressor_quality(predict(grid, {"model": "uninformative"}, 1.0, 0), grid.ctf)
     assert abs(blind["pearson"]) < 0.1
     shared = predict(grid, {"model": "gaussian", "sigma": 2.0, "patch_share": 1.0}, 1.0, 0) - grid.ctf_capped()
