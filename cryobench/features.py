@@ -294,16 +294,16 @@ def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
         )
         state.feature_cache = cache
     out, position = cache.sorted_features, cache.index.sorted_position
-    newly_visited = np.flatnonzero(state.visited != cache.visited)
-    newly_revealed = np.flatnonzero(state.revealed != cache.revealed)
-    if len(newly_visited) or len(newly_revealed):
-        touched = np.concatenate([newly_visited, newly_revealed]) if len(newly_revealed) else newly_visited
+    # holes whose visited or revealed flag changed (usually one: the hole just exposed)
+    touched = np.flatnonzero((state.visited != cache.visited) | (state.revealed != cache.revealed))
+    if len(touched):
         _update_count_rows(cache, state, touched)
-        out[position[newly_visited], 1] = state.visited[newly_visited]
-        out[position[newly_revealed], 32] = state.revealed[newly_revealed]
-        out[position[newly_revealed], 33] = np.minimum(state.revealed_ctf[newly_revealed], CTF_CAP) / CTF_CAP
-        cache.visited[newly_visited] = state.visited[newly_visited]
-        cache.revealed[newly_revealed] = state.revealed[newly_revealed]
+        rows = position[touched]
+        out[rows, 1] = state.visited[touched]
+        out[rows, 32] = state.revealed[touched]
+        out[rows, 33] = np.minimum(state.revealed_ctf[touched], CTF_CAP) / CTF_CAP
+        np.copyto(cache.visited, state.visited)
+        np.copyto(cache.revealed, state.revealed)
     current = int(state.current)
     patch = world.groups[0]
     if cache.current == _NOWHERE or patch[current] != patch[cache.current]:
