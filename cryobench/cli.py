@@ -380,7 +380,6 @@ def _jsonable(value):
     return str(value)
 
 
-
 # ---- play ---------------------------------------------------------------------------
 @main.command("play")
 @click.option("--env", "env_name", default="aldolaseau", show_default=True, help="Environment short name or id.")
@@ -417,6 +416,7 @@ def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_fil
             click.echo(f"results files go to {Path(out_dir).resolve()}")
 
     serve(config, host=host, port=port, ready=announce)
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,0 +1,376 @@
+"""One person's session at the microscope simulator: the state the web page shows, kept on the server.
+
+A :class:`PlaySession` drives a :class:`cryobench.env.CryoEMSessionEnv` (the same simulator
+core as every agent: ``cryobench.simulator.start_session``, ``expose``, ``is_over``), so a
+person's session follows exactly the rules an agent's does and is scored by the same
+``cryobench.metrics.episode_metrics``. Navigating the atlas, squares and patches is free, as
+in the paper's human study; only exposures (stage moves) advance the clock.
+
+What the player sees of a hole before exposing it is its *look*: a grey level derived from the
+regressor's prediction for that hole (:func:`hole_looks`), never from the truth, so a person
+faces the same uncertainty an agent does (the environment's ``noise`` argument sets it). The
+true CTFMaxRes appears only when the simulator reveals it (at once in inspection mode, in
+batches in queue mode, never with ``feedback=none``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryobench import metrics, simulator
+from cryobench.env import CryoEMSessionEnv
+from cryobench.errors import InputError
+from cryobench.grid import CTF_CAP
+from cryobench.profiles import MOVE_LEVELS
+
+#: The "track" a person's results belong to on leaderboards (agents have none).
+HUMAN_TRACK = "human"
+#: Player names: short, printable, safe in a file name.
+PLAYER_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,39}$")
+#: Predicted CTFMaxRes (Å) mapped to the brightest and the darkest hole interior.
+LOOK_BEST_CTF, LOOK_WORST_CTF = 3.0, CTF_CAP
+
+
+class SessionConflict(Exception):
+    """A request that is well formed but cannot be done in the session's current state (HTTP 409)."""
+
+
+def check_player_name(name: Any) -> str:
+    """The player's name, stripped; InputError unless 1-40 letters, digits, spaces, ``_ . -``."""
+    if not isinstance(name, str) or not PLAYER_NAME_PATTERN.match(name.strip()):
+        raise InputError(
+            "player name: expected 1-40 characters (letters, digits, space, '_', '.', '-'), "
+            f"starting with a letter or digit, got {name!r}"
+        )
+    return name.strip()
+
+
+def hole_looks(predicted_ctf: np.ndarray) -> np.ndarray:
+    """Brightness (0 dark .. 1 bright) of each hole's low-magnification look, from its prediction.
+
+    Thin ice, which gives good images, looks bright at low magnification; thick ice looks dark.
+    The look is a monotone function of the regressor's prediction only: it carries exactly the
+    information (and the error) an agent is given, no more.
+    """
+    span = (np.clip(predicted_ctf, LOOK_BEST_CTF, LOOK_WORST_CTF) - LOOK_BEST_CTF) / (LOOK_WORST_CTF - LOOK_BEST_CTF)
+    return 0.92 - 0.78 * np.sqrt(span)
+
+
+def public_layout(env: CryoEMSessionEnv) -> dict[str, Any]:
+    """Everything the page draws that does not change during a session (no ground truth in it)."""
+    layout = env.layout
+    grid = env.world.grid
+    looks = hole_looks(layout.predicted_ctf)
+    return {
+        "n_holes": grid.n_holes,
+        "pitch_um": float(grid.pitch_um),
+        "hole_names": list(grid.hole_names),
+        "tile": layout.tile.tolist(),
+        "square": layout.square.tolist(),
+        "patch": layout.patch.tolist(),
+        "x_um": np.round(layout.x_um, 2).tolist(),
+        "y_um": np.round(layout.y_um, 2).tolist(),
+        "square_xy_um": np.round(layout.square_xy_um, 2).tolist(),
+        "look": np.round(looks, 3).tolist(),
+        "predicted_ctf": np.round(layout.predicted_ctf, 2).tolist(),
+        "minutes": list(layout.minutes),
+        "move_levels": list(MOVE_LEVELS),
+        "threshold": float(layout.threshold),
+        "duration": float(layout.duration),
+        "feedback": layout.feedback,
+    }
+
+
+class PlaySession:
+    """One player's session: an environment, its history, a queue of planned holes, results.
+
+    Every mutating method takes the session's lock, validates its input and raises
+    :class:`InputError` (bad request) or :class:`SessionConflict` (not now) *before* changing
+    anything, so a rejected request leaves the session exactly as it was.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        player: str,
+        env: CryoEMSessionEnv,
+        env_record: dict[str, Any],
+        seed: int,
+        results_path: Path | None,
+        read_only: bool = False,
+        display_name: str | None = None,
+    ) -> None:
+        self.session_id = session_id
+        self.player = check_player_name(player)
+        self.display_name = display_name or f"human:{self.player}"
+        self.env = env
+        self.env_record = env_record
+        self.seed = int(seed)
+        self.results_path = results_path
+        self.read_only = read_only
+        self.lock = threading.RLock()
+        self.queue: list[int] = []
+        # Per exposure: the move level and whether the predictions overlay was on when it was chosen.
+        self.levels: list[int] = []
+        self.overlay_flags: list[bool] = []
+        self.finished_early = False
+        self.started = _now()
+        self.finished: str | None = None
+        self._wall_start = time.perf_counter()
+        self._wall_seconds: float | None = None
+        env.reset(seed=self.seed)
+
+    # ---- reading ---------------------------------------------------------------------------
+    @property
+    def world(self) -> simulator.World:
+        return self.env.world
+
+    @property
+    def state(self) -> simulator.SessionState:
+        return self.env.state
+
+    @property
+    def is_over(self) -> bool:
+        return self.finished_early or simulator.is_over(self.world, self.state)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The session's state as the page shows it: only what the player may know."""
+        with self.lock:
+            state, world = self.state, self.world
+            revealed = np.flatnonzero(state.revealed)
+            revealed_ctf = {int(h): round(float(state.revealed_ctf[h]), 2) for h in revealed}
+            log = []
+            for step, (hole, minutes, level) in enumerate(
+                zip(state.exposures, state.exposure_minutes, self.levels, strict=True), start=1
+            ):
+                log.append(
+                    {
+                        "step": step,
+                        "hole": int(hole),
+                        "level": MOVE_LEVELS[level],
+                        "cost": float(world.profile.minutes[level]),
+                        "at_minutes": float(minutes),
+                        "ctf": revealed_ctf.get(int(hole)),
+                    }
+                )
+            good_known = int(np.sum(state.revealed_ctf[revealed] < world.threshold))
+            return {
+                "session": self.session_id,
+                "player": self.player,
+                "display_name": self.display_name,
+                "read_only": self.read_only,
+                "over": self.is_over,
+                "finished_early": self.finished_early,
+                "elapsed": float(state.elapsed),
+                "duration": float(world.duration),
+                "time_left": float(simulator.time_left(world, state)),
+                "exposures": state.n_exposures,
+                "good_known": good_known,
+                "awaiting_ctf": [int(h) for h in state.pending],
+                "start_hole": int(state.start),
+                "current_hole": int(state.current),
+                "queue": list(self.queue),
+                "log": log,
+                "results_file": str(self.results_path) if self.results_path and self.is_over else None,
+            }
+
+    # ---- changing ----------------------------------------------------------------------------
+    def _check_can_change(self) -> None:
+        if self.read_only:
+            raise SessionConflict("this is a replay of a saved session: it cannot be changed")
+        if self.is_over:
+            raise SessionConflict("the session is over: no more exposures")
+
+    def _check_hole(self, hole: Any) -> int:
+        n = self.world.n_holes
+        if isinstance(hole, bool) or not isinstance(hole, int):
+            raise InputError(f"'hole' must be an integer hole id 0..{n - 1}, got {hole!r}")
+        if not 0 <= hole < n:
+            raise InputError(f"unknown hole {hole}: hole ids are 0..{n - 1}")
+        if self.state.visited[hole]:
+            what = "the starting position" if hole == self.state.start else "already exposed"
+            raise SessionConflict(f"hole {hole} is {what}; choose another hole")
+        return int(hole)
+
+    def expose(self, hole: Any, overlay: bool = False) -> dict[str, Any]:
+        """Move the stage to ``hole`` and expose it (the clock advances by the move's minutes)."""
+        with self.lock:
+            self._check_can_change()
+            hole = self._check_hole(hole)
+            if self.world.feedback.mode == "queue":
+                raise SessionConflict("queue mode: add holes to the queue, then collect the queue")
+            self._expose_checked([hole], overlay)
+            return self.snapshot()
+
+    def queue_add(self, hole: Any) -> dict[str, Any]:
+        """Plan ``hole`` for the next collection (costs no time)."""
+        with self.lock:
+            self._check_can_change()
+            hole = self._check_hole(hole)
+            if hole in self.queue:
+                raise SessionConflict(f"hole {hole} is already in the queue")
+            self.queue.append(hole)
+            return self.snapshot()
+
+    def queue_remove(self, hole: Any) -> dict[str, Any]:
+        """Take ``hole`` out of the queue."""
+        with self.lock:
+            self._check_can_change()
+            if isinstance(hole, bool) or not isinstance(hole, int):
+                raise InputError(f"'hole' must be an integer hole id, got {hole!r}")
+            if hole not in self.queue:
+                raise SessionConflict(f"hole {hole} is not in the queue")
+            self.queue.remove(hole)
+            return self.snapshot()
+
+    def collect_queue(self, overlay: bool = False) -> dict[str, Any]:
+        """Expose the queued holes in order, stopping when the session's time runs out."""
+        with self.lock:
+            self._check_can_change()
+            if not self.queue:
+                raise SessionConflict("the queue is empty: click holes to queue them first")
+            holes, self.queue = self.queue, []
+            self._expose_checked(holes, overlay)
+            return self.snapshot()
+
+    def _expose_checked(self, holes: list[int], overlay: bool) -> None:
+        for hole in holes:
+            if self.is_over:
+                break
+            previous = self.state.current
+            level = simulator.move_level(self.world, previous, hole)
+            _obs, _reward, _terminated, _truncated, info = self.env.step(hole)
+            if info["invalid_action"]:  # validated above; the rules would charge time for it
+                raise RuntimeError(f"hole {hole} was rejected by the simulator after validation")
+            self.levels.append(level)
+            self.overlay_flags.append(bool(overlay))
+        if self.is_over:
+            self._finish()
+
+    def finish(self) -> dict[str, Any]:
+        """End the session now (the player stops before the duration)."""
+        with self.lock:
+            self._check_can_change()
+            self.finished_early = True
+            self.queue = []
+            self._finish()
+            return self.snapshot()
+
+    def _finish(self) -> None:
+        self.finished = _now()
+        self._wall_seconds = time.perf_counter() - self._wall_start
+        if self.results_path is not None:
+            from cryobench.evaluate import save_results
+
+            save_results(self.results(), self.results_path)
+
+    # ---- results ------------------------------------------------------------------------------
+    def results(self) -> dict[str, Any]:
+        """The session as a results document (``cryobench-results/1``, as ``cryobench run`` writes)."""
+        from cryobench.evaluate import RESULTS_FORMAT, provenance, summarise_episodes
+
+        with self.lock:
+            row = {"seed": self.seed, **metrics.episode_metrics(self.world, self.state), "invalid_actions": []}
+            wall = self._wall_seconds if self._wall_seconds is not None else time.perf_counter() - self._wall_start
+            return {
+                "format": RESULTS_FORMAT,
+                "provenance": provenance(),
+                "env": dict(self.env_record),
+                "agent": {
+                    "name": f"human:{self.player}",
+                    "upper_bound": False,
+                    "track": HUMAN_TRACK,
+                    "card": {
+                        "kind": "human",
+                        "title": f"{self.player}, playing in the cryobench session simulator",
+                        "interface": "cryobench play",
+                        "feedback": str(self.world.feedback),
+                        "exposures_with_predictions_overlay": int(sum(self.overlay_flags)),
+                    },
+                },
+                "seeds": [self.seed],
+                "episodes": [row],
+                "summary": summarise_episodes([row]),
+                "timing": {
+                    "fit_seconds": 0.0,
+                    "seconds_per_episode": float(wall),
+                    "note": "wall-clock time the player took; everything else is reproducible",
+                },
+                "human": {
+                    "player": self.player,
+                    "started": self.started,
+                    "finished": self.finished,
+                    "complete": self.is_over,
+                    "finished_early": self.finished_early,
+                    "overlay_per_exposure": list(self.overlay_flags),
+                },
+            }
+
+
+def replay_session(session_id: str, result: dict[str, Any], episode: int = 0) -> PlaySession:
+    """A read-only session that replays episode ``episode`` of a results document, through the simulator.
+
+    The trajectory is exposed again on the environment the file names, so what the page shows
+    (times, CTFs, counts) is recomputed, and a file that does not reproduce is refused. (An
+    agent's invalid actions, which cost minutes but are not in the trajectory, are not replayed.)
+    """
+    from cryobench.evaluate import make_env
+
+    episodes = result["episodes"]
+    if not 0 <= episode < len(episodes):
+        raise InputError(f"option --episode: the results file has episodes 0..{len(episodes) - 1}, got {episode}")
+    row = episodes[episode]
+    env_info = result["env"]
+    gym_env = make_env(env_info["id"], env_info.get("kwargs") or {})
+    inner = gym_env.unwrapped
+    if "world_seed" in env_info and inner.world_seed != env_info["world_seed"]:
+        raise InputError(
+            f"results file: world seed {env_info['world_seed']} differs from the environment's {inner.world_seed}"
+        )
+    name = str(result["agent"]["name"])
+    player = re.sub(r"[^A-Za-z0-9 _.\-]", "_", name.removeprefix("human:"))[:40] or "player"
+    session = PlaySession(session_id, player, inner, env_info, int(row["seed"]), None, display_name=name)
+    if int(session.state.start) != int(row.get("start", session.state.start)):
+        raise InputError(f"results file: episode {episode} starts at hole {row['start']}, the seed gives another")
+    overlay = (result.get("human") or {}).get("overlay_per_exposure") or []
+    for step, hole in enumerate(row["trajectory"]):
+        if session.is_over:
+            raise InputError(f"results file: the session ends before step {step + 1} of the trajectory")
+        hole = int(hole)
+        if not 0 <= hole < inner.world.n_holes or inner.state.visited[hole]:
+            raise InputError(f"results file: step {step + 1} exposes hole {hole}, which is not a valid hole")
+        session._expose_checked([hole], bool(overlay[step]) if step < len(overlay) else False)
+    replayed = metrics.episode_metrics(inner.world, inner.state)
+    if replayed["good_exposures"] != row["good_exposures"] or replayed["exposures"] != row["exposures"]:
+        raise InputError(
+            f"results file: the trajectory gives {replayed['good_exposures']} good of {replayed['exposures']} "
+            f"exposures here, the file says {row['good_exposures']} of {row['exposures']} (another world?)"
+        )
+    session.finished_early = bool((result.get("human") or {}).get("finished_early", False))
+    session.read_only = True
+    return session
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def env_record(gym_env, env_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The ``env`` section of a results document, as :func:`cryobench.evaluate.evaluate` writes it."""
+    inner = gym_env.unwrapped
+    return {
+        "id": gym_env.spec.id,
+        "kwargs": dict(env_kwargs),
+        "spec": json.loads(gym_env.spec.to_json()),
+        "n_holes": inner.world.n_holes,
+        "world_seed": inner.world_seed,
+        "grid": inner.world.grid.name,
+    }
