@@ -146,17 +146,23 @@ def group_rates(
     costs ``entry + (n - 1) * step`` minutes and yields the sum of their probabilities. The
     rate is the best over a few cut-offs: a cheap O(N) stand-in for the best prefix of the
     group's holes sorted by probability (which would need a sort per step). Groups with
-    nothing to collect get rate 0.
+    nothing to collect get rate 0. Two bincounts in all: holes are binned by cut-off, and
+    the "at least this cut-off" totals are suffix sums over the bins.
     """
-    best = np.zeros(n_groups, dtype=np.float64)
-    for cutoff in cutoffs:
-        take = available & (p_good >= cutoff)
-        count = np.bincount(ids[take], minlength=n_groups)
-        value = np.bincount(ids[take], weights=p_good[take], minlength=n_groups)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rate = np.where(count > 0, value / (entry_minutes + (count - 1) * step_minutes), 0.0)
-        np.maximum(best, rate, out=best)
-    return best
+    edges = np.asarray(cutoffs, dtype=np.float64)
+    n_bins = len(edges) + 1
+    level = np.searchsorted(edges, p_good, side="right")  # 0: below every cut-off
+    cell = ids * n_bins + level
+    weights = available.astype(np.float64)
+    count = np.bincount(cell, weights=weights, minlength=n_groups * n_bins).reshape(n_groups, n_bins)
+    value = np.bincount(cell, weights=weights * p_good, minlength=n_groups * n_bins).reshape(n_groups, n_bins)
+    # Column k (k >= 1) of the suffix sums: holes at or above cut-off k - 1.
+    count = np.cumsum(count[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    value = np.cumsum(value[:, ::-1], axis=1)[:, ::-1][:, 1:]
+    minutes = entry_minutes[:, None] + (count - 1) * step_minutes
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rate = np.where(count > 0, value / minutes, 0.0)
+    return rate.max(axis=1)
 
 
 def square_rates(
