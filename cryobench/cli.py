@@ -168,16 +168,13 @@ def plot_cmd(results, kind, out_dir) -> None:
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", default=None, help="Ray cluster address (backend ray).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, workers, backend, address) -> None:
+def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, workers, backend, address, quiet) -> None:
     """Run agents x environments x noise levels x seeds in parallel; resumable (re-run the same command)."""
     from cryobench.sweep import grid_tasks, run_sweep
 
-    first, _, last = seeds.partition("-")
-    try:
-        seed_range = range(int(first), int(last or first) + 1)
-    except ValueError:
-        raise InputError(f"option --seeds: expected FIRST-LAST, e.g. 0-49, got {seeds!r}") from None
+    seed_range = _parse_seed_range(seeds, "--seeds")
     try:
         noise_levels = [float(x) for x in noises.split(",") if x.strip()] or [None]
     except ValueError:
@@ -190,26 +187,60 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
         _parse_assignments(env_args, "-e"),
         seeds_per_task,
     )
-    paths = run_sweep(tasks, out_dir, workers=workers, backend=backend, address=address)
+    if not tasks:
+        raise InputError("options --agents and --envs: name at least one agent and one environment")
+    paths = run_sweep(tasks, out_dir, workers=workers, backend=backend, address=address, progress=not quiet)
     click.echo(f"{len(paths)} task results in {out_dir}")
 
 
 @main.command("submit")
-@click.option("--agent", "agent_name", required=True)
+@click.option("--agent", "agent_name", required=True, help="Agent name (cryobench list agents; plugins too).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Submission file (JSON).")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder (optional).")
 @click.option("--work", type=click.Path(file_okay=False), default=None, help="Folder for resumable task results.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seeds", default=None, help="A subset FIRST-LAST of the protocol's seeds (a reduced run).")
+@click.option("--entries", default=None, help="Comma-separated subset of the protocol's entries (a reduced run).")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--address", default=None, help="Ray cluster address (backend ray).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def submit_cmd(agent_name, out, data, work, workers) -> None:
-    """Run an agent under the leaderboard protocol and write a submission file with provenance."""
+def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, address, quiet) -> None:
+    """Run an agent under the leaderboard protocol and write a submission file with provenance.
+
+    Resumable: run the same command again after an interruption and only missing tasks run.
+    """
     from cryobench.leaderboard import save_submission, submit
     from cryobench.protocol import CURRENT_VERSION
 
     work = work or f"cryobench-sweeps/{agent_name}-v{CURRENT_VERSION}"
-    doc = submit(agent_name, work, data=data, workers=workers)
+    doc = submit(
+        agent_name,
+        work,
+        data=data,
+        workers=workers,
+        progress=not quiet,
+        seeds=None if seeds is None else tuple(_parse_seed_range(seeds, "--seeds")),
+        entries=None if entries is None else tuple(e.strip() for e in entries.split(",") if e.strip()),
+        backend=backend,
+        address=address,
+    )
     path = save_submission(doc, out or f"{agent_name}-v{CURRENT_VERSION}.json")
-    click.echo(f"submission: {path} ({len(doc['entries'])} entries)")
+    kind = "complete" if doc["protocol"]["complete"] else "reduced (not a leaderboard entry)"
+    click.echo(f"submission: {path} ({len(doc['entries'])} entries, {kind})")
+    for name, reason in {**doc["not_applicable"], **doc["skipped"]}.items():
+        click.echo(f"  {name}: not run: {reason}")
+
+
+def _parse_seed_range(text: str, option: str) -> range:
+    first, _, last = text.partition("-")
+    try:
+        seeds = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise InputError(f"option {option}: expected FIRST-LAST, e.g. 0-49, got {text!r}") from None
+    if not seeds:
+        raise InputError(f"option {option}: FIRST must not exceed LAST, got {text!r}")
+    return seeds
 
 
 @main.group("leaderboard")
@@ -227,23 +258,32 @@ def leaderboard_build(check) -> None:
     changed = build_tables(check=check)
     if check and changed:
         raise click.ClickException("tables out of date: " + ", ".join(changed) + " (run cryobench leaderboard build)")
-    click.echo("\n".join(changed) if changed else "tables up to date")
+    click.echo("\n".join(f"wrote {rel}" for rel in changed) if changed else "tables up to date")
 
 
 @leaderboard_group.command("verify")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder.")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
 @_friendly_errors
-def leaderboard_verify(file, data, workers) -> None:
-    """Re-run a submission FILE; accept it only if it reproduces exactly under the current protocol."""
+def leaderboard_verify(files, data, workers) -> None:
+    """Re-run submission FILES; accept each only if it reproduces exactly under the current protocol."""
     from cryobench.leaderboard import verify
 
-    report = verify(file, data=data, workers=workers)
-    if report["accepted"]:
-        click.echo(f"accepted: {file}")
-        return
-    raise click.ClickException("rejected: " + "; ".join(report["reasons"]))
+    rejected = 0
+    for file in files:
+        report = verify(file, data=data, workers=workers)
+        if report["accepted"]:
+            reduced = " (reduced protocol: a subset of seeds or entries, not a leaderboard entry)"
+            note = reduced if report["reduced"] else ""
+            click.echo(f"accepted: {file}{note}")
+        else:
+            rejected += 1
+            click.echo(f"rejected: {file}", err=True)
+            for reason in report["reasons"]:
+                click.echo(f"  - {reason}", err=True)
+    if rejected:
+        raise click.ClickException(f"{rejected} of {len(files)} submission(s) rejected")
 
 
 # ---- datasets -----------------------------------------------------------------------

@@ -108,8 +108,10 @@ def run_sweep(
     """Run every task not already done; return the paths of all tasks' results files."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in out.glob("*.json.tmp*"):  # a killed writer's leftovers: never complete results
-        stale.unlink()
+    remove_stale_temporaries(out)
+    keys = [t.key() for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise InputError("the sweep lists the same task twice; each (agent, env, arguments, seeds) must be unique")
     todo = pending(tasks, out)
     bar = None
     if progress:
@@ -127,20 +129,61 @@ def run_sweep(
     return [out / t.filename() for t in tasks]
 
 
+def remove_stale_temporaries(out: Path) -> None:
+    """Delete the temporary files of writers that died (``<name>.json.tmp<pid>``).
+
+    A temporary file is never a complete result; one whose writer is still alive (another
+    sweep writing into the same folder) is left alone.
+    """
+    for stale in out.glob("*.json.tmp*"):
+        pid = stale.name.rpartition(".tmp")[2]
+        if pid.isdigit() and _process_alive(int(pid)):
+            continue
+        stale.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _raise_failures(failures: list[tuple[Task, BaseException]]) -> None:
+    if failures:
+        lines = [f"{t.filename()}: {type(e).__name__}: {e}" for t, e in failures[:5]]
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        raise InputError(f"{len(failures)} sweep task(s) failed{more}; the others are saved:\n" + "\n".join(lines))
+
+
 def _run_local(todo: list[Task], out: Path, workers: int, bar) -> None:
+    failures: list[tuple[Task, BaseException]] = []
     if workers <= 1:
         for task in todo:
-            run_task(task, out)
+            try:
+                run_task(task, out)
+            except Exception as exc:  # one failing task must not lose the others' results
+                failures.append((task, exc))
             if bar is not None:
                 bar.update()
+        _raise_failures(failures)
         return
     # spawn: fresh interpreters, safe with torch's threads (fork is not).
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(run_task, task, str(out)) for task in todo]
+        futures = {pool.submit(run_task, task, str(out)): task for task in todo}
         for future in as_completed(futures):
-            future.result()
+            try:
+                future.result()
+            except Exception as exc:
+                failures.append((futures[future], exc))
             if bar is not None:
                 bar.update()
+    _raise_failures(failures)
 
 
 def _run_ray(todo: list[Task], out: Path, address: str | None, bar) -> None:
@@ -149,11 +192,22 @@ def _run_ray(todo: list[Task], out: Path, address: str | None, bar) -> None:
     except ImportError:
         raise InputError("backend 'ray' needs Ray: pip install 'cryobench[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    remote = ray.remote(run_task)
-    refs = [remote.remote(task, str(out)) for task in todo]
-    while refs:
-        done, refs = ray.wait(refs, num_returns=1)
-        ray.get(done)
+        if address is None:  # a private local instance, reachable from this machine only
+            ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+        else:
+            ray.init(address=address, log_to_driver=False)
+    # Ray places the tasks (one CPU each) on the cluster's nodes; every node must see ``out``
+    # (a shared file system) for the results to land in one folder.
+    remote = ray.remote(num_cpus=1, max_retries=2)(run_task)
+    refs = {remote.remote(task, str(out)): task for task in todo}
+    pending_refs = list(refs)
+    failures: list[tuple[Task, BaseException]] = []
+    while pending_refs:
+        done, pending_refs = ray.wait(pending_refs, num_returns=1)
+        try:
+            ray.get(done[0])
+        except Exception as exc:
+            failures.append((refs[done[0]], exc))
         if bar is not None:
             bar.update()
+    _raise_failures(failures)

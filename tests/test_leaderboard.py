@@ -1,0 +1,300 @@
+"""Protocol, submissions, verification, generated tables and the score guards of the leaderboards.
+
+Submissions here run a reduced protocol (two seeds, two entries) to stay fast; the full
+protocol is the documented command in ``leaderboards/README.md``. Set
+``CRYOBENCH_SCORE_GUARD=full`` to make the score guard re-run every committed episode.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import zlib
+from importlib.metadata import distribution
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cryobench import leaderboard
+from cryobench.agents.registry import list_agents
+from cryobench.errors import InputError
+from cryobench.evaluate import evaluate
+from cryobench.protocol import CURRENT_VERSION, MEASURED, Entry, load_protocol, parse_protocol, protocol_path
+from cryobench.registration import env_cards
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "cryobench-example-agent"
+REDUCED = {"seeds": (0, 1), "entries": ("aldolase", "aldolase-blind")}
+
+
+# ---- the protocol ------------------------------------------------------------------------
+def test_protocol_pins_registered_versioned_environments():
+    protocol = load_protocol()
+    assert protocol.version == CURRENT_VERSION
+    assert protocol.seeds == tuple(range(50))
+    assert {e.env for e in protocol.entries} <= set(env_cards())
+    core = [e for e in protocol.entries if e.group == "core"]
+    assert len(core) == 8 and sum(e.blind for e in core) == 4
+    assert any(e.measured for e in protocol.entries)
+    assert len({e.kwargs.get("noise", 1.0) for e in protocol.entries if e.env == "cryobench/AldolaseAu-v0"}) >= 4
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d.update(seeds=[5]), "'seeds'"),
+        (lambda d: d["entries"][0].update(env="aldolase"), "entries[0]: field 'env'"),
+        (lambda d: d["entries"][1].update(group="extra"), "entries[1]: field 'group'"),
+        (lambda d: d["entries"][2].update(colour="red"), "entries[2]: unknown field"),
+        (lambda d: d["entries"].append(dict(d["entries"][0])), "repeated: ['aldolase']"),
+    ],
+)
+def test_malformed_protocol_names_the_field(change, field):
+    import yaml
+
+    doc = yaml.safe_load(protocol_path().read_text())
+    change(doc)
+    with pytest.raises(InputError, match="protocol-test.yaml") as excinfo:
+        parse_protocol(doc, "protocol-test.yaml", CURRENT_VERSION)
+    assert field in str(excinfo.value)
+
+
+def test_feedback_learners_are_not_applicable_to_blind_entries():
+    class Learner:
+        needs_feedback = True
+
+    class Planner:
+        needs_feedback = False
+
+    blind = Entry("x-blind", "cryobench/Aldolase-v0", {"feedback": "none"})
+    seeing = Entry("x", "cryobench/Aldolase-v0", {"feedback": "inspection"})
+    assert "feedback: none" in blind.not_applicable_reason(Learner)
+    assert blind.not_applicable_reason(Planner) is None
+    assert seeing.not_applicable_reason(Learner) is None
+
+
+# ---- submissions and verification ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def submission(tmp_path_factory) -> Path:
+    """A reduced submission of the random agent (written as ``cryobench submit`` writes it)."""
+    root = tmp_path_factory.mktemp("submission")
+    doc = leaderboard.submit("random", root / "work", workers=1, progress=False, **REDUCED)
+    return leaderboard.save_submission(doc, root / "random-v1.json")
+
+
+def _edited(submission: Path, tmp_path: Path, change) -> Path:
+    doc = json.loads(submission.read_text())
+    change(doc)
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_submission_has_provenance_and_every_episode(submission):
+    doc = leaderboard.load_submission(submission)
+    assert doc["protocol"] == {"version": 1, "seeds": [0, 1], "entries": list(REDUCED["entries"]), "complete": False}
+    assert {"cryobench", "git_commit", "numpy", "gymnasium", "python", "platform"} <= set(doc["provenance"])
+    assert doc["agent"]["name"] == "random" and doc["agent"]["card"]["name"] == "random"
+    for name in REDUCED["entries"]:
+        block = doc["entries"][name]
+        assert block["env_id"] == "cryobench/Aldolase-v0"
+        assert block["spec"]["id"] == "cryobench/Aldolase-v0"
+        assert [ep["seed"] for ep in block["episodes"]] == [0, 1]
+        assert block["summary"] == leaderboard.episode_summary(block["episodes"])
+
+
+def test_verify_accepts_an_exact_reproduction(submission):
+    report = leaderboard.verify(submission, workers=1)
+    assert report == {"accepted": True, "reduced": True, "reasons": []}
+
+
+def _edit_score(doc: dict) -> None:
+    block = doc["entries"]["aldolase"]
+    block["episodes"][1]["good_exposures"] += 3
+    block["summary"] = leaderboard.episode_summary(block["episodes"])  # a careful forger
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (_edit_score, "entry 'aldolase' seed 1: good_exposures do not reproduce"),
+        (lambda d: d["entries"]["aldolase"]["episodes"].pop(0), "entry 'aldolase': episodes for seeds [0] are missing"),
+        (lambda d: d["protocol"].update(version=7), "protocol v7 is an unknown protocol"),
+        (lambda d: d.pop("agent"), "schema: "),
+        (lambda d: d["entries"]["aldolase"]["episodes"][0].pop("minutes"), "lacks the field(s) ['minutes']"),
+        (lambda d: d["entries"]["aldolase"]["kwargs"].update(noise=0.0), "are not the protocol's"),
+        (lambda d: d["entries"]["aldolase"].update(env_id="cryobench/Aldolase-v1"), "needs a new protocol version"),
+        (lambda d: d["protocol"].update(complete=True), "claims a complete run"),
+    ],
+    ids=["edited-score", "missing-episode", "foreign-protocol", "schema", "schema-episode", "kwargs", "env-version",
+         "false-complete"],
+)  # fmt: skip
+def test_verify_rejects_with_the_reason(submission, tmp_path, change, reason):
+    report = leaderboard.verify(_edited(submission, tmp_path, change), workers=1)
+    assert report["accepted"] is False
+    assert any(reason in r for r in report["reasons"]), report["reasons"]
+
+
+def test_submission_never_records_the_measured_data_path(aldolase_data, tmp_path):
+    doc = leaderboard.submit(
+        "random", tmp_path / "work", data=aldolase_data, workers=1, progress=False, seeds=(0,),
+        entries=("measured-aldolase",),
+    )  # fmt: skip
+    text = leaderboard.dumps_submission(doc)
+    assert str(aldolase_data) not in text and str(aldolase_data.resolve()) not in text
+    assert doc["entries"]["measured-aldolase"]["kwargs"]["data"] == MEASURED
+    assert len(doc["measured_data"]["checksum"]) == 64
+
+
+def test_measured_entries_are_skipped_saying_why_without_data(monkeypatch, tmp_path):
+    monkeypatch.delenv("CRYOBENCH_ALDOLASE_DATA", raising=False)
+    doc = leaderboard.submit(
+        "random", tmp_path, workers=1, progress=False, seeds=(0,), entries=("aldolase", "measured-aldolase")
+    )
+    assert list(doc["entries"]) == ["aldolase"]
+    assert "no measured data" in doc["skipped"]["measured-aldolase"]
+
+
+# ---- a third-party agent through the entry point ------------------------------------------
+def _plugin_path(tmp_path: Path) -> Path:
+    """A ``.dist-info`` folder declaring the example's entry point: the agent is found exactly
+    as after ``pip install``, without touching the running environment."""
+    info = tmp_path / "cryobench_example_agent-0.1.0.dist-info"
+    info.mkdir()
+    info.joinpath("METADATA").write_text("Metadata-Version: 2.1\nName: cryobench-example-agent\nVersion: 0.1.0\n")
+    import tomllib
+
+    project = tomllib.loads((EXAMPLE / "pyproject.toml").read_text())["project"]
+    lines = ["[cryobench.agents]"] + [f"{k} = {v}" for k, v in project["entry-points"]["cryobench.agents"].items()]
+    info.joinpath("entry_points.txt").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_example_agent_package_submits_and_verifies(tmp_path):
+    plugin = _plugin_path(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(EXAMPLE / "src")])}
+    out = tmp_path / "lp.json"
+    submit = ["submit", "--agent", "lowest-prediction", "--seeds", "0-1", "--entries", "aldolase,rnapii-blind"]
+    submit += ["--workers", "1", "--quiet", "--work", str(tmp_path / "work"), "--out", str(out)]
+    verify = ["leaderboard", "verify", str(out), "--workers", "1"]
+    # One fresh interpreter (the plugin visible only there) runs the two commands as a user would.
+    script = (
+        "import sys\nfrom cryobench.cli import main\n"
+        f"for args in ({submit!r}, {verify!r}):\n"
+        "    try:\n        main(args)\n    except SystemExit as e:\n        if e.code: sys.exit(e.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["agent"]["name"] == "lowest-prediction" and set(doc["entries"]) == {"aldolase", "rnapii-blind"}
+    assert f"accepted: {out} (reduced protocol" in done.stdout
+
+
+# ---- tables -------------------------------------------------------------------------------
+def test_committed_tables_equal_what_build_writes():
+    stale = leaderboard.build_tables(check=True)
+    assert stale == [], f"run `cryobench leaderboard build`: {stale} differ from the results"
+
+
+def test_tables_normalise_between_random_and_the_best_upper_bound(submission, tmp_path, monkeypatch):
+    random_doc = leaderboard.load_submission(submission)
+    bound = copy.deepcopy(random_doc)
+    bound["agent"].update(name="oracle-test", upper_bound=True)
+    for block in bound["entries"].values():
+        for episode in block["episodes"]:
+            episode["good_exposures"] += 40
+    middle = copy.deepcopy(random_doc)
+    middle["agent"]["name"] = "halfway"
+    for block in middle["entries"].values():
+        for episode in block["episodes"]:
+            episode["good_exposures"] += 20
+    results = tmp_path / "results" / "v1"
+    results.mkdir(parents=True)
+    for doc in (random_doc, bound, middle):
+        doc["protocol"]["complete"] = True
+        leaderboard.save_submission(doc, results / f"{doc['agent']['name']}.json")
+    root = tmp_path
+    (root / "protocol-v1.yaml").write_text(protocol_path().read_text())
+    monkeypatch.setattr(leaderboard, "card_dir", lambda kind: root)
+    monkeypatch.setattr("cryobench.protocol.card_dir", lambda kind: root)
+    written = leaderboard.build_tables()
+    assert "tables/v1/overall.md" in written and "tables/v1/aldolase.md" in written
+    assert leaderboard.build_tables(check=True) == []
+    rows = {r["agent"]: r for r in leaderboard.entry_rows(leaderboard.load_leaderboard_results(), "aldolase")}
+    assert rows["random"]["score"] == pytest.approx(0.0)
+    assert rows["oracle-test"]["score"] == pytest.approx(100.0)
+    assert rows["halfway"]["score"] == pytest.approx(50.0)
+    table = (root / "tables/v1/aldolase.md").read_text()
+    agents, bounds = table.split("## Upper bounds")
+    assert "halfway" in agents and "oracle-test" not in agents and "oracle-test (upper bound)" in bounds
+    (results / "halfway.json").unlink()
+    assert "tables/v1/overall.md" in leaderboard.build_tables(check=True)
+
+
+def test_a_reduced_submission_is_not_a_leaderboard_entry(submission, tmp_path, monkeypatch):
+    (tmp_path / "results" / "v1").mkdir(parents=True)
+    (tmp_path / "results" / "v1" / "random.json").write_text(submission.read_text())
+    monkeypatch.setattr(leaderboard, "card_dir", lambda kind: tmp_path)
+    with pytest.raises(InputError, match="random.json: a reduced submission"):
+        leaderboard.load_leaderboard_results()
+
+
+# ---- score guards -------------------------------------------------------------------------
+def _committed() -> list[dict]:
+    return leaderboard.load_leaderboard_results()
+
+
+def test_every_built_in_agent_is_on_the_leaderboard():
+    ours = {ep.name for ep in distribution("cryobench").entry_points if ep.group == "cryobench.agents"}
+    loadable = {row["name"] for row in list_agents() if row["error"] is None and row["name"] in ours}
+    on_board = {doc["agent"]["name"] for doc in _committed()}
+    missing = sorted(loadable - on_board)
+    assert not missing, f"built-in agents without results in leaderboards/results/v1/: {missing} (see its README)"
+
+
+def _guard_cases() -> list[tuple[str, str, int]]:
+    """(agent, entry, seed) to re-run: everything with CRYOBENCH_SCORE_GUARD=full, else one
+    episode per agent, its entry and seed chosen by a checksum of its name (spread, stable)."""
+    cases = []
+    full = os.environ.get("CRYOBENCH_SCORE_GUARD") == "full"
+    protocol = load_protocol()
+    for doc in _committed():
+        name = doc["agent"]["name"]
+        entries = [e for e in protocol.entries if e.name in doc["entries"] and not e.measured]
+        if full:
+            cases += [(name, e.name, s) for e in protocol.entries if e.name in doc["entries"] for s in protocol.seeds]
+            continue
+        pick = zlib.crc32(name.encode())
+        cases.append((name, entries[pick % len(entries)].name, protocol.seeds[pick % len(protocol.seeds)]))
+    return cases
+
+
+@pytest.mark.parametrize(("agent", "entry_name", "seed"), _guard_cases())
+def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, request):
+    """A change that moves a committed score fails here: fix it, or bump the environment's
+    version (-v1) and the protocol's (see leaderboards/README.md)."""
+    entry = load_protocol().entry(entry_name)
+    data = request.getfixturevalue("aldolase_data") if entry.measured else None
+    doc = next(d for d in _committed() if d["agent"]["name"] == agent)
+    committed = next(ep for ep in doc["entries"][entry_name]["episodes"] if ep["seed"] == seed)
+    hyper = doc["agent"]["card"].get("hyperparameters") or {}
+    result = evaluate(agent, entry.env, entry.resolved_kwargs(data), 1, seed, hyper, progress=False)
+    again = leaderboard.compact_episode(result["episodes"][0])
+    assert again == committed, (
+        f"{agent} on {entry_name} seed {seed} no longer reproduces its leaderboard entry: "
+        f"good {committed['good_exposures']} -> {again['good_exposures']}. If the environment's dynamics "
+        "changed on purpose, bump its id (-v1) and the protocol version instead of moving old scores."
+    )
+
+
+def test_committed_results_hold_no_machine_paths():
+    for path in leaderboard.results_dir().glob("*.json"):
+        text = path.read_text()
+        assert "/work/" not in text and "/home/" not in text and "datasets/cryorl-aldolase" not in text, path
+        doc = json.loads(text)
+        for block in doc["entries"].values():
+            assert np.isfinite(block["seconds_per_episode"])
