@@ -196,7 +196,8 @@ function atlasGeometry() {
     });
   });
   const rows = Math.ceil(tiles.length / cols);
-  app.index.atlas = { tiles, cells, box: [-gap, -gap - 4, cols * (side + gap) + gap, rows * (side + gap + 6) + gap] };
+  const looks = [...app.index.squares.values()].map((sq) => sq.meanLook);
+  app.index.atlas = { tiles, cells, lookMin: Math.min(...looks), lookMax: Math.max(...looks), box: [-gap, -gap - 4, cols * (side + gap) + gap, rows * (side + gap + 6) + gap] };
   return app.index.atlas;
 }
 
@@ -231,7 +232,8 @@ function drawAtlas(view) {
   }
   for (const sq of app.index.squares.values()) {
     const c = geo.cells.get(sq.id);
-    const shade = 0.12 + 0.85 * sq.meanLook;
+    // Contrast stretched over the grid's squares (a monotone map: still the predictions, nothing more).
+    const shade = 0.25 + 0.65 * (sq.meanLook - geo.lookMin) / Math.max(geo.lookMax - geo.lookMin, 1e-9);
     const cell = svg("rect", { class: "square-cell", x: c.x, y: c.y, width: c.size, height: c.size,
       fill: grey(shade), "stroke-width": 1.2 * u, "data-square": sq.id }, root);
     cell.addEventListener("click", () => selectSquare(sq.id));
@@ -371,7 +373,8 @@ function drawPatch(view) {
       svg("rect", { class: `ctf-box ${status}`, x: x - 0.44, y: y + 0.0, width: 0.88, height: 0.3, rx: 0.06 }, g);
       const t = svg("text", { class: "ctf-tag ctf-text", x, y: y + 0.22, "font-size": 0.22,
         "data-ctf": view.ctf.has(h) ? view.ctf.get(h) : "" }, g);
-      t.textContent = status === "awaiting" ? "queued…" : formatCtf(view.ctf.get(h));
+      const ctf = view.ctf.get(h);
+      t.textContent = status === "awaiting" ? "queued…" : ctf >= 1000 ? "no fit" : formatCtf(ctf);
     }
     if (h === view.current) svg("circle", { class: "ring stage", cx: x, cy: y, r: 0.55 }, g);
     if (status === "start") {
@@ -632,23 +635,23 @@ async function showEnd() {
   }
   const e = result.episodes[0];
   const rows = [
-    ["Player", result.agent.name],
-    ["Session time", `${e.minutes.toFixed(0)} min`],
-    ["Exposures", e.exposures],
-    [`Good exposures (< ${app.layout.threshold} Å)`, e.good_exposures],
-    ["Good fraction", `${(100 * e.good_fraction).toFixed(1)} %`],
-    ["CTF < 4 / 4-5 / 5-6 / > 6 Å", `${e.bins["<4"]} / ${e.bins["4-5"]} / ${e.bins["5-6"]} / ${e.bins[">6"]}`],
-    ["Squares visited", e.squares_visited],
-    ["Exposures per square", e.exposures_per_square.toFixed(1)],
+    ["player", "Player", result.agent.name],
+    ["minutes", "Session time", `${e.minutes.toFixed(0)} min`],
+    ["exposures", "Exposures", e.exposures],
+    ["good", `Good exposures (< ${app.layout.threshold} Å)`, e.good_exposures],
+    ["fraction", "Good fraction", `${(100 * e.good_fraction).toFixed(1)} %`],
+    ["bins", "CTFMaxRes < 4 / 4-5 / 5-6 / > 6 Å", `${e.bins["<4"]} / ${e.bins["4-5"]} / ${e.bins["5-6"]} / ${e.bins[">6"]}`],
+    ["squares", "Squares visited", e.squares_visited],
+    ["per-square", "Exposures per square", e.exposures_per_square.toFixed(1)],
   ];
   const table = $("end-summary");
   clear(table);
-  for (const [k, v] of rows) {
+  for (const [id, label, value] of rows) {
     const row = table.insertRow();
-    row.insertCell().textContent = k;
+    row.insertCell().textContent = label;
     const cell = row.insertCell();
-    cell.textContent = v;
-    cell.id = `end-${k.split(" ")[0].toLowerCase()}`;
+    cell.textContent = value;
+    cell.id = `end-${id}`;
   }
   $("end-title").textContent = app.snapshot.finished_early ? "Session ended" : "Session complete";
   $("end-file").textContent = app.snapshot.results_file
