@@ -261,8 +261,12 @@ def create_app(config: PlayConfig) -> Flask:
 
 def serve(config: PlayConfig, host: str = "127.0.0.1", port: int = 8765, ready=None) -> None:
     """Run the server until interrupted; ``ready(url)`` is called once it listens."""
+    import logging
+
     from werkzeug.serving import make_server
 
+    # One line per request would bury the URL and the errors that matter in the terminal.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     app = create_app(config)
     try:
         server = make_server(host, port, app, threaded=True)

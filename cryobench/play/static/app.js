@@ -337,9 +337,10 @@ function drawPatch(view) {
   const hint = document.createElement("span");
   hint.className = "hint";
   const queueMode = app.config.feedback.startsWith("queue");
-  hint.textContent = `${patch.holes.length} holes · click a hole to ${queueMode ? "queue" : "expose"} it`;
-  title.append(hint);
   const readOnly = app.snapshot.read_only || app.snapshot.over || app.replayStep !== null;
+  const action = readOnly ? "hover a hole for details" : `click a hole to ${queueMode ? "queue" : "expose"} it`;
+  hint.textContent = `${patch.holes.length} holes · ${action}`;
+  title.append(hint);
   for (const h of patch.holes) {
     const x = L.x_um[h] / idx.pitch;
     const y = L.y_um[h] / idx.pitch;
@@ -374,7 +375,7 @@ function drawPatch(view) {
       const t = svg("text", { class: "ctf-tag ctf-text", x, y: y + 0.22, "font-size": 0.22,
         "data-ctf": view.ctf.has(h) ? view.ctf.get(h) : "" }, g);
       const ctf = view.ctf.get(h);
-      t.textContent = status === "awaiting" ? "queued…" : ctf >= 1000 ? "no fit" : formatCtf(ctf);
+      t.textContent = status === "awaiting" ? "? Å" : ctf >= 1000 ? "no fit" : formatCtf(ctf);
     }
     if (h === view.current) svg("circle", { class: "ring stage", cx: x, cy: y, r: 0.55 }, g);
     if (status === "start") {
