@@ -118,31 +118,43 @@ class HierarchicalBayesAgent(Agent):
             (h.square, h.n_squares, c.square_variance, c.empirical_bayes),
             (h.patch, h.n_patches, c.patch_variance, c.empirical_bayes),
         ]
-        self.pair_i, self.pair_j, self.pair_w = neighbour_pairs(h, c.neighbour_radius)
+        pair_i, pair_j, pair_w = neighbour_pairs(h, c.neighbour_radius)
+        by_source = np.argsort(pair_j, kind="stable")
+        self.pair_i, self.pair_w = pair_i[by_source], pair_w[by_source]
+        self.pair_start = np.searchsorted(pair_j[by_source], np.arange(h.n_holes + 1))
         self.p_good = prior
 
     def posterior(self, revealed: np.ndarray, good: np.ndarray) -> np.ndarray:
         """P(good) of every hole given the revealed holes (bool mask) and their outcomes."""
-        logit = self.prior_logit.copy()
         if not revealed.any():
-            return _sigmoid(logit)
-        y = good[revealed].astype(np.float64)
+            return _sigmoid(self.prior_logit)
+        shown = np.flatnonzero(revealed)
+        y = good[shown].astype(np.float64)
+        # The level effects are fitted on the revealed holes only; every hole gets them at the end.
+        logit_shown = self.prior_logit[shown]
+        logit = self.prior_logit.copy()
         for ids, n_groups, variance, adapt in self.levels:
-            p = _sigmoid(logit[revealed])
-            group = ids[revealed]
+            p = _sigmoid(logit_shown)
+            group = ids[shown]
             residual = np.bincount(group, weights=y - p, minlength=n_groups)
             information = np.bincount(group, weights=p * (1.0 - p), minlength=n_groups)
             if adapt:
                 variance = self._moment_variance(residual, information, variance)
             effect = residual / (information + 1.0 / variance)
+            logit_shown += effect[group]
             logit += effect[ids]
-        # Neighbours: the same penalised step on the residuals of revealed nearby holes.
-        p = _sigmoid(logit)
-        source = revealed[self.pair_j]
-        i, j, w = self.pair_i[source], self.pair_j[source], self.pair_w[source]
-        residual = np.bincount(i, weights=w * (good[j] - p[j]), minlength=len(p))
-        information = np.bincount(i, weights=w * p[j] * (1.0 - p[j]), minlength=len(p))
-        logit += residual / (information + 1.0 / self.config.neighbour_variance)
+        # Neighbours: the same penalised step on the residuals of revealed nearby holes. Only
+        # the pairs whose source is revealed are gathered (pairs are sorted by source).
+        lengths = self.pair_start[shown + 1] - self.pair_start[shown]
+        if lengths.sum():
+            offsets = np.repeat(self.pair_start[shown] - np.cumsum(lengths) + lengths, lengths)
+            pairs = offsets + np.arange(lengths.sum())
+            source_p = np.repeat(_sigmoid(logit_shown), lengths)
+            source_y = np.repeat(y, lengths)
+            i, w = self.pair_i[pairs], self.pair_w[pairs]
+            residual = np.bincount(i, weights=w * (source_y - source_p), minlength=len(logit))
+            information = np.bincount(i, weights=w * source_p * (1.0 - source_p), minlength=len(logit))
+            logit += residual / (information + 1.0 / self.config.neighbour_variance)
         return _sigmoid(logit)
 
     @staticmethod
