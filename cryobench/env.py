@@ -73,6 +73,9 @@ class CryoEMSessionEnv(gym.Env):
     The hierarchy, positions and predictions are also available before acting, without the
     ground truth, as ``env.unwrapped.layout`` (a :class:`PublicLayout`).
 
+    Every observation's arrays are new: the environment never changes an array after handing
+    it out, so agents may keep past observations (e.g. a history of features) without copying.
+
     ## Rewards
 
     ``exp(-beta (t - t0))`` for a good hole, ``t`` the move's minutes and ``t0`` the cheapest
