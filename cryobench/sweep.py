@@ -192,10 +192,8 @@ def _run_ray(todo: list[Task], out: Path, address: str | None, bar) -> None:
     except ImportError:
         raise InputError("backend 'ray' needs Ray: pip install 'cryobench[ray]'") from None
     if not ray.is_initialized():
-        if address is None:  # a private local instance, reachable from this machine only
-            ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
-        else:
-            ray.init(address=address, log_to_driver=False)
+        # address None: a new local instance; "auto" or "HOST:PORT": an existing cluster.
+        ray.init(address=address, log_to_driver=False)
     # Ray places the tasks (one CPU each) on the cluster's nodes; every node must see ``out``
     # (a shared file system) for the results to land in one folder.
     remote = ray.remote(num_cpus=1, max_retries=2)(run_task)
