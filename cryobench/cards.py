@@ -62,7 +62,8 @@ def card_path(name_or_path: str | Path) -> Path:
         return path
     path = card_dir("datasets") / f"{text}.yaml"
     if not path.is_file():
-        raise InputError(f"unknown dataset {text!r}; expected one of {', '.join(list_dataset_cards())} or a card path")
+        known = ", ".join(list_dataset_cards())
+        raise InputError(f"argument 'dataset': unknown dataset {text!r}; expected one of {known} or a card path")
     return path
 
 
