@@ -458,5 +458,46 @@ def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_fil
     serve(config, host=host, port=port, ready=announce)
 
 
+# ---- train ----------------------------------------------------------------------------
+@main.command("train")
+@click.option("--agent", "agent_name", required=True, help="A trainable agent (dqn).")
+@click.option("--env", "env_name", required=True, help="Training environment: a short name or an id.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Environment steps (default: the card's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seeds every random choice of training.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Checkpoint file to write.")
+@click.option(
+    "--log-dir", type=click.Path(file_okay=False), default=None, help="Folder for the CSV (and TensorBoard) log."
+)
+@click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument, e.g. -e split=train.")
+@click.option("-H", "hyper_args", multiple=True, metavar="KEY=VALUE", help="Hyperparameter override.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+def train_cmd(agent_name, env_name, steps, seed, out, log_dir, env_args, hyper_args, quiet) -> None:
+    """Train an agent's network on an environment and write a checkpoint and a training log."""
+    from cryobench.agents.registry import load_agent
+
+    hyper = _parse_assignments(hyper_args, "-H")
+    if steps is not None:
+        hyper["total_steps"] = steps
+    agent, _card = load_agent(agent_name, hyper)
+    if not callable(getattr(agent, "train", None)):
+        raise InputError(f"agent {agent_name!r} has nothing to train (it has no train method)")
+    env_kwargs = _parse_assignments(env_args, "-e")
+    if out is None:
+        out = f"cryobench-checkpoints/{agent_name}_{env_name.replace('/', '-')}_seed{seed}.pt"
+    command = "cryobench " + " ".join(sys.argv[1:])
+    summary = agent.train(
+        env_name, env_kwargs, seed=seed, out=out, log_dir=log_dir, progress=not quiet, command=command
+    )
+    best = summary["best"]
+    click.echo(
+        f"trained {summary['env_steps']} environment steps, {summary['gradient_steps']} gradient steps "
+        f"in {summary['seconds']:.0f} s; replay {summary['replay_bytes'] / 1e6:.1f} MB"
+    )
+    click.echo(f"best validation: {best['validation_good']:.1f} good exposures at step {best['env_steps']}")
+    click.echo(f"checkpoint: {summary['checkpoint']}\nlog: {summary['log']}")
+    click.echo(f"use it: cryobench run --agent {agent_name} --env ENV -H checkpoint={summary['checkpoint']}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

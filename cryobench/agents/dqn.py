@@ -1,0 +1,396 @@
+"""cryoRL's deep-Q network: one small MLP shared by every hole, greedy masked argmax at test time.
+
+Read top to bottom:
+
+1. :class:`DQNConfig`, every hyperparameter (the card ``agents/dqn.yaml`` gives the values).
+2. :class:`HoleQNetwork`, the per-hole MLP on the last ``history`` steps' features
+   (``cryobench.features``, 42 per hole, so ``42 * history`` inputs) giving one Q-value per hole.
+3. The patch decomposition that makes it fast. Of a hole's 42 features only four belong to the
+   hole itself (predicted CTF, visited, revealed, revealed CTF); every other column is shared by
+   all holes of its patch (group counts and histograms, the move level from the current hole,
+   the time left). An unvisited hole has never been visited nor revealed, so its input is its
+   patch's *context* plus its predicted CTF repeated in every history slot, and the first layer
+   splits exactly: ``W1 x = W1 context[patch] + pred * sum_k W1[:, pred column of slot k]``.
+   The first layer then runs once per patch instead of once per hole; the masked argmax over
+   unvisited holes is unchanged (a test checks it against the plain network).
+4. :class:`WorldIndex`, the context of a batch of sessions rebuilt from compact states (visited
+   and revealed masks, current hole, elapsed minutes): what the replay stores instead of
+   feature matrices. A test checks it against ``cryobench.features.hole_features``.
+5. Checkpoints (``torch.load(weights_only=True)``) that record the feature layout.
+6. :class:`DQNAgent`, the agent the registry loads (``cryobench run --agent dqn``).
+
+Training (replay, n-step double DQN, parallel sessions) lives in ``cryobench.agents.dqn_train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from cryobench.agents.base import Agent
+from cryobench.errors import InputError
+from cryobench.features import FEATURE_LAYOUT_VERSION, FEATURE_NAMES, LEVEL_CAPS, N_FEATURES
+from cryobench.grid import CTF_CAP
+from cryobench.resources import card_dir
+from cryobench.simulator import N_BINS, N_COLS, SessionState, World, empty_tables
+
+CHECKPOINT_FORMAT = "cryobench-dqn/1"
+
+
+# ---- 1. hyperparameters ------------------------------------------------------------------
+@dataclass
+class DQNConfig:
+    """Every hyperparameter of the network, its training and its use (see ``agents/dqn.yaml``)."""
+
+    # The network (the paper: 128 -> 256 -> 128 -> 1 on 32 features x 4 steps).
+    checkpoint: str = "checkpoints/dqn-aldolase.pt"  # relative to the agents' card folder, or a path
+    history: int = 4
+    hidden1: int = 64
+    hidden2: int = 32
+    # Double DQN with n-step returns (the paper: gamma 0.9 per step, 3 steps).
+    gamma: float = 0.9
+    # Discount per microscope minute (a step of t minutes is discounted by gamma ** t) instead of per
+    # step: with a per-step discount a 2-minute patch change looks as cheap as a 1-minute hole in
+    # the same patch, and the network learned to hop between patches (68 patch moves in 310 exposures).
+    discount_per_minute: bool = True
+    n_step: int = 3
+    learning_rate: float = 0.001
+    batch_size: int = 128
+    buffer_size: int = 20000
+    target_update: int = 320  # gradient steps between target-network syncs
+    train_every: int = 10  # environment steps per gradient step
+    learning_starts: int = 2000  # environment steps before the first gradient step
+    grad_clip: float = 10.0
+    # Exploration: epsilon decays linearly between two environment-step counts.
+    epsilon_start: float = 0.1
+    epsilon_end: float = 0.01
+    epsilon_decay_start: int = 2500
+    epsilon_decay_end: int = 12500
+    # Data: parallel sessions and the training worlds.
+    num_envs: int = 10
+    total_steps: int = 50000  # environment steps
+    extra_worlds: int = 15  # worlds besides the training environment's own (new prediction draws / twins)
+    extra_worlds_regressor: str = "resnet50-aldolase"  # their regressor on measured data (twins: their own)
+    # The target's maximum runs over each patch's unvisited holes of lowest predicted CTF (a hole's
+    # Q depends on its patch and its predicted CTF only); 0 means every unvisited hole.
+    target_candidates_per_patch: int = 4
+    # Checkpoint selection: greedy episodes on the training environment's world with seeds unused in training.
+    validate_every: int = 5000  # environment steps
+    validation_episodes: int = 10
+    validation_seed: int = 1_000_000
+    # Torch intra-op threads for training and inference. The per-step tensors are small, and with
+    # 2 threads on a busy 2-core machine OpenMP's spin-waits made a forward pass 30x slower (measured).
+    torch_threads: int = 1
+
+
+# ---- 2. the network -----------------------------------------------------------------------
+class HoleQNetwork(nn.Module):
+    """One Q-value per hole from that hole's features over the last ``history`` steps."""
+
+    def __init__(self, history: int, hidden1: int, hidden2: int, n_features: int = N_FEATURES) -> None:
+        super().__init__()
+        self.history, self.n_features = history, n_features
+        self.layer1 = nn.Linear(history * n_features, hidden1)
+        self.layer2 = nn.Linear(hidden1, hidden2)
+        self.layer3 = nn.Linear(hidden2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Plain per-hole evaluation: (..., history * n_features) -> (...)."""
+        return self.layer3(torch.relu(self.layer2(torch.relu(self.layer1(x))))).squeeze(-1)
+
+    def pred_weight(self) -> torch.Tensor:
+        """First-layer weight of the predicted CTF summed over history slots (hidden1,)."""
+        return self.layer1.weight[:, 0 :: self.n_features].sum(dim=1)
+
+    def unvisited_q(self, context: torch.Tensor, hole_patch: torch.Tensor, hole_pred: torch.Tensor) -> torch.Tensor:
+        """Q-values of holes given as unvisited, through the patch decomposition.
+
+        context: (S, P, history * n_features) patch contexts (hole columns zero);
+        hole_patch: (H,) or (S, H) the holes' patch ids; hole_pred: (S, H) their column-0 feature.
+        Returns (S, H).
+        """
+        n_states, n_patches = context.shape[0], context.shape[1]
+        per_patch = self.layer1(context).reshape(n_states * n_patches, -1)  # bias included once per patch
+        rows = hole_patch + (torch.arange(n_states) * n_patches).unsqueeze(1)  # (S, H) rows of per_patch
+        hidden = per_patch.index_select(0, rows.reshape(-1))
+        hidden = hidden + hole_pred.reshape(-1, 1) * self.pred_weight()
+        hidden = torch.relu(self.layer2(torch.relu(hidden)))
+        return self.layer3(hidden).reshape(n_states, -1)
+
+
+def make_network(config: DQNConfig) -> HoleQNetwork:
+    return HoleQNetwork(config.history, config.hidden1, config.hidden2)
+
+
+# ---- 3/4. patch contexts from compact session states ---------------------------------------
+#: Columns that belong to the hole itself; every other feature is shared by its patch.
+HOLE_COLUMNS = (0, 1, 32, 33)
+_PER_LEVEL = N_BINS + 4
+_SAME_COL = 2 + 3 * _PER_LEVEL
+
+
+class WorldIndex:
+    """Per-world arrays to build patch contexts for many sessions at once.
+
+    The group tables of a session (``SessionState.tables``) are linear in its visited and
+    revealed masks: ``tables = empty + visited @ V + revealed @ R`` with sparse V, R that put a
+    hole's ``visit_delta`` / ``reveal_delta`` row (``World``) into its group's columns.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        grid = world.grid
+        self.n_holes = world.n_holes
+        self.hole_patch = grid.patch.astype(np.int64)
+        self.n_patches = int(grid.patch.max()) + 1
+        # The first hole of each patch stands for the patch (its own columns are zeroed).
+        self.patch_representative = np.array(
+            [np.flatnonzero(grid.patch == p)[0] for p in range(self.n_patches)], dtype=np.int64
+        )
+        rep = self.patch_representative
+        self.patch_square = grid.square[rep].astype(np.int64)
+        self.patch_tile = grid.tile[rep].astype(np.int64)
+        self.hole_pred = (np.minimum(world.predicted_ctf, CTF_CAP) / CTF_CAP).astype(np.float32)
+        self.empty = [t.astype(np.int64) for t in empty_tables(world)]
+        self.group_counts = [len(t) for t in self.empty]
+        offsets = np.cumsum([0] + [g * N_COLS for g in self.group_counts])
+        self.level_slices = [slice(offsets[i], offsets[i + 1]) for i in range(3)]
+        rows = np.repeat(np.arange(self.n_holes), N_COLS)
+        cols_per_level = [(ids[:, None] * N_COLS + np.arange(N_COLS)).ravel() for ids in world.groups]
+
+        def membership(delta: np.ndarray) -> sp.csr_matrix:
+            values = np.tile(delta.ravel(), 3).astype(np.float32)
+            cols = np.concatenate([c + offsets[i] for i, c in enumerate(cols_per_level)])
+            matrix = sp.csr_matrix((values, (np.tile(rows, 3), cols)), shape=(self.n_holes, offsets[-1]))
+            matrix.eliminate_zeros()
+            return matrix
+
+        self.visit_matrix = membership(world.visit_delta)
+        self.reveal_matrix = membership(world.reveal_delta)
+        minutes = np.asarray(world.profile.minutes, dtype=np.float32)
+        self.level_minutes = minutes / minutes[-1]
+        # Holes sorted by patch, then predicted CTF: candidates for the target's maximum.
+        self.sorted_holes = np.lexsort((world.predicted_ctf, grid.patch))
+        self.sorted_patch = grid.patch[self.sorted_holes].astype(np.int64)
+        self.segment_start = np.searchsorted(self.sorted_patch, self.sorted_patch, side="left")
+
+    def candidates(self, visited: np.ndarray, per_patch: int) -> np.ndarray:
+        """(S, P * per_patch) the ``per_patch`` unvisited holes of lowest predicted CTF of every patch; -1 pads."""
+        unvisited = ~visited[:, self.sorted_holes]
+        seen = np.cumsum(unvisited, axis=1)
+        rank = seen - (seen[:, self.segment_start] - unvisited[:, self.segment_start]) - 1
+        state, position = np.nonzero(unvisited & (rank < per_patch))
+        out = np.full((len(visited), self.n_patches, per_patch), -1, dtype=np.int64)
+        out[state, self.sorted_patch[position], rank[state, position]] = self.sorted_holes[position]
+        return out.reshape(len(visited), -1)
+
+    def tables(self, visited: np.ndarray, revealed: np.ndarray) -> list[np.ndarray]:
+        """Group tables (S, G, N_COLS) per level from boolean masks (S, n_holes)."""
+        visit_counts = self.visit_matrix.T.dot(visited.T.astype(np.float32)).T
+        counts = np.asarray(visit_counts + self.reveal_matrix.T.dot(revealed.T.astype(np.float32)).T)
+        counts = np.rint(counts).astype(np.int64)
+        return [
+            empty[None] + counts[:, sl].reshape(len(visited), g, N_COLS)
+            for empty, sl, g in zip(self.empty, self.level_slices, self.group_counts, strict=True)
+        ]
+
+    def context(self, tables: list[np.ndarray], current: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
+        """Patch contexts (S, P, N_FEATURES) float32: ``hole_features`` of a patch's holes, hole columns zero."""
+        n_states = len(current)
+        out = np.zeros((n_states, self.n_patches, N_FEATURES), dtype=np.float32)
+        per_patch_group = (np.arange(self.n_patches), self.patch_square, self.patch_tile)
+        for i, (table, cap, groups) in enumerate(zip(tables, LEVEL_CAPS, per_patch_group, strict=True)):
+            table = table[:, groups]  # (S, P, N_COLS): each patch's row of this level
+            hist = table[..., :N_BINS].astype(np.float32)
+            unvisited = hist.sum(axis=-1, keepdims=True)
+            counts = np.concatenate([unvisited, table[..., N_BINS : N_BINS + 3].astype(np.float32)], axis=-1)
+            revealed = table[..., N_BINS + 3].astype(np.float32)
+            start = 2 + i * _PER_LEVEL
+            out[..., start : start + N_BINS] = hist / np.maximum(unvisited, 1.0)
+            out[..., start + N_BINS : start + _PER_LEVEL] = np.minimum(counts / cap, 1.0)
+            out[..., 34 + i] = (table[..., N_BINS + 4] / np.maximum(revealed, 1.0)).astype(np.float32)
+            out[..., 37 + i] = np.minimum(revealed / cap, 1.0)
+        current_patch = self.hole_patch[current]
+        same_patch = np.arange(self.n_patches)[None] == current_patch[:, None]
+        same_square = self.patch_square[None] == self.patch_square[current_patch][:, None]
+        same_tile = self.patch_tile[None] == self.patch_tile[current_patch][:, None]
+        out[..., _SAME_COL] = same_tile
+        out[..., _SAME_COL + 1] = same_square
+        out[..., _SAME_COL + 2] = same_patch
+        levels = 3 - same_tile.astype(np.int64) - same_square - same_patch
+        out[..., 40] = self.level_minutes[levels]
+        duration = self.world.duration
+        out[..., 41] = (np.maximum(duration - np.asarray(elapsed, dtype=np.float64), 0.0) / duration)[:, None]
+        return out
+
+    def context_of_masks(
+        self, visited: np.ndarray, revealed: np.ndarray, current: np.ndarray, elapsed: np.ndarray
+    ) -> np.ndarray:
+        return self.context(self.tables(visited, revealed), current, elapsed)
+
+    def context_of_state(self, state: SessionState) -> np.ndarray:
+        """(P, N_FEATURES) context of one live session, from its incrementally kept tables."""
+        tables = [t[None].astype(np.int64) for t in state.tables]
+        return self.context(tables, np.array([state.current]), np.array([state.elapsed]))[0]
+
+
+def context_from_features(hole_features: np.ndarray, patch_representative: np.ndarray) -> np.ndarray:
+    """Patch contexts (P, N_FEATURES) from an observation's feature matrix (N, N_FEATURES)."""
+    context = hole_features[patch_representative].copy()
+    context[:, list(HOLE_COLUMNS)] = 0.0
+    return context
+
+
+# ---- 5. checkpoints ------------------------------------------------------------------------------
+def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, meta: dict[str, Any]) -> Path:
+    """Weights, hyperparameters, feature layout and provenance in one small file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "format": CHECKPOINT_FORMAT,
+        "feature_layout_version": FEATURE_LAYOUT_VERSION,
+        "feature_names": list(FEATURE_NAMES),
+        "hyperparameters": dataclasses.asdict(config),
+        "meta": meta,
+        # Contiguous copies: a view would save its whole base storage.
+        "state_dict": {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(document, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
+    """The network and the checkpoint document; refuses another format or feature layout."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"DQN checkpoint {path} not found; train one with `cryobench train --agent dqn --env ...` "
+            "or pass -H checkpoint=PATH"
+        )
+    try:
+        document = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt file or one holding arbitrary objects
+        raise InputError(f"DQN checkpoint {path}: cannot be read safely ({type(exc).__name__}: {exc})") from None
+    if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"DQN checkpoint {path}: not a cryobench DQN checkpoint (expected {CHECKPOINT_FORMAT!r})")
+    layout, names = document.get("feature_layout_version"), tuple(document.get("feature_names") or ())
+    if layout != FEATURE_LAYOUT_VERSION or names != tuple(FEATURE_NAMES):
+        differing = [
+            f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, FEATURE_NAMES, strict=False)) if a != b
+        ][:3]
+        raise InputError(
+            f"DQN checkpoint {path} was trained on feature layout {layout!r} ({len(names)} features) but this "
+            f"cryobench computes {FEATURE_LAYOUT_VERSION!r} ({len(FEATURE_NAMES)} features)"
+            + (f"; first differences {differing}" if differing else "")
+            + ". Retrain it with `cryobench train --agent dqn`."
+        )
+    hyper = document["hyperparameters"]
+    network = HoleQNetwork(int(hyper["history"]), int(hyper["hidden1"]), int(hyper["hidden2"]))
+    network.load_state_dict(document["state_dict"])
+    network.eval()
+    return network, document
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_checkpoint(path: str, mtime: float) -> tuple[HoleQNetwork, dict[str, Any]]:
+    return load_checkpoint(path)
+
+
+def resolve_checkpoint(name: str) -> Path:
+    """A checkpoint path: absolute or relative to the working directory, else to the agents' card folder."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.is_file():
+        return path
+    return card_dir("agents") / name
+
+
+# ---- 6. the agent --------------------------------------------------------------------------
+class DQNAgent(Agent):
+    """cryoRL's deep-Q network: a per-hole MLP over 4 steps of features, greedy over unvisited holes."""
+
+    name = "dqn"
+    Config = DQNConfig
+
+    def __init__(self, config: DQNConfig | None = None) -> None:
+        super().__init__(config)
+        self.network: HoleQNetwork | None = None
+
+    def fit(self, env, seed: int = 0) -> None:
+        """Load the checkpoint (training is ``cryobench train --agent dqn``, not part of a run)."""
+        self._load()
+
+    def train(
+        self,
+        env_name: str,
+        env_kwargs: dict[str, Any],
+        seed: int,
+        out: str | Path,
+        log_dir: str | Path | None = None,
+        progress: bool = True,
+        command: str = "",
+    ) -> dict[str, Any]:
+        """Train a network on an environment (``cryobench train``); the checkpoint goes to ``out``."""
+        from cryobench.agents.dqn_train import train
+
+        return train(self.config, env_name, env_kwargs, seed, out, log_dir, progress, command)
+
+    def _load(self) -> HoleQNetwork:
+        if self.network is None:
+            path = resolve_checkpoint(self.config.checkpoint)
+            if not path.is_file():
+                load_checkpoint(path)  # raises the friendly error
+            self.network, self.document = _cached_checkpoint(str(path.resolve()), path.stat().st_mtime)
+            self.history = self.network.history
+        return self.network
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        self._load()
+        torch.set_num_threads(self.config.torch_threads)
+        names = tuple(getattr(self.env, "feature_names", FEATURE_NAMES))
+        if names != tuple(self.document["feature_names"]):
+            raise InputError(
+                "the environment's features differ from those the DQN checkpoint was trained on; retrain it"
+            )
+        patch = np.asarray(self.layout.patch, dtype=np.int64)
+        n_patches = int(patch.max()) + 1
+        first = np.full(n_patches, len(patch), dtype=np.int64)
+        np.minimum.at(first, patch, np.arange(len(patch)))
+        self.patch_representative = first
+        self.hole_patch = torch.from_numpy(patch)
+        self.contexts: deque[np.ndarray] = deque(maxlen=self.history)
+
+    @torch.inference_mode()
+    def q_values(self, obs: dict) -> np.ndarray:
+        """Q-values of every hole (-inf for visited ones) for the current observation."""
+        feats = np.asarray(obs["features"], dtype=np.float32)
+        if feats.shape[1] != N_FEATURES:
+            raise InputError(f"observation has {feats.shape[1]} features per hole; the DQN expects {N_FEATURES}")
+        context = context_from_features(feats, self.patch_representative)
+        if not self.contexts:  # the session's first step: repeat it to fill the history
+            self.contexts.extend([context] * self.history)
+        else:
+            self.contexts.append(context)
+        stacked = torch.from_numpy(np.concatenate(list(self.contexts), axis=1))[None]
+        unvisited = np.flatnonzero(np.asarray(obs["action_mask"]))
+        q = self.network.unvisited_q(stacked, self.hole_patch[unvisited], torch.from_numpy(feats[unvisited, 0])[None])[
+            0
+        ].numpy()
+        out = np.full(len(feats), -np.inf, dtype=np.float32)
+        out[unvisited] = q
+        return out
+
+    def act(self, obs: dict, info: dict) -> int:
+        q = self.q_values(obs)
+        return int(np.argmax(q))  # ties: the lowest index; visited holes are -inf

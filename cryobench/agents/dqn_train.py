@@ -1,0 +1,449 @@
+"""Training cryoRL's deep-Q network: n-step double DQN on many sessions stepped in lockstep.
+
+Read top to bottom:
+
+1. :func:`training_worlds`: the worlds to learn on. The training environment's own world plus
+   ``extra_worlds`` more of the same layout (twins: new world seeds; measured data: new draws
+   of a calibrated regressor on the same holes), so the network does not learn one grid by heart.
+2. :class:`CompactReplay`: per parallel session, a ring of compact states (visited and revealed
+   masks as packed bits, current hole, elapsed minutes, step in episode, world), actions,
+   rewards and ends. Contexts are rebuilt at sampling time (``WorldIndex``): about 330 bytes
+   per step on the 1,197-hole Aldolase train split, 7 MB for the paper's 20,000 steps.
+3. :class:`Sessions`: ``num_envs`` simulator sessions (``cryobench.simulator``) stepped together,
+   with one batched network call per step.
+4. :func:`train`: the loop (epsilon-greedy collection, one gradient step per ``train_every``
+   environment steps, target sync, periodic greedy validation on seeds unused in training,
+   the best validation checkpoint kept), with a CSV log and a progress bar.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cryobench import simulator
+from cryobench.agents.dqn import DQNConfig, HoleQNetwork, WorldIndex, make_network, save_checkpoint
+from cryobench.errors import InputError
+from cryobench.features import N_FEATURES
+
+
+# ---- 1. worlds ---------------------------------------------------------------------------------
+def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig, seed: int) -> list[simulator.World]:
+    """The training environment's world first, then ``extra_worlds`` more with the same holes' layout."""
+    from cryobench.evaluate import make_env
+
+    env_kwargs = dict(env_kwargs)
+    env_kwargs.pop("new_world_each_reset", None)  # the pool below plays that role
+    base = make_env(env_name, env_kwargs).unwrapped.world
+    worlds = [base]
+    rng = np.random.default_rng(seed)
+    for world_seed in rng.integers(1, 2**31 - 1, size=config.extra_worlds):
+        kwargs = dict(env_kwargs, world_seed=int(world_seed))
+        if "data" in kwargs and "regressor" not in kwargs and config.extra_worlds_regressor:
+            kwargs["regressor"] = config.extra_worlds_regressor  # measured predictions are one fixed draw
+        world = make_env(env_name, kwargs).unwrapped.world
+        if not np.array_equal(world.grid.patch, base.grid.patch):
+            raise InputError(f"environment {env_name}: world seeds change the grid's layout; cannot pool them")
+        worlds.append(world)
+    return worlds
+
+
+# ---- 2. replay -----------------------------------------------------------------------------------
+class CompactReplay:
+    """Ring buffers of compact session states, one per parallel session (all written in lockstep)."""
+
+    def __init__(self, capacity: int, num_envs: int, n_holes: int) -> None:
+        self.length = max(capacity // num_envs, 64)
+        self.num_envs = num_envs
+        n_bytes = (n_holes + 7) // 8
+        shape = (num_envs, self.length)
+        self.visited = np.zeros(shape + (n_bytes,), dtype=np.uint8)
+        self.revealed = np.zeros(shape + (n_bytes,), dtype=np.uint8)
+        self.current = np.zeros(shape, dtype=np.int32)
+        self.elapsed = np.zeros(shape, dtype=np.float32)
+        self.episode_step = np.zeros(shape, dtype=np.int32)
+        self.world = np.zeros(shape, dtype=np.int16)
+        self.action = np.zeros(shape, dtype=np.int32)
+        self.reward = np.zeros(shape, dtype=np.float32)
+        self.minutes = np.zeros(shape, dtype=np.float32)  # the step's move minutes (discounting)
+        self.done = np.zeros(shape, dtype=bool)
+        self.n_holes = n_holes
+        self.steps = 0  # steps written per session
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
+
+    def add(self, sessions: Sessions, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
+        """Record the sessions' states before ``actions`` and what the actions earned."""
+        pos = self.steps % self.length
+        for e, state in enumerate(sessions.states):
+            self.visited[e, pos] = np.packbits(state.visited)
+            self.revealed[e, pos] = np.packbits(state.revealed)
+            self.current[e, pos] = state.current
+            self.elapsed[e, pos] = state.elapsed
+        self.episode_step[:, pos] = sessions.episode_step
+        self.world[:, pos] = sessions.world_ids
+        self.action[:, pos], self.reward[:, pos], self.done[:, pos] = actions, rewards, dones
+        self.steps += 1
+
+    def can_sample(self, config: DQNConfig) -> bool:
+        return self.steps - 1 - config.n_step >= max(0, self.steps - self.length + config.history)
+
+    def sample(self, batch_size: int, config: DQNConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """n-step transitions: indices of the state histories at t and t + n, returns, bootstrap flags."""
+        n, history = config.n_step, config.history
+        low = max(0, self.steps - self.length + history)
+        env = rng.integers(self.num_envs, size=batch_size)
+        step = rng.integers(low, self.steps - n, size=batch_size)  # step + n is written
+        ahead = step[:, None] + np.arange(n)[None]
+        rewards = self.reward[env[:, None], ahead % self.length]
+        dones = self.done[env[:, None], ahead % self.length]
+        # alive[j]: no episode end among the first j steps; clock[j]: minutes or steps before step j.
+        alive = np.concatenate([np.ones((batch_size, 1)), np.cumprod(1.0 - dones, axis=1)], axis=1)
+        durations = (
+            self.minutes[env[:, None], ahead % self.length] if config.discount_per_minute else np.ones((batch_size, n))
+        )
+        clock = np.concatenate([np.zeros((batch_size, 1)), np.cumsum(durations, axis=1)], axis=1)
+        discount = config.gamma**clock * alive
+        returns = (rewards * discount[:, :n]).sum(axis=1)
+        back = np.arange(history - 1, -1, -1)[None]  # oldest first
+
+        def history_of(s: np.ndarray) -> np.ndarray:
+            offsets = np.minimum(back, self.episode_step[env, s % self.length][:, None])
+            return (s[:, None] - offsets) % self.length
+
+        return {
+            "env": env,
+            "now": history_of(step),
+            "next": history_of(step + n),
+            "action": self.action[env, step % self.length],
+            "world": self.world[env, step % self.length],
+            "returns": returns.astype(np.float32),
+            "bootstrap": discount[:, n].astype(np.float32),  # discount of the state n steps on (0 after an end)
+        }
+
+    def contexts(self, env: np.ndarray, positions: np.ndarray, indexes: list[WorldIndex]) -> np.ndarray:
+        """Contexts (len, P, N_FEATURES) of stored states, rebuilt from their compact form."""
+        visited = np.unpackbits(self.visited[env, positions], axis=-1, count=self.n_holes).astype(bool)
+        revealed = np.unpackbits(self.revealed[env, positions], axis=-1, count=self.n_holes).astype(bool)
+        worlds = self.world[env, positions]
+        current, elapsed = self.current[env, positions], self.elapsed[env, positions]
+        out = np.empty((len(env), indexes[0].n_patches, N_FEATURES), dtype=np.float32)
+        for w in np.unique(worlds):
+            rows = np.flatnonzero(worlds == w)
+            out[rows] = indexes[w].context_of_masks(visited[rows], revealed[rows], current[rows], elapsed[rows])
+        return out, visited
+
+
+# ---- 3. sessions in lockstep -----------------------------------------------------------------
+class Sessions:
+    """``num_envs`` simulator sessions on worlds drawn from a pool, each with its context history."""
+
+    def __init__(self, indexes: list[WorldIndex], num_envs: int, history: int, rng: np.random.Generator) -> None:
+        self.indexes, self.history, self.rng = indexes, history, rng
+        self.world_ids = np.zeros(num_envs, dtype=np.int64)
+        self.episode_step = np.zeros(num_envs, dtype=np.int64)
+        self.states: list[simulator.SessionState] = [None] * num_envs  # type: ignore[list-item]
+        self.context = np.zeros((num_envs, history, indexes[0].n_patches, N_FEATURES), dtype=np.float32)
+        for e in range(num_envs):
+            self.start(e)
+
+    def start(self, e: int, world_id: int | None = None, start_hole: int | None = None) -> None:
+        if world_id is None:
+            world_id = int(self.rng.integers(len(self.indexes)))
+        index = self.indexes[world_id]
+        if start_hole is None:
+            start_hole = int(self.rng.integers(index.n_holes))
+        self.world_ids[e], self.episode_step[e] = world_id, 0
+        self.states[e] = simulator.start_session(index.world, start_hole)
+        self.context[e] = index.context_of_state(self.states[e])  # repeated over the history
+
+    def stacked_context(self) -> torch.Tensor:
+        s = self.context
+        return torch.from_numpy(s.transpose(0, 2, 1, 3).reshape(s.shape[0], s.shape[2], -1))
+
+    def q_values(self, network: HoleQNetwork) -> np.ndarray:
+        """(num_envs, n_holes) Q-values, -inf on visited holes."""
+        pred = torch.from_numpy(np.stack([self.indexes[w].hole_pred for w in self.world_ids]))
+        with torch.inference_mode():
+            q = network.unvisited_q(self.stacked_context(), self.hole_patch, pred).numpy()
+        visited = np.stack([s.visited for s in self.states])
+        return np.where(visited, -np.inf, q)
+
+    @property
+    def hole_patch(self) -> torch.Tensor:
+        return torch.from_numpy(self.indexes[0].hole_patch)
+
+    def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Expose one hole per session; returns rewards and episode ends (sessions are not restarted)."""
+        rewards, dones = np.zeros(len(actions), dtype=np.float32), np.zeros(len(actions), dtype=bool)
+        for e, action in enumerate(actions):
+            index, state = self.indexes[self.world_ids[e]], self.states[e]
+            rewards[e] = simulator.expose(index.world, state, int(action)).reward
+            dones[e] = simulator.is_over(index.world, state)
+            self.episode_step[e] += 1
+            self.context[e, :-1] = self.context[e, 1:]
+            self.context[e, -1] = index.context_of_state(state)
+        return rewards, dones
+
+
+def greedy_good_exposures(network: HoleQNetwork, index: WorldIndex, seeds: list[int], history: int) -> np.ndarray:
+    """Good exposures of greedy sessions on one world, one per seed (start hole from the seed)."""
+    sessions = Sessions([index], len(seeds), history, np.random.default_rng(0))
+    for e, seed in enumerate(seeds):
+        sessions.start(e, 0, int(np.random.default_rng(seed).integers(index.n_holes)))
+    running = np.ones(len(seeds), dtype=bool)
+    while running.any():
+        actions = np.argmax(sessions.q_values(network), axis=1)
+        for e in np.flatnonzero(running):
+            state = sessions.states[e]
+            simulator.expose(index.world, state, int(actions[e]))
+            running[e] = not simulator.is_over(index.world, state)
+            sessions.context[e, :-1] = sessions.context[e, 1:]
+            sessions.context[e, -1] = index.context_of_state(state)
+    return np.array([int(index.world.true_good[s.exposures].sum()) for s in sessions.states])
+
+
+# ---- 4. the training loop ----------------------------------------------------------------------
+def epsilon_at(step: int, config: DQNConfig) -> float:
+    span = max(config.epsilon_decay_end - config.epsilon_decay_start, 1)
+    fraction = min(max((step - config.epsilon_decay_start) / span, 0.0), 1.0)
+    return config.epsilon_start + fraction * (config.epsilon_end - config.epsilon_start)
+
+
+def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor, history: int) -> torch.Tensor:
+    """Plain network input (B, history * N_FEATURES) of one unvisited hole per sample."""
+    x = context[torch.arange(len(patch)), patch].clone()
+    x[:, 0::N_FEATURES] = pred[:, None]
+    return x
+
+
+def gradient_step(
+    online: HoleQNetwork,
+    target: HoleQNetwork,
+    optimizer: torch.optim.Optimizer,
+    replay: CompactReplay,
+    indexes: list[WorldIndex],
+    config: DQNConfig,
+    rng: np.random.Generator,
+) -> float:
+    """One double-DQN update on an n-step batch; returns the loss."""
+    batch = replay.sample(config.batch_size, config, rng)
+    h = config.history
+    positions = np.concatenate([batch["now"], batch["next"]], axis=1)  # (B, 2h)
+    env = np.repeat(batch["env"], 2 * h)
+    contexts, visited = replay.contexts(env, positions.ravel(), indexes)
+    contexts = torch.from_numpy(contexts.reshape(config.batch_size, 2 * h, -1, N_FEATURES))
+    stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2h, F)
+    now = stacked[:, :, :h].reshape(config.batch_size, stacked.shape[1], -1)
+    nxt = stacked[:, :, h:].reshape(config.batch_size, stacked.shape[1], -1)
+    next_visited = torch.from_numpy(visited.reshape(config.batch_size, 2 * h, -1)[:, -1])
+    hole_patch = torch.from_numpy(indexes[0].hole_patch)
+    pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))[torch.from_numpy(batch["world"]).long()]
+    action = torch.from_numpy(batch["action"]).long()
+    candidates = _target_candidates(next_visited.numpy(), batch["world"], indexes, config.target_candidates_per_patch)
+    valid = torch.from_numpy(candidates >= 0)
+    candidates = torch.from_numpy(np.maximum(candidates, 0))
+    with torch.no_grad():
+        next_q = online.unvisited_q(nxt, hole_patch[candidates], pred.gather(1, candidates))
+        best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))[:, 0]
+        x_next = _state_action_input(nxt, hole_patch[best], pred.gather(1, best[:, None])[:, 0], h)
+        bootstrap = torch.from_numpy(batch["bootstrap"]) * valid.any(dim=1)
+        y = torch.from_numpy(batch["returns"]) + bootstrap * target(x_next)
+    x_now = _state_action_input(now, hole_patch[action], pred.gather(1, action[:, None])[:, 0], h)
+    loss = torch.nn.functional.smooth_l1_loss(online(x_now), y)
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def _target_candidates(
+    visited: np.ndarray, worlds: np.ndarray, indexes: list[WorldIndex], per_patch: int
+) -> np.ndarray:
+    """Holes over which the target's maximum runs, (B, C) with -1 pads (see ``target_candidates_per_patch``)."""
+    if per_patch <= 0:
+        return np.where(visited, -1, np.arange(visited.shape[1])[None])
+    out = np.empty((len(visited), indexes[0].n_patches * per_patch), dtype=np.int64)
+    for w in np.unique(worlds):
+        rows = np.flatnonzero(worlds == w)
+        out[rows] = indexes[w].candidates(visited[rows], per_patch)
+    return out
+
+
+def train(
+    config: DQNConfig,
+    env_name: str,
+    env_kwargs: dict[str, Any],
+    seed: int,
+    out: str | Path,
+    log_dir: str | Path | None = None,
+    progress: bool = True,
+    command: str = "",
+) -> dict[str, Any]:
+    """Train on an environment's worlds (see :func:`training_worlds`); keep the best validation checkpoint."""
+    worlds = training_worlds(env_name, env_kwargs, config, seed)
+    meta = {"env": env_name, "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}, "command": command}
+    return train_on_worlds(config, worlds, seed, out, log_dir, progress, meta)
+
+
+def train_on_worlds(
+    config: DQNConfig,
+    worlds: list[simulator.World],
+    seed: int,
+    out: str | Path,
+    log_dir: str | Path | None = None,
+    progress: bool = True,
+    meta: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train on a pool of worlds sharing one layout; validate greedily on ``worlds[0]`` with unused seeds.
+
+    Keeps the checkpoint with the best validation score at ``out``; returns a summary.
+    """
+    wall_start = time.perf_counter()
+    torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    indexes = [WorldIndex(w) for w in worlds]
+    online = make_network(config)
+    target = copy.deepcopy(online)
+    optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate)
+    sessions = Sessions(indexes, config.num_envs, config.history, rng)
+    replay = CompactReplay(config.buffer_size, config.num_envs, indexes[0].n_holes)
+    validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
+
+    out = Path(out)
+    log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_file = log_path.open("w", newline="")
+    log = csv.writer(log_file)
+    log.writerow(
+        ["env_steps", "episodes", "episode_reward", "episode_good", "loss", "epsilon", "validation_good", "seconds"]
+    )
+    writer = _tensorboard(log_dir)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=config.total_steps, desc="dqn training", unit="step")
+    episode_rewards, episode_goods, losses = [], [], []
+    running_reward = np.zeros(config.num_envs)
+    best = {"validation_good": -1.0, "env_steps": 0}
+    env_steps = updates = 0
+    next_validation = config.validate_every
+    while env_steps < config.total_steps:
+        epsilon = epsilon_at(env_steps, config)
+        actions = np.argmax(sessions.q_values(online), axis=1)
+        for e in np.flatnonzero(rng.random(config.num_envs) < epsilon):
+            actions[e] = rng.choice(np.flatnonzero(~sessions.states[e].visited))
+        snapshot_actions = actions.copy()
+        # Record the states before the step: the replay reads them from the live sessions.
+        rewards, dones = _step_and_record(sessions, replay, snapshot_actions)
+        running_reward += rewards
+        for e in np.flatnonzero(dones):
+            state, world = sessions.states[e], sessions.indexes[sessions.world_ids[e]].world
+            episode_rewards.append(running_reward[e])
+            episode_goods.append(int(world.true_good[state.exposures].sum()))
+            running_reward[e] = 0.0
+            sessions.start(e)
+        env_steps += config.num_envs
+        if env_steps >= config.learning_starts and replay.can_sample(config):
+            while updates * config.train_every < env_steps - config.learning_starts:
+                losses.append(gradient_step(online, target, optimizer, replay, indexes, config, rng))
+                updates += 1
+                if updates % config.target_update == 0:
+                    target.load_state_dict(online.state_dict())
+        if bar is not None:
+            bar.update(config.num_envs)
+            bar.set_postfix(
+                reward=f"{np.mean(episode_rewards[-20:]):.1f}" if episode_rewards else "-",
+                loss=f"{np.mean(losses[-50:]):.4f}" if losses else "-",
+                eps=f"{epsilon:.3f}",
+                val=f"{best['validation_good']:.1f}",
+            )
+        if env_steps >= next_validation or env_steps >= config.total_steps:
+            next_validation += config.validate_every
+            online.eval()
+            score = float(greedy_good_exposures(online, indexes[0], validation_seeds, config.history).mean())
+            online.train()
+            row = [
+                env_steps,
+                len(episode_rewards),
+                _mean(episode_rewards[-50:]),
+                _mean(episode_goods[-50:]),
+                _mean(losses[-200:]),
+                round(epsilon, 4),
+                score,
+                round(time.perf_counter() - wall_start, 1),
+            ]
+            log.writerow(row)
+            log_file.flush()
+            if writer is not None:
+                for name, value in zip(
+                    ("episode_reward", "episode_good", "loss", "validation_good"), row[2:7], strict=True
+                ):
+                    writer.add_scalar(name, value, env_steps)
+            if score > best["validation_good"]:
+                best = {"validation_good": score, "env_steps": env_steps}
+                checkpoint_meta = dict(meta or {})
+                checkpoint_meta.update(
+                    seed=seed,
+                    env_steps=env_steps,
+                    gradient_steps=updates,
+                    validation_good=score,
+                    validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
+                    "the training environment's own world",
+                    training_worlds=len(worlds),
+                    seconds=round(time.perf_counter() - wall_start, 1),
+                )
+                save_checkpoint(out, online, config, checkpoint_meta)
+    if bar is not None:
+        bar.close()
+    log_file.close()
+    if writer is not None:
+        writer.close()
+    return {
+        "checkpoint": str(out),
+        "log": str(log_path),
+        "best": best,
+        "env_steps": env_steps,
+        "gradient_steps": updates,
+        "seconds": time.perf_counter() - wall_start,
+        "replay_bytes": replay.nbytes,
+        "hyperparameters": dataclasses.asdict(config),
+    }
+
+
+def _step_and_record(sessions: Sessions, replay: CompactReplay, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Write the pre-step compact states, step, then fill in rewards and ends."""
+    replay.add(sessions, actions, np.zeros(len(actions)), np.zeros(len(actions), dtype=bool))
+    elapsed_before = np.array([state.elapsed for state in sessions.states])
+    rewards, dones = sessions.step(actions)
+    pos = (replay.steps - 1) % replay.length
+    replay.reward[:, pos], replay.done[:, pos] = rewards, dones
+    replay.minutes[:, pos] = np.array([state.elapsed for state in sessions.states]) - elapsed_before
+    return rewards, dones
+
+
+def _mean(values: list) -> float:
+    return round(float(np.mean(values)), 4) if values else float("nan")
+
+
+def _tensorboard(log_dir: str | Path | None):
+    if log_dir is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # TensorBoard is optional
+        return None
+    return SummaryWriter(str(log_dir))

@@ -1,0 +1,202 @@
+"""cryoRL's deep-Q network: its fast paths against the plain definitions, learning, checkpoints, determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cryobench import simulator
+from cryobench.agents.dqn import (
+    DQNAgent,
+    DQNConfig,
+    HoleQNetwork,
+    WorldIndex,
+    context_from_features,
+    load_checkpoint,
+    save_checkpoint,
+)
+from cryobench.agents.dqn_train import greedy_good_exposures, train_on_worlds
+from cryobench.env import CryoEMSessionEnv
+from cryobench.errors import InputError
+from cryobench.features import FEATURE_LAYOUT_VERSION, hole_features
+from tests.conftest import make_world
+
+SMALL = dict(tiles=2, squares_per_tile=3, patches_per_square=4, holes_per_patch=8)  # 192 holes
+
+
+def _random_states(world, n_states: int, seed: int) -> list[simulator.SessionState]:
+    rng = np.random.default_rng(seed)
+    states = []
+    for _ in range(n_states):
+        state = simulator.start_session(world, int(rng.integers(world.n_holes)))
+        for _ in range(int(rng.integers(0, 60))):
+            if simulator.is_over(world, state):
+                break
+            simulator.expose(world, state, int(rng.choice(np.flatnonzero(~state.visited))))
+        states.append(state)
+    return states
+
+
+@pytest.mark.parametrize("feedback", ["inspection", "queue:3", "none"])
+def test_contexts_rebuilt_from_compact_states_equal_the_environment_features(feedback):
+    world = make_world(seed=3, feedback=feedback, **SMALL)
+    index = WorldIndex(world)
+    states = _random_states(world, 6, seed=1)
+    rebuilt = index.context_of_masks(
+        np.stack([s.visited for s in states]),
+        np.stack([s.revealed for s in states]),
+        np.array([s.current for s in states]),
+        np.array([s.elapsed for s in states]),
+    )
+    for state, context in zip(states, rebuilt, strict=True):
+        expected = context_from_features(hole_features(world, state), index.patch_representative)
+        np.testing.assert_array_equal(context, expected)
+        np.testing.assert_array_equal(index.context_of_state(state), expected)
+
+
+def test_patch_decomposition_equals_the_plain_network_on_unvisited_holes():
+    world = make_world(seed=4, **SMALL)
+    index = WorldIndex(world)
+    torch.manual_seed(0)
+    network = HoleQNetwork(history=4, hidden1=16, hidden2=8)
+    states = _random_states(world, 4, seed=2)
+    history = [hole_features(world, s) for s in states]  # four steps of (unrelated) features
+    plain = network(torch.from_numpy(np.concatenate(history, axis=1))).detach().numpy()
+    contexts = np.concatenate([context_from_features(f, index.patch_representative) for f in history], axis=1)
+    unvisited = np.flatnonzero(~np.any([s.visited for s in states], axis=0))
+    fast = network.unvisited_q(
+        torch.from_numpy(contexts)[None],
+        torch.from_numpy(index.hole_patch[unvisited]),
+        torch.from_numpy(history[-1][unvisited, 0])[None],
+    )[0].detach()
+    np.testing.assert_allclose(fast.numpy(), plain[unvisited], rtol=1e-5, atol=1e-6)
+
+
+def test_target_candidates_are_each_patchs_best_predicted_unvisited_holes():
+    world = make_world(seed=5, **SMALL)
+    index = WorldIndex(world)
+    state = _random_states(world, 1, seed=3)[0]
+    candidates = index.candidates(state.visited[None], 2)[0].reshape(index.n_patches, 2)
+    for patch in range(index.n_patches):
+        holes = np.flatnonzero((world.grid.patch == patch) & ~state.visited)
+        best = holes[np.argsort(world.predicted_ctf[holes], kind="stable")[:2]]
+        assert sorted(candidates[patch][candidates[patch] >= 0]) == sorted(best)
+
+
+def _tiny_config(**overrides) -> DQNConfig:
+    values = dict(
+        hidden1=16,
+        hidden2=16,
+        num_envs=4,
+        total_steps=1600,
+        learning_starts=200,
+        train_every=4,
+        batch_size=32,
+        buffer_size=4000,
+        target_update=50,
+        learning_rate=0.003,
+        epsilon_start=0.5,
+        epsilon_end=0.05,
+        epsilon_decay_start=0,
+        epsilon_decay_end=1000,
+        validate_every=400,
+        validation_episodes=4,
+    )
+    values.update(overrides)
+    return DQNConfig(**values)
+
+
+def _small_worlds(count: int = 4) -> list[simulator.World]:
+    # Short sessions on a 192-hole grid: about 30 exposures, so the choice of holes matters.
+    return [make_world(seed=10 + i, duration=40.0, **SMALL) for i in range(count)]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("dqn") / "tiny.pt"
+    summary = train_on_worlds(_tiny_config(), _small_worlds(), seed=0, out=path, progress=False)
+    return path, summary
+
+
+def test_training_a_tiny_network_beats_random_on_a_small_world(trained):
+    path, summary = trained
+    network, document = load_checkpoint(path)
+    held_out = WorldIndex(make_world(seed=99, duration=40.0, **SMALL))  # a world not trained on
+    seeds = list(range(20))
+    learned = greedy_good_exposures(network, held_out, seeds, network.history).mean()
+    untrained = greedy_good_exposures(HoleQNetwork(4, 16, 16), held_out, seeds, 4).mean()
+    random_good = []
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        state = simulator.start_session(held_out.world, int(rng.integers(held_out.n_holes)))
+        while not simulator.is_over(held_out.world, state):
+            simulator.expose(held_out.world, state, int(rng.choice(np.flatnonzero(~state.visited))))
+        random_good.append(held_out.world.true_good[state.exposures].sum())
+    print(f"learned {learned:.1f}, untrained {untrained:.1f}, random {np.mean(random_good):.1f}")
+    assert summary["gradient_steps"] > 200
+    assert learned > np.mean(random_good) + 3
+    assert learned > untrained
+    assert document["meta"]["validation_good"] == summary["best"]["validation_good"]
+
+
+def test_same_seed_same_checkpoint(tmp_path):
+    config = _tiny_config(total_steps=500, validate_every=250)
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    for path in (first, second):
+        train_on_worlds(config, _small_worlds(2), seed=1, out=path, progress=False)
+    first_weights, second_weights = load_checkpoint(first)[0].state_dict(), load_checkpoint(second)[0].state_dict()
+    assert all(torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
+
+
+def _play(agent: DQNAgent, env: CryoEMSessionEnv, seed: int) -> list[int]:
+    obs, info = env.reset(seed=seed)
+    agent.reset(env, seed)
+    actions, done = [], False
+    while not done:
+        actions.append(agent.act(obs, info))
+        obs, _, done, _, info = env.step(actions[-1])
+    return actions
+
+
+def test_reloaded_checkpoint_gives_identical_actions_and_inference_is_deterministic(trained, tmp_path):
+    path, _ = trained
+    env = CryoEMSessionEnv.from_world(make_world(seed=7, duration=60.0, **SMALL))
+    first = _play(DQNAgent(DQNConfig(checkpoint=str(path))), env, seed=3)
+    network, document = load_checkpoint(path)
+    copy_path = save_checkpoint(
+        tmp_path / "copy.pt", network, DQNConfig(**document["hyperparameters"]), document["meta"]
+    )
+    reloaded = DQNAgent(DQNConfig(checkpoint=str(copy_path)))
+    assert _play(reloaded, env, seed=3) == first
+    assert _play(reloaded, env, seed=3) == first  # the same agent again: no hidden state carried over
+    assert len(set(first)) == len(first)  # never a visited hole
+
+
+def test_checkpoint_for_another_feature_layout_is_refused(trained, tmp_path):
+    path, _ = trained
+    document = torch.load(path, weights_only=True)
+    document["feature_layout_version"] = "cryobench-features-v0"
+    document["feature_names"] = document["feature_names"][:32]
+    other = tmp_path / "old-layout.pt"
+    torch.save(document, other)
+    with pytest.raises(InputError, match=f"feature layout 'cryobench-features-v0'.*{FEATURE_LAYOUT_VERSION}"):
+        load_checkpoint(other)
+    with pytest.raises(InputError, match="feature layout"):
+        DQNAgent(DQNConfig(checkpoint=str(other))).reset(CryoEMSessionEnv.from_world(make_world(**SMALL)), 0)
+
+
+def test_missing_or_unsafe_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(InputError, match="not found"):
+        load_checkpoint(tmp_path / "nothing.pt")
+    unsafe = tmp_path / "unsafe.pt"
+    torch.save({"format": "cryobench-dqn/1", "payload": np.random.default_rng(0)}, unsafe)  # not plain data
+    with pytest.raises(InputError, match="cannot be read safely"):
+        load_checkpoint(unsafe)
+
+
+def test_shipped_checkpoint_plays_without_training():
+    """The default card's checkpoint ships with cryobench and works on any grid size."""
+    env = CryoEMSessionEnv.from_world(make_world(seed=8, duration=60.0, **SMALL))
+    actions = _play(DQNAgent(), env, seed=0)
+    assert len(actions) == len(set(actions)) > 10
