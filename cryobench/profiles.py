@@ -46,12 +46,13 @@ class InstrumentProfile:
 
     def __post_init__(self) -> None:
         m = self.minutes
+        where = f"argument 'profile' ({self.name!r})"
         if len(m) != 4 or any(not np.isfinite(x) or x <= 0 for x in m):
-            raise InputError(f"argument 'profile' ({self.name!r}): minutes must be 4 positive numbers, got {m!r}")
+            raise InputError(f"{where}: minutes must be 4 positive numbers, got {m!r}")
         if any(b < a for a, b in zip(m, m[1:], strict=False)):
-            raise InputError(f"argument 'profile' ({self.name!r}): minutes must not decrease with the move's level, got {m!r}")
+            raise InputError(f"{where}: minutes must not decrease with the move's level, got {m!r}")
         if not np.isfinite(self.beta) or self.beta < 0:
-            raise InputError(f"argument 'profile' ({self.name!r}): beta must be a non-negative number, got {self.beta!r}")
+            raise InputError(f"{where}: beta must be a non-negative number, got {self.beta!r}")
 
     @property
     def t0(self) -> float:
