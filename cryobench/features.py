@@ -43,6 +43,7 @@ from cryobench.simulator import (
     COL_VISITED_PRED_GOOD,
     N_BINS,
     SessionState,
+    blank_session,
     World,
     move_levels,
     time_left,
@@ -194,21 +195,7 @@ def _build_world_index(world: World) -> _WorldIndex:
     minutes = np.asarray(world.profile.minutes, dtype=np.float32)
     move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)
     # A session before its start, from the reference code: nothing visited, the stage nowhere.
-    blank = SessionState(
-        start=0,
-        current=0,
-        elapsed=world.duration,
-        visited=np.zeros(n, dtype=bool),
-        revealed=np.zeros(n, dtype=bool),
-        revealed_ctf=np.zeros(n, dtype=np.float64),
-        pending=[],
-        exposures=[],
-        exposure_minutes=[],
-        rewards=[],
-        moves=np.zeros(4, dtype=np.int64),
-        invalid_moves=0,
-        tables=world.initial_tables,
-    )
+    blank = blank_session(world, elapsed=world.duration)
     unvisited = hole_features_from_scratch(world, blank)[order]
     unvisited[:, _MOVE_COLUMNS] = move_values[3, :3]
     unvisited[:, 40] = move_values[3, 3]

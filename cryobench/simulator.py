@@ -233,15 +233,13 @@ def recount_tables(world: World, visited: np.ndarray, revealed: np.ndarray) -> t
     )
 
 
-def start_session(world: World, start_hole: int) -> SessionState:
-    """A new session at ``start_hole``: visited, free, not an exposure."""
-    if not 0 <= start_hole < world.n_holes:
-        raise InputError(f"start hole {start_hole} out of range 0..{world.n_holes - 1}")
+def blank_session(world: World, hole: int = 0, elapsed: float = 0.0) -> SessionState:
+    """A session with nothing visited or revealed, the stage at ``hole``: the state before the start."""
     n = world.n_holes
-    state = SessionState(
-        start=int(start_hole),
-        current=int(start_hole),
-        elapsed=0.0,
+    return SessionState(
+        start=int(hole),
+        current=int(hole),
+        elapsed=float(elapsed),
         visited=np.zeros(n, dtype=bool),
         revealed=np.zeros(n, dtype=bool),
         revealed_ctf=np.zeros(n, dtype=np.float64),
@@ -253,6 +251,13 @@ def start_session(world: World, start_hole: int) -> SessionState:
         invalid_moves=0,
         tables=empty_tables(world),
     )
+
+
+def start_session(world: World, start_hole: int) -> SessionState:
+    """A new session at ``start_hole``: visited, free, not an exposure."""
+    if not 0 <= start_hole < world.n_holes:
+        raise InputError(f"start hole {start_hole} out of range 0..{world.n_holes - 1}")
+    state = blank_session(world, start_hole)
     _mark_visited(world, state, start_hole)
     return state
 
