@@ -43,8 +43,8 @@ from cryobench.simulator import (
     COL_VISITED_PRED_GOOD,
     N_BINS,
     SessionState,
-    blank_session,
     World,
+    blank_session,
     move_levels,
     time_left,
 )
