@@ -131,7 +131,8 @@ def submit(
             planned.append((entry, task))
     if not planned:
         raise InputError(f"agent {agent!r}: no protocol entry to run ({', '.join(not_applicable or skipped)} skipped)")
-    paths = run_sweep([task for _, task in planned], work_dir, workers=workers, backend=backend, address=address)
+    tasks = [task for _, task in planned]
+    paths = run_sweep(tasks, work_dir, workers=workers, backend=backend, address=address, progress=progress)
     secret = str(folder) if folder else None
     blocks: dict[str, dict] = {}
     agent_doc: dict = {}
@@ -367,6 +368,10 @@ def verify(path: str | Path, data: str | Path | None = None, workers: int = 2, p
     if bool(rerun["agent"].get("upper_bound")) != bool(doc["agent"].get("upper_bound")):
         reasons.append("field 'agent.upper_bound' does not match the agent (it sees the ground truth or not)")
     for entry_name, block in doc["entries"].items():
+        if entry_name not in rerun["entries"]:
+            why = rerun["not_applicable"].get(entry_name)
+            reasons.append(f"entry {entry_name!r}: the agent does not run there ({why})")
+            continue
         theirs = {ep["seed"]: ep for ep in rerun["entries"][entry_name]["episodes"]}
         for episode in block["episodes"]:
             again = theirs[episode["seed"]]
