@@ -34,7 +34,7 @@ def small_twin_card(tmp_path):
     return path
 
 
-@pytest.mark.filterwarnings("ignore:Evaluation environment is not wrapped with a ..Monitor")  # episodes are not rewrapped
+@pytest.mark.filterwarnings("ignore:Evaluation environment is not wrapped with a ..Monitor")
 def test_maskable_ppo_trains_on_the_registered_environment(small_twin_card):
     from sb3_contrib import MaskablePPO
     from sb3_contrib.common.maskable.evaluation import evaluate_policy
