@@ -139,6 +139,17 @@ def test_verify_rejects_with_the_reason(submission, tmp_path, change, reason):
     assert any(reason in r for r in report["reasons"]), report["reasons"]
 
 
+def test_verify_command_prints_the_reasons_and_fails(submission, tmp_path):
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    edited = _edited(submission, tmp_path, lambda d: d["entries"]["aldolase-blind"]["episodes"].pop())
+    result = CliRunner().invoke(main, ["leaderboard", "verify", str(edited), "--workers", "1"])
+    assert result.exit_code == 1
+    assert "rejected: " in result.output and "'aldolase-blind': episodes for seeds [1] are missing" in result.output
+
+
 def test_submission_never_records_the_measured_data_path(aldolase_data, tmp_path):
     doc = leaderboard.submit(
         "random", tmp_path / "work", data=aldolase_data, workers=1, progress=False, seeds=(0,),
@@ -291,10 +302,16 @@ def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, reque
     )
 
 
-def test_committed_results_hold_no_machine_paths():
-    for path in leaderboard.results_dir().glob("*.json"):
+def test_committed_results_follow_the_protocol_and_hold_no_machine_paths():
+    from cryobench.agents.registry import agent_class
+
+    protocol = load_protocol()
+    for path in sorted(leaderboard.results_dir().glob("*.json")):
         text = path.read_text()
         assert "/work/" not in text and "/home/" not in text and "datasets/cryorl-aldolase" not in text, path
-        doc = json.loads(text)
+        doc = leaderboard.load_submission(path)
+        assert path.stem == doc["agent"]["name"]
+        # Same environment ids (versions), arguments and seeds as the protocol, every entry present.
+        assert leaderboard.static_problems(doc, protocol, agent_class(doc["agent"]["name"])) == [], path
         for block in doc["entries"].values():
             assert np.isfinite(block["seconds_per_episode"])
