@@ -485,7 +485,7 @@ class AnnealingConfig:
 
 @dataclass
 class AnnealingReplanConfig(AnnealingConfig):
-    replan_steps: int = 300
+    replan_steps: int = 100
     """annealing steps of each re-optimisation, warm-started from the current plan"""
     replan_initial_temperature: float = 0.2
     """starting temperature of a re-optimisation (lower: stay near the current plan)"""
@@ -571,7 +571,9 @@ class _PatchOrderPlanner(Agent):
             if self.replans and self.plan:
                 self.plan = self.make_plan(obs, info, probability, cut, unvisited)
         # Nothing worth taking is left: the best chance per minute of move, so the session's time is used.
-        rate = np.where(unvisited, probability, -1.0) / self.hierarchy.minutes_from_hole(int(obs["current_hole"]))
+        # (A tiny floor on the chance makes the cheapest move win among holes with no chance at all.)
+        chance = np.where(unvisited, probability + 1e-6, -1.0)
+        rate = chance / self.hierarchy.minutes_from_hole(int(obs["current_hole"]))
         return int(np.argmax(rate))
 
 
