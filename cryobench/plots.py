@@ -102,25 +102,46 @@ def plot_squares(results: list[dict], path: Path) -> Path:
 def plot_path(results: list[dict], path: Path, episode: int = 0) -> Path:
     """One episode's path drawn on the grid, per results file (rebuilds the environment)."""
     from cryobench.evaluate import make_env
+    from cryobench.render import map_xy
 
     fig = _figure(4.2 * len(results), 4.4)
     axes = np.atleast_1d(fig.subplots(1, len(results)))
     for ax, result in zip(axes, results, strict=True):
         env = make_env(result["env"]["id"], result["env"]["kwargs"])
         world = env.unwrapped.world
-        xy = world.grid.global_xy_um()
+        xy = map_xy(world.grid)
         row = result["episodes"][min(episode, len(result["episodes"]) - 1)]
-        ax.scatter(xy[:, 0], xy[:, 1], s=1, c="#cccccc", linewidths=0)
+        # Every hole coloured by its true CTFMaxRes (as the paper's Fig. 2D-G), the path on top.
+        shade = ax.scatter(
+            xy[:, 0], xy[:, 1], s=2, c=world.grid.ctf_capped(), cmap="viridis_r", vmin=2, vmax=15, linewidths=0
+        )
         traj = np.asarray(row["trajectory"], dtype=int)
         good = np.asarray(row["trajectory_good"], dtype=bool)
         ax.plot(xy[[row["start"], *traj], 0], xy[[row["start"], *traj], 1], lw=0.5, c="tab:blue", alpha=0.6)
-        ax.scatter(xy[traj[good], 0], xy[traj[good], 1], s=4, c="tab:green", linewidths=0, label="good")
-        ax.scatter(xy[traj[~good], 0], xy[traj[~good], 1], s=4, c="tab:red", linewidths=0, label="bad")
+        ax.scatter(
+            xy[traj[good], 0],
+            xy[traj[good], 1],
+            s=7,
+            facecolors="none",
+            edgecolors="tab:green",
+            lw=0.6,
+            label="good exposure",
+        )
+        ax.scatter(
+            xy[traj[~good], 0],
+            xy[traj[~good], 1],
+            s=7,
+            facecolors="none",
+            edgecolors="tab:red",
+            lw=0.6,
+            label="bad exposure",
+        )
         ax.set_aspect("equal")
         ax.set_title(f"{_label(result)}, seed {row['seed']}: {row['good_exposures']} good", fontsize=8)
         ax.axis("off")
         env.close()
     axes[0].legend(fontsize=7, loc="lower left")
+    fig.colorbar(shade, ax=list(axes), shrink=0.6, label="true CTFMaxRes (Å)")
     fig.savefig(path)
     return path
 
