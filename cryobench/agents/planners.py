@@ -544,7 +544,8 @@ class _PatchOrderPlanner(Agent):
         if not first:  # warm start: the current plan's order, new patches after it by rank
             gene_of_patch = {int(p): g for g, p in enumerate(problem.patches)}
             kept = [gene_of_patch[p] for p in self.plan if p in gene_of_patch]
-            rest = [g for g in problem.ranked_orders(self.hierarchy)[0] if g not in set(kept)]
+            kept_set = set(kept)
+            rest = [g for g in problem.ranked_orders(self.hierarchy)[0] if g not in kept_set]
             seeds.append(np.array(kept + rest, dtype=np.int64))
         if self.config.greedy_seed:
             seeds.extend(problem.ranked_orders(self.hierarchy))
@@ -568,7 +569,7 @@ class _PatchOrderPlanner(Agent):
                 self.exposures_since_plan += 1
                 return int(worth[np.lexsort((worth, -probability[worth]))[0]])
             self.plan.pop(0)  # this patch is done
-            if self.replans and self.plan:
+            if self.replans:  # (even with the plan used up: reveals may have lifted other patches)
                 self.plan = self.make_plan(obs, info, probability, cut, unvisited)
         # Nothing worth taking is left: the best chance per minute of move, so the session's time is used.
         # (A tiny floor on the chance makes the cheapest move win among holes with no chance at all.)
