@@ -127,68 +127,119 @@ def predicted_good_probability(
     return floor + (ceiling - floor) / (1.0 + np.exp(-z))
 
 
-#: Acceptance levels at which a group's rate is evaluated (see :func:`group_rates`).
-RATE_CUTOFFS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
+class PatchPlanner:
+    """Where to expose next: "most expected good per minute", valuing the group moved into.
 
+    Built once per episode (``reset``); each decision is a handful of numpy operations on a
+    (patches x largest patch) table, no Python loop over holes or groups:
 
-def group_rates(
-    ids: np.ndarray,
-    p_good: np.ndarray,
-    available: np.ndarray,
-    entry_minutes: np.ndarray,
-    step_minutes: float,
-    n_groups: int,
-    cutoffs: tuple[float, ...] = RATE_CUTOFFS,
-) -> np.ndarray:
-    """Expected good exposures per minute of moving into each group and collecting its best holes.
-
-    Collecting the ``n`` available holes of a group whose probability is at least a cut-off
-    costs ``entry + (n - 1) * step`` minutes and yields the sum of their probabilities. The
-    rate is the best over a few cut-offs: a cheap O(N) stand-in for the best prefix of the
-    group's holes sorted by probability (which would need a sort per step). Groups with
-    nothing to collect get rate 0. Two bincounts in all: holes are binned by cut-off, and
-    the "at least this cut-off" totals are suffix sums over the bins.
+    - Every patch is valued by its best *prefix*: its available holes sorted by probability,
+      the first ``k`` cost the move into the patch plus ``k - 1`` in-patch moves; the patch's
+      rate is the best expected good per minute over ``k`` (the exact best prefix, not a few
+      cut-offs).
+    - Every other square is valued by its best prefix of patches (sorted by their own rate
+      from a patch move), counting one square move, one patch move per further patch and the
+      in-patch moves: a square rich in several patches is worth its 6-8 minute entry.
+    - Staying: the best available hole of the current patch, worth its probability per
+      in-patch move. The planner stays while that hole beats the *price of a minute*: the
+      smaller of the best rate elsewhere and the rate of the marginal group the remaining
+      minutes can still afford (``shadow_price``). With far more good holes on a grid than a
+      session can collect, a minute at the end of the session is worth that marginal rate,
+      so a hole above it is worth taking now rather than paying a move to come back for it
+      (the marginal value theorem with a finite session).
     """
-    edges = np.asarray(cutoffs, dtype=np.float64)
-    n_bins = len(edges) + 1
-    level = np.searchsorted(edges, p_good, side="right")  # 0: below every cut-off
-    cell = ids * n_bins + level
-    weights = available.astype(np.float64)
-    count = np.bincount(cell, weights=weights, minlength=n_groups * n_bins).reshape(n_groups, n_bins)
-    value = np.bincount(cell, weights=weights * p_good, minlength=n_groups * n_bins).reshape(n_groups, n_bins)
-    # Column k (k >= 1) of the suffix sums: holes at or above cut-off k - 1.
-    count = np.cumsum(count[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    value = np.cumsum(value[:, ::-1], axis=1)[:, ::-1][:, 1:]
-    minutes = entry_minutes[:, None] + (count - 1) * step_minutes
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(count > 0, value / minutes, 0.0)
-    return rate.max(axis=1)
 
+    def __init__(self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0) -> None:
+        h = self.hierarchy = hierarchy
+        self.use_shadow_price = shadow_price
+        self.price_scale = price_scale
+        order = np.argsort(h.patch, kind="stable")
+        sizes = np.bincount(h.patch, minlength=h.n_patches)
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        width = int(sizes.max())
+        # slots[p, j]: the j-th hole of patch p; padding points at a sentinel hole (index N)
+        # whose probability is always 0.
+        self.slots = np.full((h.n_patches, width), h.n_holes, dtype=np.int64)
+        rank = np.arange(h.n_holes) - starts[h.patch[order]]
+        self.slots[h.patch[order], rank] = order
+        self.values = np.zeros(h.n_holes + 1)  # probabilities of available holes, sentinel 0
+        self.prefix_steps = np.arange(width, dtype=np.float64) * h.minutes[0]  # (k - 1) in-patch moves
+        self.patch_ids = np.arange(h.n_patches)
 
-def square_rates(
-    hierarchy: Hierarchy,
-    patch_value: np.ndarray,
-    patch_count: np.ndarray,
-    current_hole: int,
-) -> np.ndarray:
-    """Expected good per minute of moving into each square and collecting its patches' groups.
+    def patch_table(self, p_good: np.ndarray, available: np.ndarray) -> np.ndarray:
+        """(patches, width): each patch's available holes' probabilities, best first, 0-padded."""
+        np.multiply(p_good, available, out=self.values[:-1])
+        table = self.values[self.slots]
+        table.sort(axis=1)
+        return table[:, ::-1]
 
-    ``patch_value`` / ``patch_count`` are what each patch would yield (expected good, holes);
-    a square costs one entry move (from the current hole), one patch move per further patch
-    used and one in-patch move per further hole. The current square gets rate 0: it is
-    valued patch by patch instead.
-    """
-    h = hierarchy
-    used = patch_count > 0
-    value = group_sum(h.patch_square, patch_value, h.n_squares)
-    holes = group_sum(h.patch_square, patch_count, h.n_squares)
-    patches = group_sum(h.patch_square, used.astype(np.float64), h.n_squares)
-    entry = np.where(h.square_tile == h.tile[current_hole], h.minutes[2], h.minutes[3])
-    minutes = entry + np.maximum(patches - 1, 0) * h.minutes[1] + np.maximum(holes - patches, 0) * h.minutes[0]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        rate = np.where(holes > 0, value / minutes, 0.0)
-    rate[h.square[current_hole]] = 0.0
-    return rate
+    @staticmethod
+    def best_prefix(cumulative: np.ndarray, minutes: np.ndarray, usable: np.ndarray):
+        """Per row, the prefix with the most value per minute: (rate, index of its last hole)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where(usable, cumulative / minutes, 0.0)
+        last = rate.argmax(axis=1)
+        return rate[np.arange(len(rate)), last], last
+
+    def next_hole(self, p_good: np.ndarray, available: np.ndarray, current_hole: int, time_left: float) -> int:
+        h, m = self.hierarchy, self.hierarchy.minutes
+        table = self.patch_table(p_good, available)
+        cumulative = np.cumsum(table, axis=1)
+        usable = table > 0
+        # Every patch from here (its own entry move) and from a patch move (inside a square plan).
+        entry = h.patch_minutes(current_hole)
+        horizon = time_left + m[0]  # the move that crosses the session's end still counts
+        reachable = usable & (entry[:, None] + self.prefix_steps <= horizon)
+        patch_rate, _ = self.best_prefix(cumulative, entry[:, None] + self.prefix_steps, reachable)
+        inner_minutes = m[1] + self.prefix_steps
+        inner_rate, inner_last = self.best_prefix(cumulative, inner_minutes, usable)
+        inner_value = cumulative[self.patch_ids, inner_last]
+        inner_cost = inner_minutes[inner_last]
+        square_rate = self.square_rates(inner_rate, inner_value, inner_cost, current_hole, horizon)
+        other_square = h.patch_square != h.square[current_hole]
+        rates = np.where(other_square, np.maximum(patch_rate, square_rate[h.patch_square]), patch_rate)
+        current_patch = int(h.patch[current_hole])
+        rates[current_patch] = -np.inf
+        stay_value = table[current_patch, 0] / m[0]
+        best_elsewhere = rates.max()
+        price = best_elsewhere
+        if self.use_shadow_price and stay_value < price:  # only computed when the myopic rule would leave
+            price = min(price, self.price_scale * self.shadow_price(inner_rate, inner_cost, time_left))
+        if usable[current_patch, 0] and stay_value >= price:
+            patch = current_patch
+        else:
+            patch = int(np.argmax(rates))
+        members = self.slots[patch]
+        return int(members[np.argmax(self.values[members])])
+
+    def square_rates(
+        self, inner_rate: np.ndarray, inner_value: np.ndarray, inner_cost: np.ndarray, current_hole: int, horizon: float
+    ) -> np.ndarray:
+        """Each square's best expected good per minute over its best-first prefixes of patches."""
+        h, m = self.hierarchy, self.hierarchy.minutes
+        order = np.lexsort((-inner_rate, h.patch_square))  # by square, best patch first
+        square = h.patch_square[order]
+        value = np.cumsum(inner_value[order])
+        cost = np.cumsum(inner_cost[order])
+        first = np.searchsorted(square, np.arange(h.n_squares))
+        offset_value = np.concatenate([[0.0], value])[first]
+        offset_cost = np.concatenate([[0.0], cost])[first]
+        entry = np.where(h.square_tile == h.tile[current_hole], m[2], m[3])[square] - m[1]
+        value = value - offset_value[square]
+        cost = cost - offset_cost[square] + entry
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rate = np.where((inner_rate[order] > 0) & (cost <= horizon), value / cost, 0.0)
+        best = np.zeros(h.n_squares)
+        np.maximum.at(best, square, rate)
+        return best
+
+    @staticmethod
+    def shadow_price(inner_rate: np.ndarray, inner_cost: np.ndarray, time_left: float) -> float:
+        """The rate of the last patch the remaining minutes can afford, patches best first."""
+        order = np.argsort(-inner_rate)
+        spent = np.cumsum(inner_cost[order])
+        last = min(int(np.searchsorted(spent, time_left)), len(order) - 1)
+        return float(inner_rate[order[last]])
 
 
 def nearest(hierarchy: Hierarchy, current_hole: int, candidates: np.ndarray) -> int:
@@ -196,34 +247,3 @@ def nearest(hierarchy: Hierarchy, current_hole: int, candidates: np.ndarray) -> 
     index = np.flatnonzero(candidates)
     d = np.hypot(*(hierarchy.xy[index] - hierarchy.xy[current_hole]).T)
     return int(index[np.argmin(d)])
-
-
-def rate_greedy_hole(hierarchy: Hierarchy, p_good: np.ndarray, available: np.ndarray, current_hole: int) -> int:
-    """The next hole of the plan "most expected good per minute", valuing the group moved into.
-
-    - Staying: the best available hole of the current patch, one in-patch move.
-    - Another patch: its rate (:func:`group_rates`) from the move into it.
-    - Another square: the better of the patch's own rate and its square's rate
-      (:func:`square_rates`), so a square rich in several patches is worth its entry move.
-
-    The best-valued patch wins (ties: the current patch, then the lower id); in it the hole
-    with the highest probability (ties: the lowest index). O(N) numpy.
-    """
-    h = hierarchy
-    entry = h.patch_minutes(current_hole)
-    rates = group_rates(h.patch, p_good, available, entry, h.minutes[0], h.n_patches)
-    # What each patch would yield at the rate-maximising cut-off is approximated by the
-    # holes at or above one fixed acceptance level (cheap, and the same for every patch).
-    take = available & (p_good >= 0.5)
-    patch_value = group_sum(h.patch[take], p_good[take], h.n_patches)
-    patch_count = np.bincount(h.patch[take], minlength=h.n_patches).astype(np.float64)
-    square_rate = square_rates(h, patch_value, patch_count, current_hole)
-    rates = np.maximum(rates, square_rate[h.patch_square])
-    current_patch = h.patch[current_hole]
-    in_patch = available & (h.patch == current_patch)
-    rates[current_patch] = p_good[in_patch].max() / h.minutes[0] if in_patch.any() else -1.0
-    has_holes = np.bincount(h.patch[available], minlength=h.n_patches) > 0
-    rates[~has_holes] = -np.inf
-    best = np.flatnonzero(rates == rates.max())
-    patch = current_patch if current_patch in best else best[0]
-    return int(np.argmax(np.where(available & (h.patch == patch), p_good, -np.inf)))

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cryobench.agents.base import Agent
-from cryobench.agents.common import Hierarchy, predicted_good_probability, rate_greedy_hole
+from cryobench.agents.common import Hierarchy, PatchPlanner, predicted_good_probability
 
 
 @dataclass
@@ -31,6 +31,10 @@ class Config:
     #: smallest and largest probability a prediction can give
     floor: float = 0.03
     ceiling: float = 0.97
+    #: stay in a patch while its next hole beats the price of a minute at the session's end
+    shadow_price: bool = True
+    #: the shadow price is multiplied by this (> 1: pickier in a patch)
+    price_scale: float = 1.0
 
 
 class GreedyAgent(Agent):
@@ -43,10 +47,11 @@ class GreedyAgent(Agent):
         super().reset(env, seed)
         c = self.config
         self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale)
         self.p_good = predicted_good_probability(
             self.hierarchy.predicted_ctf, self.hierarchy.threshold, c.offset, c.scale, c.floor, c.ceiling
         )
 
     def act(self, obs: dict, info: dict) -> int:
         available = obs["action_mask"].astype(bool)
-        return rate_greedy_hole(self.hierarchy, self.p_good, available, int(obs["current_hole"]))
+        return self.planner.next_hole(self.p_good, available, int(obs["current_hole"]), float(obs["time_left"][0]))

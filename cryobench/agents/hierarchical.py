@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryobench.agents.base import Agent
-from cryobench.agents.common import Hierarchy, predicted_good_probability, rate_greedy_hole
+from cryobench.agents.common import Hierarchy, PatchPlanner, predicted_good_probability
 
 
 @dataclass
@@ -47,6 +47,10 @@ class Config:
     #: smallest and largest prior probability
     floor: float = 0.03
     ceiling: float = 0.97
+    #: stay in a patch while its next hole beats the price of a minute at the session's end
+    shadow_price: bool = True
+    #: the shadow price is multiplied by this (> 1: pickier in a patch)
+    price_scale: float = 1.0
     #: prior variances (logit scale) of the grid-wide, tile, square, patch and neighbour effects
     grid_variance: float = 1.0
     tile_variance: float = 0.3
@@ -110,6 +114,7 @@ class HierarchicalBayesAgent(Agent):
         super().reset(env, seed)
         c = self.config
         h = self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale)
         prior = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, c.floor, c.ceiling)
         self.prior_logit = _logit(prior)
         self.levels = [
@@ -172,4 +177,4 @@ class HierarchicalBayesAgent(Agent):
         good = obs["revealed_ctf"] < self.layout.threshold
         self.p_good = self.posterior(revealed, good)
         available = obs["action_mask"].astype(bool)
-        return rate_greedy_hole(self.hierarchy, self.p_good, available, int(obs["current_hole"]))
+        return self.planner.next_hole(self.p_good, available, int(obs["current_hole"]), float(obs["time_left"][0]))
