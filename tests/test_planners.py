@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from cryobench.agents import planners
-from cryobench.agents.registry import load_agent
+from cryobench.agents.registry import agent_class, load_agent, load_card
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.evaluate import make_env, play_episode
@@ -199,3 +200,11 @@ def test_planners_beat_random_and_snowball_on_measured_aldolase(aldolase_data):
     baseline = max(mean_good("random"), mean_good("snowball"))
     for name in PLANNERS:
         assert mean_good(name, FAST[name]) > 1.5 * baseline, name
+
+
+@pytest.mark.parametrize("name", PLANNERS)
+def test_card_holds_exactly_the_config_fields(name):
+    card = load_card(name)
+    cls = agent_class(name)
+    assert card["hyperparameters"] == dataclasses.asdict(cls.Config())
+    assert card["needs_feedback"] == cls.needs_feedback and card["upper_bound"] is False
