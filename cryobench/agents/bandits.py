@@ -78,6 +78,43 @@ class _ArmBandit(Agent):
         self.n_arms = h.n_patches if c.arm == "patch" else h.n_squares
         self.p_prior = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, 0.03, 0.97)
         self.steps = 0
+        # Per-arm tallies, kept incrementally: only the holes visited or revealed since the last
+        # decision change them (found by comparing the masks with the last ones seen).
+        self.is_candidate = self.p_prior >= c.candidate_probability
+        n_arms = self.n_arms
+        self.candidate_count = np.bincount(self.arm_of[self.is_candidate], minlength=n_arms).astype(np.float64)
+        self.candidate_prior = np.bincount(
+            self.arm_of[self.is_candidate], weights=self.p_prior[self.is_candidate], minlength=n_arms
+        )
+        self.available_count = np.bincount(self.arm_of, minlength=n_arms).astype(np.float64)
+        self.available_prior = np.bincount(self.arm_of, weights=self.p_prior, minlength=n_arms)
+        self.revealed_count = np.zeros(n_arms)
+        self.good_count = np.zeros(n_arms)
+        self.last_available = np.ones(h.n_holes, dtype=np.int8)
+        self.last_revealed = np.zeros(h.n_holes, dtype=np.int8)
+        # Holes of each arm, for choosing inside the arm without scanning the grid.
+        order = np.argsort(self.arm_of, kind="stable")
+        bounds = np.searchsorted(self.arm_of[order], np.arange(n_arms + 1))
+        self.arm_members = [order[bounds[a] : bounds[a + 1]] for a in range(n_arms)]
+
+    def update_tallies(self, obs: dict) -> None:
+        """Fold the holes visited and revealed since the last decision into the per-arm tallies."""
+        available = obs["action_mask"]
+        visited = np.flatnonzero(available != self.last_available)
+        if len(visited):
+            self.last_available = available
+            arms = self.arm_of[visited]
+            np.subtract.at(self.available_count, arms, 1.0)
+            np.subtract.at(self.available_prior, arms, self.p_prior[visited])
+            chosen = self.is_candidate[visited]
+            np.subtract.at(self.candidate_count, arms[chosen], 1.0)
+            np.subtract.at(self.candidate_prior, arms[chosen], self.p_prior[visited[chosen]])
+        revealed = np.flatnonzero(obs["revealed"] != self.last_revealed)
+        if len(revealed):
+            self.last_revealed = obs["revealed"]
+            arms = self.arm_of[revealed]
+            np.add.at(self.revealed_count, arms, 1.0)
+            np.add.at(self.good_count, arms, (obs["revealed_ctf"][revealed] < self.layout.threshold).astype(float))
 
     def entry_minutes(self, current_hole: int) -> np.ndarray:
         """Minutes of the move into each arm from the current hole (in-patch for the current arm)."""
@@ -93,22 +130,14 @@ class _ArmBandit(Agent):
         raise NotImplementedError
 
     def act(self, obs: dict, info: dict) -> int:
-        c, arm_of, n_arms = self.config, self.arm_of, self.n_arms
+        c = self.config
         self.steps += 1
-        available = obs["action_mask"].astype(bool)
-        candidates = available & (self.p_prior >= c.candidate_probability)
-        per_arm = np.bincount(arm_of[candidates], minlength=n_arms)
+        self.update_tallies(obs)
         # An arm without candidates left offers all its remaining holes.
-        fallback = available & (per_arm[arm_of] == 0)
-        candidates |= fallback
-        count = np.bincount(arm_of[candidates], minlength=n_arms).astype(np.float64)
-        prior_mean = np.bincount(arm_of[candidates], weights=self.p_prior[candidates], minlength=n_arms) / np.maximum(
-            count, 1
-        )
-        revealed = obs["revealed"].astype(bool)
-        good = (obs["revealed_ctf"] < self.layout.threshold) & revealed
-        n = np.bincount(arm_of[revealed], minlength=n_arms).astype(np.float64)
-        wins = np.bincount(arm_of[good], minlength=n_arms).astype(np.float64)
+        fallback = self.candidate_count == 0
+        count = np.where(fallback, self.available_count, self.candidate_count)
+        prior_mean = np.where(fallback, self.available_prior, self.candidate_prior) / np.maximum(count, 1)
+        n, wins = self.revealed_count, self.good_count
         a = c.prior_strength * prior_mean + wins
         b = c.prior_strength * (1.0 - prior_mean) + (n - wins)
         # Expected good per minute of moving in and collecting the arm's candidates.
@@ -120,12 +149,16 @@ class _ArmBandit(Agent):
         # Stay while the current arm's believed rate is the best (exploring only when leaving,
         # else every noisy index would pull the stage away for a costly move).
         mean_value = a / (a + b) * per_minute
-        arm = int(arm_of[current])
+        arm = int(self.arm_of[current])
         if not (count[arm] > 0 and mean_value[arm] >= mean_value.max()):
             value = self.index(a, b, n) * per_minute
             value[arm] = mean_value[arm]
             arm = self.explore(int(np.argmax(value)), count)
-        return int(np.argmax(np.where(candidates & (arm_of == arm), self.p_prior, -np.inf)))
+        members = self.arm_members[arm]
+        offered = obs["action_mask"][members].astype(bool)
+        if not fallback[arm]:
+            offered &= self.is_candidate[members]
+        return int(members[np.argmax(np.where(offered, self.p_prior[members], -np.inf))])
 
     def explore(self, arm: int, count: np.ndarray) -> int:
         """Hook for epsilon-greedy: replace the chosen arm (default: keep it)."""

@@ -149,10 +149,15 @@ class PatchPlanner:
       (the marginal value theorem with a finite session).
     """
 
-    def __init__(self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0) -> None:
+    def __init__(
+        self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0, replan_every: int = 4
+    ) -> None:
         h = self.hierarchy = hierarchy
         self.use_shadow_price = shadow_price
         self.price_scale = price_scale
+        self.replan_every = replan_every
+        # The price of staying found by the last full decision: (patch, price, decisions it stays valid).
+        self.cached_price: tuple[int, float, int] = (-1, np.inf, 0)
         order = np.argsort(h.patch, kind="stable")
         sizes = np.bincount(h.patch, minlength=h.n_patches)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -162,6 +167,7 @@ class PatchPlanner:
         self.slots = np.full((h.n_patches, width), h.n_holes, dtype=np.int64)
         rank = np.arange(h.n_holes) - starts[h.patch[order]]
         self.slots[h.patch[order], rank] = order
+        self.patch_sizes = sizes
         self.values = np.zeros(h.n_holes + 1)  # probabilities of available holes, sentinel 0
         self.prefix_steps = np.arange(width, dtype=np.float64) * h.minutes[0]  # (k - 1) in-patch moves
         self.patch_ids = np.arange(h.n_patches)
@@ -201,16 +207,35 @@ class PatchPlanner:
         current_patch = int(h.patch[current_hole])
         rates[current_patch] = -np.inf
         stay_value = table[current_patch, 0] / m[0]
-        best_elsewhere = rates.max()
-        price = best_elsewhere
-        if self.use_shadow_price and stay_value < price:  # only computed when the myopic rule would leave
+        price = rates.max()
+        if self.use_shadow_price:
             price = min(price, self.price_scale * self.shadow_price(inner_rate, inner_cost, time_left))
+        self.cached_price = (current_patch, price, self.replan_every)
         if usable[current_patch, 0] and stay_value >= price:
             patch = current_patch
         else:
             patch = int(np.argmax(rates))
         members = self.slots[patch]
         return int(members[np.argmax(self.values[members])])
+
+    def patch_members(self, hole: int) -> np.ndarray:
+        """The holes of ``hole``'s patch (ascending index)."""
+        patch = self.hierarchy.patch[hole]
+        return self.slots[patch, : self.patch_sizes[patch]]
+
+    def try_stay(self, current_hole: int, p_members: np.ndarray, available_members: np.ndarray) -> int | None:
+        """The fast path of most steps: the current patch's best hole if it still beats the price
+        of the last full decision in this patch (reused for ``replan_every`` decisions: what the
+        other groups offer barely changes while the stage stays in one patch); None: replan."""
+        patch, price, valid = self.cached_price
+        if patch != self.hierarchy.patch[current_hole] or valid <= 0:
+            return None
+        self.cached_price = (patch, price, valid - 1)
+        values = np.where(available_members, p_members, 0.0)
+        best = int(np.argmax(values))
+        if values[best] <= 0 or values[best] / self.hierarchy.minutes[0] < price:
+            return None
+        return int(self.patch_members(current_hole)[best])
 
     def square_rates(
         self, inner_rate: np.ndarray, inner_value: np.ndarray, inner_cost: np.ndarray, current_hole: int, horizon: float

@@ -53,5 +53,11 @@ class GreedyAgent(Agent):
         )
 
     def act(self, obs: dict, info: dict) -> int:
-        available = obs["action_mask"].astype(bool)
-        return self.planner.next_hole(self.p_good, available, int(obs["current_hole"]), float(obs["time_left"][0]))
+        current = int(obs["current_hole"])
+        members = self.planner.patch_members(current)
+        available = obs["action_mask"]
+        hole = self.planner.try_stay(current, self.p_good[members], available[members])
+        if hole is not None:
+            return hole
+        available = available.astype(bool)
+        return self.planner.next_hole(self.p_good, available, current, float(obs["time_left"][0]))

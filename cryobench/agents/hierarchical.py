@@ -117,11 +117,13 @@ class HierarchicalBayesAgent(Agent):
         self.planner = PatchPlanner(h, c.shadow_price, c.price_scale)
         prior = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, c.floor, c.ceiling)
         self.prior_logit = _logit(prior)
+        # Per level: the group of every hole, of every patch (a patch lies in one group of each
+        # level, so the four level effects add up to one shift per patch), groups, prior variance.
         self.levels = [
-            (np.zeros(h.n_holes, dtype=np.int64), 1, c.grid_variance, False),
-            (h.tile, h.n_tiles, c.tile_variance, c.empirical_bayes),
-            (h.square, h.n_squares, c.square_variance, c.empirical_bayes),
-            (h.patch, h.n_patches, c.patch_variance, c.empirical_bayes),
+            (np.zeros(h.n_holes, dtype=np.int64), np.zeros(h.n_patches, dtype=np.int64), 1, c.grid_variance, False),
+            (h.tile, h.patch_tile, h.n_tiles, c.tile_variance, c.empirical_bayes),
+            (h.square, h.patch_square, h.n_squares, c.square_variance, c.empirical_bayes),
+            (h.patch, np.arange(h.n_patches), h.n_patches, c.patch_variance, c.empirical_bayes),
         ]
         pair_i, pair_j, pair_w = neighbour_pairs(h, c.neighbour_radius)
         by_source = np.argsort(pair_j, kind="stable")
@@ -129,16 +131,20 @@ class HierarchicalBayesAgent(Agent):
         self.pair_start = np.searchsorted(pair_j[by_source], np.arange(h.n_holes + 1))
         self.p_good = prior
 
-    def posterior(self, revealed: np.ndarray, good: np.ndarray) -> np.ndarray:
-        """P(good) of every hole given the revealed holes (bool mask) and their outcomes."""
-        if not revealed.any():
-            return _sigmoid(self.prior_logit)
-        shown = np.flatnonzero(revealed)
-        y = good[shown].astype(np.float64)
-        # The level effects are fitted on the revealed holes only; every hole gets them at the end.
+    def fit(self, shown: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The model's effects from the revealed holes ``shown`` (indices) with outcomes ``y`` (0/1).
+
+        Returns (logit shift of every patch from the grid/tile/square/patch effects, logit
+        shift of every hole from its revealed neighbours). O(revealed) apart from one bincount
+        over the holes; the levels are fitted on the revealed holes only.
+        """
+        h = self.hierarchy
+        patch_shift = np.zeros(h.n_patches)
+        neighbour = np.zeros(h.n_holes)
+        if len(shown) == 0:
+            return patch_shift, neighbour
         logit_shown = self.prior_logit[shown]
-        logit = self.prior_logit.copy()
-        for ids, n_groups, variance, adapt in self.levels:
+        for ids, patch_group, n_groups, variance, adapt in self.levels:
             p = _sigmoid(logit_shown)
             group = ids[shown]
             residual = np.bincount(group, weights=y - p, minlength=n_groups)
@@ -147,20 +153,27 @@ class HierarchicalBayesAgent(Agent):
                 variance = self._moment_variance(residual, information, variance)
             effect = residual / (information + 1.0 / variance)
             logit_shown += effect[group]
-            logit += effect[ids]
+            patch_shift += effect[patch_group]
         # Neighbours: the same penalised step on the residuals of revealed nearby holes. Only
         # the pairs whose source is revealed are gathered (pairs are sorted by source).
         lengths = self.pair_start[shown + 1] - self.pair_start[shown]
-        if lengths.sum():
+        total = int(lengths.sum())
+        if total:
             offsets = np.repeat(self.pair_start[shown] - np.cumsum(lengths) + lengths, lengths)
-            pairs = offsets + np.arange(lengths.sum())
+            pairs = offsets + np.arange(total)
             source_p = np.repeat(_sigmoid(logit_shown), lengths)
             source_y = np.repeat(y, lengths)
             i, w = self.pair_i[pairs], self.pair_w[pairs]
-            residual = np.bincount(i, weights=w * (source_y - source_p), minlength=len(logit))
-            information = np.bincount(i, weights=w * source_p * (1.0 - source_p), minlength=len(logit))
-            logit += residual / (information + 1.0 / self.config.neighbour_variance)
-        return _sigmoid(logit)
+            residual = np.bincount(i, weights=w * (source_y - source_p), minlength=h.n_holes)
+            information = np.bincount(i, weights=w * source_p * (1.0 - source_p), minlength=h.n_holes)
+            neighbour = residual / (information + 1.0 / self.config.neighbour_variance)
+        return patch_shift, neighbour
+
+    def posterior(self, revealed: np.ndarray, good: np.ndarray) -> np.ndarray:
+        """P(good) of every hole given the revealed holes (bool mask) and their outcomes."""
+        shown = np.flatnonzero(revealed)
+        patch_shift, neighbour = self.fit(shown, good[shown].astype(np.float64))
+        return _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
 
     @staticmethod
     def _moment_variance(residual: np.ndarray, information: np.ndarray, card: float) -> float:
@@ -169,12 +182,21 @@ class HierarchicalBayesAgent(Agent):
         if seen.sum() < 3:
             return card
         raw = residual[seen] / information[seen]  # unpenalised effect, sampling variance 1/information
-        estimate = float(np.mean(raw**2 - 1.0 / information[seen]))
-        return float(np.clip(estimate, 0.1 * card, 10.0 * card))
+        estimate = float((raw @ raw - np.sum(1.0 / information[seen])) / len(raw))
+        return min(max(estimate, 0.1 * card), 10.0 * card)
 
     def act(self, obs: dict, info: dict) -> int:
-        revealed = obs["revealed"].astype(bool)
-        good = obs["revealed_ctf"] < self.layout.threshold
-        self.p_good = self.posterior(revealed, good)
-        available = obs["action_mask"].astype(bool)
-        return self.planner.next_hole(self.p_good, available, int(obs["current_hole"]), float(obs["time_left"][0]))
+        shown = np.flatnonzero(obs["revealed"])
+        y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
+        patch_shift, neighbour = self.fit(shown, y)
+        current = int(obs["current_hole"])
+        available = obs["action_mask"]
+        # Most steps stay in the patch: only its holes' probabilities are needed for that.
+        members = self.planner.patch_members(current)
+        shift = patch_shift[self.hierarchy.patch[current]]
+        p_members = _sigmoid(self.prior_logit[members] + shift + neighbour[members])
+        hole = self.planner.try_stay(current, p_members, available[members])
+        if hole is not None:
+            return hole
+        self.p_good = _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
+        return self.planner.next_hole(self.p_good, available.astype(bool), current, float(obs["time_left"][0]))
