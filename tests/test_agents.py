@@ -171,3 +171,45 @@ def test_measured_aldolase_baselines_near_the_reference(aldolase_data):
     assert pr_good > snow_good > random_good
     oracle_good, oracle_exposures = measured_scores("oracle-planner", aldolase_data, seeds=(0,))
     assert oracle_good == oracle_exposures and abs(oracle_good - 423) <= 10
+
+
+def test_planner_stays_for_a_hole_worth_more_than_the_price_of_a_minute():
+    """A hole above the rate the remaining minutes can still buy is taken before leaving the patch,
+    even when another patch is better per minute (the myopic rule leaves at once)."""
+    from cryobench.agents.common import Hierarchy, PatchPlanner
+
+    env = small_env()
+    env.reset(seed=0)
+    h = Hierarchy.from_layout(env.unwrapped.layout)
+    current = 0
+    here = h.patch[current]
+    sibling = next(p for p in range(h.n_patches) if p != here and h.patch_square[p] == h.square[current])
+    p_good = np.full(h.n_holes, 0.75)
+    p_good[h.patch == here] = 0.8
+    p_good[h.patch == sibling] = 0.99
+    available = np.ones(h.n_holes, dtype=bool)
+    available[current] = False
+    # 20 minutes buy the sibling, this patch and one more 0.75 patch: the price is about 0.67 per minute.
+    shadow = PatchPlanner(h, shadow_price=True).next_hole(p_good, available, current, time_left=20.0)
+    myopic = PatchPlanner(h, shadow_price=False).next_hole(p_good, available, current, time_left=20.0)
+    assert h.patch[shadow] == here
+    assert h.patch[myopic] == sibling
+
+
+@pytest.mark.parametrize("feedback", ["inspection", "queue:3"])
+def test_bandit_tallies_match_a_recount(feedback):
+    """The bandits keep their per-arm counts incrementally; after an episode they equal a recount."""
+    env = small_env(feedback=feedback, duration=60.0)
+    agent, _ = load_agent("thompson")
+    rollout(agent, env, seed=2)
+    obs = env.unwrapped._observation()
+    agent.update_tallies(obs)
+    available = obs["action_mask"].astype(bool)
+    revealed = obs["revealed"].astype(bool)
+    good = revealed & (obs["revealed_ctf"] < env.unwrapped.layout.threshold)
+    arms = agent.n_arms
+    assert np.array_equal(agent.available_count, np.bincount(agent.arm_of[available], minlength=arms))
+    candidates = available & agent.is_candidate
+    assert np.array_equal(agent.candidate_count, np.bincount(agent.arm_of[candidates], minlength=arms))
+    assert np.array_equal(agent.revealed_count, np.bincount(agent.arm_of[revealed], minlength=arms))
+    assert np.array_equal(agent.good_count, np.bincount(agent.arm_of[good], minlength=arms))

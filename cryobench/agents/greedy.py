@@ -2,12 +2,14 @@
 
 Each hole's chance of being good is a logistic curve of its predicted CTFMaxRes (the
 regressor's calibration, a hyperparameter). The agent values a move by what the group it
-moves into can give per minute, not by the single hole: staying in the patch is worth the
-best remaining hole per in-patch move; another patch is worth its best holes over the move
-into it plus the in-patch moves; another square also the worth of collecting its several
-patches (see ``cryobench.agents.common.rate_greedy_hole``). So it leaves a patch when its
-next hole is worth less than the best group elsewhere (the marginal value theorem), and
-moves to another square only when the square as a whole pays for the 6-8 minute move.
+moves into can give per minute, not by the single hole: another patch is worth its best
+prefix of holes over the move into it plus the in-patch moves; another square also the worth
+of collecting its best patches (see ``cryobench.agents.common.PatchPlanner``). It stays in a
+patch while the next hole is worth more than the price of a minute: the smaller of the best
+rate elsewhere and the rate of the last group the remaining minutes can afford (a shadow
+price; a good grid offers far more than one session can collect, so a hole above that price
+is worth taking now rather than paying a move to come back for it). On the measured Aldolase
+train split the shadow price alone took it from 385 to 404 good exposures (10 seeds).
 
 It never learns from revealed CTFs (see ``hierarchical-bayes`` for the agent that does).
 """

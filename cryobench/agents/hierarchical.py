@@ -19,11 +19,11 @@ just collected. This agent keeps, for every hole, the probability that it is goo
   method of moments from its groups' raw effects (floored at a tenth of the card's value,
   capped at ten times), so the pooling adapts to how much groups differ on this grid.
 
-Planning: the hole with the most expected good per minute, valuing the group it moves
-into (stay while the patch's next hole is worth more than any other patch or square per
-minute; see ``cryobench.agents.common.rate_greedy_hole``), on the posterior
-probabilities. Every step is O(N) numpy (bincounts over revealed holes and neighbour
-pairs); the neighbour pairs are built once per episode in ``reset``.
+Planning: as ``greedy`` (``cryobench.agents.common.PatchPlanner``: best-prefix rates of
+patches and squares, stay while the next hole beats the shadow price of a minute), on the
+posterior probabilities. Each step fits the effects on the revealed holes only (O(revealed),
+plus one bincount for the neighbours); while the stage stays in a patch only that patch's
+probabilities are computed; the neighbour pairs are built once per episode in ``reset``.
 """
 
 from __future__ import annotations
