@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from cryobench.agents import planners
+from cryobench.agents.common import Hierarchy
 from cryobench.agents.registry import agent_class, load_agent, load_card
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
@@ -157,14 +158,15 @@ def test_replanning_variants_run_with_queued_feedback(name):
 
 def test_revealed_holes_move_their_patch_and_square():
     env = toy_env()
-    hierarchy = planners.Hierarchy.from_layout(env.unwrapped.layout)
-    prior = np.full(len(hierarchy.patch_of_hole), 0.8)
+    hierarchy = Hierarchy.from_layout(env.unwrapped.layout)
+    prior = np.full(hierarchy.n_holes, 0.8)
     revealed = np.zeros_like(prior, dtype=bool)
-    patch0 = hierarchy.holes_of_patch[0]
+    holes_of_patch = planners.holes_by_patch(hierarchy)
+    patch0 = holes_of_patch[0]
     revealed[patch0[:4]] = True  # four holes of patch 0 turned out bad
     shrunk, grid_shift = planners.shrunk_good_probability(prior, revealed, np.zeros_like(revealed), hierarchy, 3, 5, 10)
-    same_square = hierarchy.holes_of_patch[1]  # patches 0 and 1 share a square in the toy grid
-    other_square = hierarchy.holes_of_patch[hierarchy.n_patches - 1]
+    same_square = holes_of_patch[1]  # patches 0 and 1 share a square in the toy grid
+    other_square = holes_of_patch[hierarchy.n_patches - 1]
     assert grid_shift < 0
     assert shrunk[patch0[4]] < shrunk[same_square[0]] < shrunk[other_square[0]] < 0.8
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryobench.agents.base import Agent
+from cryobench.agents.common import Hierarchy
 
 #: Slack (minutes) in time comparisons, so float32 time left and sums of minutes compare safely.
 TIME_TOLERANCE = 1e-4
@@ -87,7 +88,7 @@ def shrunk_good_probability(
     """
     residual = np.where(revealed, revealed_good.astype(np.float64) - prior, 0.0)
     count = revealed.astype(np.float64)
-    patch, square = hierarchy.patch_of_hole, hierarchy.square_of_hole
+    patch, square = hierarchy.patch, hierarchy.square
     grid_shift = residual.sum() / (count.sum() + grid_pseudo_count)
     square_shift = (np.bincount(square, residual, hierarchy.n_squares) + square_pseudo_count * grid_shift) / (
         np.bincount(square, count, hierarchy.n_squares) + square_pseudo_count
@@ -99,66 +100,22 @@ def shrunk_good_probability(
 
 
 # ---- the grid's hierarchy and the planning problem -----------------------------------------
-@dataclass(frozen=True)
-class Hierarchy:
-    """Patch, square and tile of every hole, and the minutes of a move at each level."""
+def holes_by_patch(hierarchy: Hierarchy) -> tuple[np.ndarray, ...]:
+    """The holes of every patch, ascending index."""
+    order = np.argsort(hierarchy.patch, kind="stable")
+    sizes = np.bincount(hierarchy.patch, minlength=hierarchy.n_patches)
+    return tuple(np.split(order, np.cumsum(sizes)[:-1]))
 
-    patch_of_hole: np.ndarray
-    square_of_hole: np.ndarray
-    tile_of_hole: np.ndarray
-    patch_square: np.ndarray
-    patch_tile: np.ndarray
-    holes_of_patch: tuple[np.ndarray, ...]
-    minutes: np.ndarray  # (4,): same patch, other patch, other square, other tile
 
-    @classmethod
-    def from_layout(cls, layout) -> Hierarchy:
-        patch = np.asarray(layout.patch)
-        n_patches = int(patch.max()) + 1
-        patch_square = np.zeros(n_patches, dtype=np.int64)
-        patch_tile = np.zeros(n_patches, dtype=np.int64)
-        patch_square[patch] = layout.square
-        patch_tile[patch] = layout.tile
-        order = np.argsort(patch, kind="stable")
-        holes_of_patch = tuple(np.split(order, np.cumsum(np.bincount(patch, minlength=n_patches))[:-1]))
-        return cls(
-            patch_of_hole=patch,
-            square_of_hole=np.asarray(layout.square),
-            tile_of_hole=np.asarray(layout.tile),
-            patch_square=patch_square,
-            patch_tile=patch_tile,
-            holes_of_patch=holes_of_patch,
-            minutes=np.asarray(layout.minutes, dtype=np.float64),
-        )
-
-    @property
-    def n_patches(self) -> int:
-        return len(self.patch_square)
-
-    @property
-    def n_squares(self) -> int:
-        return int(self.patch_square.max()) + 1
-
-    def patch_move_minutes(self, from_patches: np.ndarray, to_patches: np.ndarray) -> np.ndarray:
-        """Minutes of a move from a hole of each ``from`` patch to one of each ``to`` patch (outer)."""
-        a, b = np.asarray(from_patches)[:, None], np.asarray(to_patches)[None, :]
-        level = (
-            3
-            - (self.patch_tile[a] == self.patch_tile[b]).astype(np.int64)
-            - (self.patch_square[a] == self.patch_square[b])
-            - (a == b)
-        )
-        return self.minutes[level]
-
-    def minutes_from_hole(self, hole: int) -> np.ndarray:
-        """Minutes to move from ``hole`` to every hole."""
-        level = (
-            3
-            - (self.tile_of_hole == self.tile_of_hole[hole]).astype(np.int64)
-            - (self.square_of_hole == self.square_of_hole[hole])
-            - (self.patch_of_hole == self.patch_of_hole[hole])
-        )
-        return self.minutes[level]
+def patch_to_patch_minutes(hierarchy: Hierarchy, from_patches: np.ndarray, to_patches: np.ndarray) -> np.ndarray:
+    """Minutes of a move from a hole of each ``from`` patch to one of each ``to`` patch (outer)."""
+    a, b = np.asarray(from_patches)[:, None], np.asarray(to_patches)[None, :]
+    same_levels = (
+        (hierarchy.patch_tile[a] == hierarchy.patch_tile[b]).astype(np.int64)
+        + (hierarchy.patch_square[a] == hierarchy.patch_square[b])
+        + (a == b)
+    )
+    return hierarchy.minutes[3 - same_levels]
 
 
 @dataclass(frozen=True)
@@ -176,23 +133,32 @@ class PlanProblem:
     transition_minutes: np.ndarray  # (G, G): the move between two genes' patches
     in_patch_minutes: float
     time_left: float
+    # Expected good charged for a move into each gene's patch from the current hole (G,), and
+    # between genes (G, G), on top of its minutes; None: nothing charged (the offline plans).
+    start_charge: np.ndarray | None = None
+    transition_charge: np.ndarray | None = None
 
     @classmethod
     def build(
         cls,
         hierarchy: Hierarchy,
+        holes_of_patch: tuple[np.ndarray, ...],
         probability: np.ndarray,
         unvisited: np.ndarray,
         current_hole: int,
         time_left: float,
         take_probability: float,
+        square_change_penalty: float = 0.0,
     ) -> PlanProblem:
-        """The problem from each hole's chance of being good: holes worth taking are unvisited, above the cut."""
+        """The problem from each hole's chance of being good: holes worth taking are unvisited, above the cut.
+
+        ``square_change_penalty``: expected good charged per move to another square.
+        """
         worth = unvisited & (probability > take_probability)
-        patches = np.unique(hierarchy.patch_of_hole[worth])
+        patches = np.unique(hierarchy.patch[worth])
         holes = []
         for patch in patches:
-            members = hierarchy.holes_of_patch[patch]
+            members = holes_of_patch[patch]
             members = members[worth[members]]
             # Best first; ties by hole index so the plan is the same on every machine.
             holes.append(members[np.lexsort((members, -probability[members]))])
@@ -201,16 +167,22 @@ class PlanProblem:
         for gene, members in enumerate(holes):
             cumulative[gene, 1 : len(members) + 1] = np.cumsum(probability[members])
             cumulative[gene, len(members) + 1 :] = cumulative[gene, len(members)]
-        current_patch = np.array([hierarchy.patch_of_hole[current_hole]])
+        start_charge = transition_charge = None
+        if square_change_penalty > 0:
+            square = hierarchy.patch_square[patches]
+            start_charge = square_change_penalty * (square != hierarchy.square[current_hole])
+            transition_charge = square_change_penalty * (square[:, None] != square[None, :])
         return cls(
             patches=patches,
             holes=tuple(holes),
             cumulative_value=cumulative,
             hole_counts=counts,
-            start_minutes=hierarchy.patch_move_minutes(current_patch, patches)[0],
-            transition_minutes=hierarchy.patch_move_minutes(patches, patches),
+            start_minutes=hierarchy.patch_minutes(current_hole)[patches],
+            transition_minutes=patch_to_patch_minutes(hierarchy, patches, patches),
             in_patch_minutes=float(hierarchy.minutes[0]),
             time_left=float(time_left),
+            start_charge=start_charge,
+            transition_charge=transition_charge,
         )
 
     @property
@@ -233,9 +205,20 @@ class PlanProblem:
         return np.where(begin <= self.time_left + TIME_TOLERANCE, 1 + more, 0)
 
     def value(self, orders: np.ndarray) -> np.ndarray:
-        """(B,) expected good exposures of B orders (B, G)."""
+        """(B,) expected good exposures of B orders (B, G), less the charges for the moves they make."""
+        return self.value_and_taken(orders)[0]
+
+    def value_and_taken(self, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The value of B orders and ``holes_taken`` (which the annealing needs too)."""
         orders = np.atleast_2d(orders)
-        return self.cumulative_value[orders, self.holes_taken(orders)].sum(axis=1)
+        taken = self.holes_taken(orders)
+        value = self.cumulative_value[orders, taken].sum(axis=1)
+        if self.transition_charge is not None:
+            charge = np.concatenate(
+                [self.start_charge[orders[:, :1]], self.transition_charge[orders[:, :-1], orders[:, 1:]]], axis=1
+            )
+            value = value - np.where(taken > 0, charge, 0.0).sum(axis=1)  # moves the time left allows
+        return value, taken
 
     def minutes_used(self, order: np.ndarray) -> float:
         """Minutes the plan spends on the holes that fit (may pass the time left by one move)."""
@@ -374,51 +357,78 @@ def annealing_search(
     config,
     rng: np.random.Generator,
 ) -> SearchResult:
-    """Simulated annealing: parallel chains, 2-opt / swap / insert moves, geometric cooling."""
+    """Simulated annealing: parallel chains, 2-opt / swap / insert moves, geometric cooling.
+
+    Each step draws one kind of move (by the config's weights) for all chains, each chain its
+    own positions: one index table per step instead of three keeps a step cheap (the chains are
+    few, so numpy's per-call overhead dominates).
+    """
     state = chains.copy()
-    value = problem.value(state)
-    used = (problem.holes_taken(state) > 0).sum(axis=1)
+    value, taken = problem.value_and_taken(state)
+    used = (taken > 0).sum(axis=1)
     best_at = int(np.argmax(value))
     best_order, best_value = state[best_at].copy(), float(value[best_at])
     history = [best_value]
     n_chains, length = state.shape
+    if length < 2:
+        return SearchResult(best_order, best_value, np.array(history))
     weights = np.array([config.reverse_weight, config.swap_weight, config.insert_weight], dtype=np.float64)
+    move_sources = (reversal_sources, swap_sources, insert_sources)
+    kinds = rng.choice(3, size=steps, p=weights / weights.sum())
     final = min(config.final_temperature, initial_temperature)
-    cooling = (final / initial_temperature) ** (1.0 / max(steps - 1, 1))
-    temperature = initial_temperature
-    for _ in range(steps):
-        if length < 2:
-            break
-        move = np.searchsorted(np.cumsum(weights), rng.random(n_chains) * weights.sum(), side="right")
-        move = np.minimum(move, 2)
+    temperatures = initial_temperature * (final / initial_temperature) ** (np.arange(steps) / max(steps - 1, 1))
+    for kind, temperature in zip(kinds, temperatures, strict=True):
         # One end of each move inside the part of the plan that fits in time (or just after it):
         # moves entirely in the unused tail change nothing.
         a = (rng.random(n_chains) * np.minimum(used + 1, length)).astype(np.int64)
         b = rng.integers(length, size=n_chains)
-        src = np.where(
-            (move == 0)[:, None],
-            reversal_sources(a, b, length),
-            np.where((move == 1)[:, None], swap_sources(a, b, length), insert_sources(a, b, length)),
-        )
-        proposal = np.take_along_axis(state, src, axis=1)
-        taken = problem.holes_taken(proposal)
-        proposed_value = problem.cumulative_value[proposal, taken].sum(axis=1)
-        delta = proposed_value - value
+        proposal = np.take_along_axis(state, move_sources[kind](a, b, length), axis=1)
+        proposed_value, proposed_taken = problem.value_and_taken(proposal)
         # Metropolis: always accept improvements, worse moves with probability exp(delta / T).
+        delta = proposed_value - value
         accept = rng.random(n_chains) < np.exp(np.minimum(delta, 0.0) / temperature)
         state[accept], value[accept] = proposal[accept], proposed_value[accept]
-        used[accept] = (taken[accept] > 0).sum(axis=1)
+        used[accept] = (proposed_taken[accept] > 0).sum(axis=1)
         if value.max() > best_value:
             best_at = int(np.argmax(value))
             best_order, best_value = state[best_at].copy(), float(value[best_at])
         history.append(best_value)
-        temperature *= cooling
     return SearchResult(best_order, best_value, np.array(history))
 
 
 # ---- the agents ------------------------------------------------------------------------------
 @dataclass
-class GeneticConfig:
+class PlanConfig:
+    """What every planner shares: how predictions become chances, and how the search starts."""
+
+    greedy_seed: bool = True
+    """start from ranked orders (as Predict-Rank) and perturbed copies; False: random orders only"""
+    random_fraction: float = 0.25
+    """share of random orders in the initial population (or chains) when greedy_seed"""
+    prior_scale: float = 1.0
+    """width (Å) of the logistic from predicted CTF to the chance of a good hole; 0: count predicted-good"""
+    take_probability: float = 0.5
+    """holes with a chance of being good above this are worth taking (0.5: the predicted-good ones)"""
+
+
+@dataclass
+class ReplanConfig:
+    """What the replanning variants add: how revealed CTFs move the chances, and when to re-optimise."""
+
+    replan_every: int = 0
+    """re-optimise every this many exposures too (0: only when the current patch is done)"""
+    patch_pseudo_count: float = 8.0
+    """weight of the square's shift in a patch's shift, in revealed holes"""
+    square_pseudo_count: float = 8.0
+    """weight of the grid's shift in a square's shift, in revealed holes"""
+    grid_pseudo_count: float = 30.0
+    """weight of no shift in the grid's shift, in revealed holes"""
+    square_change_penalty: float = 0.0
+    """expected good charged to a re-optimised plan per move to another square, on top of its minutes"""
+
+
+@dataclass
+class GeneticConfig(PlanConfig):
     population: int = 48
     """orders in the population"""
     generations: int = 150
@@ -433,32 +443,16 @@ class GeneticConfig:
     """chance that a child gets a swap of two patches"""
     inversion_rate: float = 0.3
     """chance that a child gets a reversed segment"""
-    greedy_seed: bool = True
-    """start from ranked orders (as Predict-Rank) and perturbed copies; False: random orders only"""
-    random_fraction: float = 0.25
-    """share of random orders in the initial population when greedy_seed"""
-    prior_scale: float = 1.0
-    """width (Å) of the logistic from predicted CTF to the chance of a good hole; 0: count predicted-good"""
-    take_probability: float = 0.5
-    """holes with a chance of being good above this are worth taking (0.5: the predicted-good ones)"""
 
 
 @dataclass
-class GeneticReplanConfig(GeneticConfig):
+class GeneticReplanConfig(ReplanConfig, GeneticConfig):
     replan_generations: int = 25
     """generations of each re-optimisation, warm-started from the current plan"""
-    replan_every: int = 0
-    """re-optimise every this many exposures too (0: only when the current patch is done)"""
-    patch_pseudo_count: float = 8.0
-    """weight of the square's shift in a patch's shift, in revealed holes"""
-    square_pseudo_count: float = 8.0
-    """weight of the grid's shift in a square's shift, in revealed holes"""
-    grid_pseudo_count: float = 30.0
-    """weight of no shift in the grid's shift, in revealed holes"""
 
 
 @dataclass
-class AnnealingConfig:
+class AnnealingConfig(PlanConfig):
     chains: int = 16
     """independent annealing chains, advanced together (numpy); the best end state is the plan"""
     steps: int = 1200
@@ -473,30 +467,14 @@ class AnnealingConfig:
     """relative frequency of swapping two patches"""
     insert_weight: float = 0.3
     """relative frequency of moving one patch elsewhere"""
-    greedy_seed: bool = True
-    """start chains from ranked orders (as Predict-Rank) and perturbed copies; False: random orders only"""
-    random_fraction: float = 0.25
-    """share of chains started from random orders when greedy_seed"""
-    prior_scale: float = 1.0
-    """width (Å) of the logistic from predicted CTF to the chance of a good hole; 0: count predicted-good"""
-    take_probability: float = 0.5
-    """holes with a chance of being good above this are worth taking (0.5: the predicted-good ones)"""
 
 
 @dataclass
-class AnnealingReplanConfig(AnnealingConfig):
+class AnnealingReplanConfig(ReplanConfig, AnnealingConfig):
     replan_steps: int = 100
     """annealing steps of each re-optimisation, warm-started from the current plan"""
     replan_initial_temperature: float = 0.2
     """starting temperature of a re-optimisation (lower: stay near the current plan)"""
-    replan_every: int = 0
-    """re-optimise every this many exposures too (0: only when the current patch is done)"""
-    patch_pseudo_count: float = 8.0
-    """weight of the square's shift in a patch's shift, in revealed holes"""
-    square_pseudo_count: float = 8.0
-    """weight of the grid's shift in a square's shift, in revealed holes"""
-    grid_pseudo_count: float = 30.0
-    """weight of no shift in the grid's shift, in revealed holes"""
 
 
 class _PatchOrderPlanner(Agent):
@@ -507,6 +485,7 @@ class _PatchOrderPlanner(Agent):
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
         self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.holes_of_patch = holes_by_patch(self.hierarchy)
         self.prior = prior_good_probability(self.layout.predicted_ctf, self.layout.threshold, self.config.prior_scale)
         self.plan: list[int] | None = None  # patches still to visit, the current one first
         self.last_search: SearchResult | None = None  # kept for inspection and tests
@@ -514,7 +493,10 @@ class _PatchOrderPlanner(Agent):
         self.exposures_since_plan = 0
 
     # -- what subclasses change --
-    def search(self, problem: PlanProblem, seeds: list[np.ndarray], first: bool) -> SearchResult:
+    population_size_field: str = "population"
+
+    def optimise(self, problem: PlanProblem, start: np.ndarray, first: bool) -> SearchResult:
+        """Improve the starting orders (or chains); ``first``: the session's first plan, else a re-optimisation."""
         raise NotImplementedError
 
     def good_probability(self, obs: dict) -> tuple[np.ndarray, float]:
@@ -524,23 +506,29 @@ class _PatchOrderPlanner(Agent):
         """
         return self.prior, self.config.take_probability
 
+    def square_change_penalty(self, first: bool) -> float:
+        """Expected good a plan is charged per move to another square (offline plans: none)."""
+        return 0.0
+
     # -- planning and execution --
     def make_plan(self, obs: dict, info: dict, probability: np.ndarray, cut: float, unvisited: np.ndarray) -> list[int]:
         """Optimise the order of the patches with holes worth taking, from the current hole."""
         elapsed = info.get("elapsed_minutes")
         time_left = self.layout.duration - elapsed if elapsed is not None else float(obs["time_left"][0])
+        first = self.plan is None
         problem = PlanProblem.build(
             self.hierarchy,
+            self.holes_of_patch,
             probability,
             unvisited,
             int(obs["current_hole"]),
             time_left,
             cut,
+            self.square_change_penalty(first),
         )
         if problem.n_genes == 0:
             return []
         seeds = []
-        first = self.plan is None
         if not first:  # warm start: the current plan's order, new patches after it by rank
             gene_of_patch = {int(p): g for g, p in enumerate(problem.patches)}
             kept = [gene_of_patch[p] for p in self.plan if p in gene_of_patch]
@@ -549,7 +537,9 @@ class _PatchOrderPlanner(Agent):
             seeds.append(np.array(kept + rest, dtype=np.int64))
         if self.config.greedy_seed:
             seeds.extend(problem.ranked_orders(self.hierarchy))
-        self.last_search = self.search(problem, seeds, first)
+        size = getattr(self.config, self.population_size_field)
+        start = initial_population(problem, seeds, size, self.config.random_fraction, self.rng)
+        self.last_search = self.optimise(problem, start, first)
         self.last_problem = problem
         self.exposures_since_plan = 0
         return [int(problem.patches[g]) for g in self.last_search.order]
@@ -563,7 +553,7 @@ class _PatchOrderPlanner(Agent):
         if self.plan is None or self.should_replan():
             self.plan = self.make_plan(obs, info, probability, cut, unvisited)
         while self.plan:
-            members = self.hierarchy.holes_of_patch[self.plan[0]]
+            members = self.holes_of_patch[self.plan[0]]
             worth = members[unvisited[members] & (probability[members] > cut)]
             if len(worth):
                 self.exposures_since_plan += 1
@@ -574,7 +564,7 @@ class _PatchOrderPlanner(Agent):
         # Nothing worth taking is left: the best chance per minute of move, so the session's time is used.
         # (A tiny floor on the chance makes the cheapest move win among holes with no chance at all.)
         chance = np.where(unvisited, probability + 1e-6, -1.0)
-        rate = chance / self.hierarchy.minutes_from_hole(int(obs["current_hole"]))
+        rate = chance / self.hierarchy.hole_minutes(int(obs["current_hole"]))
         return int(np.argmax(rate))
 
 
@@ -584,10 +574,9 @@ class GeneticAgent(_PatchOrderPlanner):
     name = "genetic"
     Config = GeneticConfig
 
-    def search(self, problem: PlanProblem, seeds: list[np.ndarray], first: bool) -> SearchResult:
-        population = initial_population(problem, seeds, self.config.population, self.config.random_fraction, self.rng)
+    def optimise(self, problem: PlanProblem, start: np.ndarray, first: bool) -> SearchResult:
         generations = self.config.generations if first else self.config.replan_generations
-        return genetic_search(problem, population, generations, self.config, self.rng)
+        return genetic_search(problem, start, generations, self.config, self.rng)
 
 
 class AnnealingAgent(_PatchOrderPlanner):
@@ -595,14 +584,14 @@ class AnnealingAgent(_PatchOrderPlanner):
 
     name = "annealing"
     Config = AnnealingConfig
+    population_size_field = "chains"
 
-    def search(self, problem: PlanProblem, seeds: list[np.ndarray], first: bool) -> SearchResult:
-        chains = initial_population(problem, seeds, self.config.chains, self.config.random_fraction, self.rng)
+    def optimise(self, problem: PlanProblem, start: np.ndarray, first: bool) -> SearchResult:
         if first:
             steps, temperature = self.config.steps, self.config.initial_temperature
         else:
             steps, temperature = self.config.replan_steps, self.config.replan_initial_temperature
-        return annealing_search(problem, chains, steps, temperature, self.config, self.rng)
+        return annealing_search(problem, start, steps, temperature, self.config, self.rng)
 
 
 class _ReplanMixin:
@@ -624,6 +613,11 @@ class _ReplanMixin:
             self.config.grid_pseudo_count,
         )
         return probability, self.config.take_probability + grid_shift
+
+    def square_change_penalty(self, first: bool) -> float:
+        # Only re-optimisations are charged: they react to a few revealed holes, and a noisy
+        # dip in the current square must not send the stage away (and back) for 6-8 minutes.
+        return 0.0 if first else self.config.square_change_penalty
 
     def should_replan(self) -> bool:
         return 0 < self.config.replan_every <= self.exposures_since_plan
