@@ -213,3 +213,12 @@ def test_bandit_tallies_match_a_recount(feedback):
     assert np.array_equal(agent.candidate_count, np.bincount(agent.arm_of[candidates], minlength=arms))
     assert np.array_equal(agent.revealed_count, np.bincount(agent.arm_of[revealed], minlength=arms))
     assert np.array_equal(agent.good_count, np.bincount(agent.arm_of[good], minlength=arms))
+
+
+@pytest.mark.parametrize("name", AGENTS)
+def test_agent_fits_through_the_evaluation_entry_point(name):
+    """``evaluate`` calls ``fit(env, seed=...)``: no agent may shadow that hook with another signature."""
+    from cryobench.evaluate import evaluate
+
+    result = evaluate(name, "aldolase", {"duration": 20.0}, episodes=1, progress=False)
+    assert result is not None

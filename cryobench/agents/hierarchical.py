@@ -131,7 +131,7 @@ class HierarchicalBayesAgent(Agent):
         self.pair_start = np.searchsorted(pair_j[by_source], np.arange(h.n_holes + 1))
         self.p_good = prior
 
-    def fit(self, shown: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def fit_effects(self, shown: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The model's effects from the revealed holes ``shown`` (indices) with outcomes ``y`` (0/1).
 
         Returns (logit shift of every patch from the grid/tile/square/patch effects, logit
@@ -172,7 +172,7 @@ class HierarchicalBayesAgent(Agent):
     def posterior(self, revealed: np.ndarray, good: np.ndarray) -> np.ndarray:
         """P(good) of every hole given the revealed holes (bool mask) and their outcomes."""
         shown = np.flatnonzero(revealed)
-        patch_shift, neighbour = self.fit(shown, good[shown].astype(np.float64))
+        patch_shift, neighbour = self.fit_effects(shown, good[shown].astype(np.float64))
         return _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
 
     @staticmethod
@@ -188,7 +188,7 @@ class HierarchicalBayesAgent(Agent):
     def act(self, obs: dict, info: dict) -> int:
         shown = np.flatnonzero(obs["revealed"])
         y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
-        patch_shift, neighbour = self.fit(shown, y)
+        patch_shift, neighbour = self.fit_effects(shown, y)
         current = int(obs["current_hole"])
         available = obs["action_mask"]
         # Most steps stay in the patch: only its holes' probabilities are needed for that.
