@@ -407,7 +407,7 @@ class PlanConfig:
     """share of random orders in the initial population (or chains) when greedy_seed"""
     prior_scale: float = 1.0
     """width (Å) of the logistic from predicted CTF to the chance of a good hole; 0: count predicted-good"""
-    take_probability: float = 0.5
+    take_probability: float = 0.4
     """holes with a chance of being good above this are worth taking (0.5: the predicted-good ones)"""
 
 
@@ -416,14 +416,16 @@ class ReplanConfig:
     """What the replanning variants add: how revealed CTFs move the chances, and when to re-optimise."""
 
     replan_every: int = 0
-    """re-optimise every this many exposures too (0: only when the current patch is done)"""
+    """re-optimise every this many exposures too (0: only when a patch is done)"""
+    replan_within_square: bool = False
+    """re-optimise whenever a patch is done; False: only when the plan would leave the square (or is used up)"""
     patch_pseudo_count: float = 8.0
     """weight of the square's shift in a patch's shift, in revealed holes"""
     square_pseudo_count: float = 8.0
     """weight of the grid's shift in a square's shift, in revealed holes"""
     grid_pseudo_count: float = 30.0
     """weight of no shift in the grid's shift, in revealed holes"""
-    square_change_penalty: float = 0.0
+    square_change_penalty: float = 0.5
     """expected good charged to a re-optimised plan per move to another square, on top of its minutes"""
 
 
@@ -471,7 +473,7 @@ class AnnealingConfig(PlanConfig):
 
 @dataclass
 class AnnealingReplanConfig(ReplanConfig, AnnealingConfig):
-    replan_steps: int = 100
+    replan_steps: int = 30
     """annealing steps of each re-optimisation, warm-started from the current plan"""
     replan_initial_temperature: float = 0.2
     """starting temperature of a re-optimisation (lower: stay near the current plan)"""
@@ -547,6 +549,9 @@ class _PatchOrderPlanner(Agent):
     def should_replan(self) -> bool:
         return False
 
+    def should_replan_after_patch(self, current_hole: int) -> bool:
+        return False
+
     def act(self, obs: dict, info: dict) -> int:
         unvisited = obs["action_mask"].astype(bool)
         probability, cut = self.good_probability(obs)
@@ -559,7 +564,7 @@ class _PatchOrderPlanner(Agent):
                 self.exposures_since_plan += 1
                 return int(worth[np.lexsort((worth, -probability[worth]))[0]])
             self.plan.pop(0)  # this patch is done
-            if self.replans:  # (even with the plan used up: reveals may have lifted other patches)
+            if self.should_replan_after_patch(int(obs["current_hole"])):
                 self.plan = self.make_plan(obs, info, probability, cut, unvisited)
         # Nothing worth taking is left: the best chance per minute of move, so the session's time is used.
         # (A tiny floor on the chance makes the cheapest move win among holes with no chance at all.)
@@ -621,6 +626,12 @@ class _ReplanMixin:
 
     def should_replan(self) -> bool:
         return 0 < self.config.replan_every <= self.exposures_since_plan
+
+    def should_replan_after_patch(self, current_hole: int) -> bool:
+        # Also with the plan used up: reveals may have lifted patches that were not worth taking.
+        if self.config.replan_within_square or not self.plan:
+            return True
+        return self.hierarchy.patch_square[self.plan[0]] != self.hierarchy.square[current_hole]
 
 
 class GeneticReplanAgent(_ReplanMixin, GeneticAgent):
