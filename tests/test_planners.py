@@ -210,3 +210,56 @@ def test_card_holds_exactly_the_config_fields(name):
     cls = agent_class(name)
     assert card["hyperparameters"] == dataclasses.asdict(cls.Config())
     assert card["needs_feedback"] == cls.needs_feedback and card["upper_bound"] is False
+
+
+# ---- replanning: when, and what leaving a square costs ----------------------------------------
+def test_square_change_charge_is_paid_per_used_move_to_another_square():
+    # Genes 0 and 1 in one square, gene 2 in another; the start hole is in the first square.
+    env = toy_env()
+    hierarchy = Hierarchy.from_layout(env.unwrapped.layout)
+    holes_of_patch = planners.holes_by_patch(hierarchy)
+    probability = np.full(hierarchy.n_holes, 0.9)
+    worth = np.zeros(hierarchy.n_holes, dtype=bool)
+    patches = [0, 1, int(np.flatnonzero(hierarchy.patch_square != hierarchy.patch_square[0])[0])]
+    for patch in patches:
+        worth[holes_of_patch[patch]] = True
+    start = int(holes_of_patch[0][0])
+    worth[start] = False
+    build = dict(current_hole=start, time_left=480.0, take_probability=0.5)
+    free = planners.PlanProblem.build(hierarchy, holes_of_patch, probability, worth, **build)
+    charged = planners.PlanProblem.build(
+        hierarchy, holes_of_patch, probability, worth, **build, square_change_penalty=0.7
+    )
+    orders = np.array([[0, 1, 2], [0, 2, 1], [2, 0, 1]])
+    # Square changes: one, two (out and back), two (out at the start, back).
+    np.testing.assert_allclose(free.value(orders) - charged.value(orders), [0.7, 1.4, 1.4])
+    # With no time left for the last patch, its move is not charged.
+    short = planners.PlanProblem.build(
+        hierarchy, holes_of_patch, probability, worth, start, 8.0, 0.5, square_change_penalty=0.7
+    )
+    assert short.holes_taken(orders[:1])[0, 2] == 0
+    assert short.value(orders[:1])[0] == pytest.approx(
+        short.cumulative_value[[0, 1], short.holes_taken(orders[:1])[0, :2]].sum()
+    )
+
+
+@pytest.mark.parametrize("within_square", [False, True])
+def test_replanning_waits_for_the_plan_to_leave_the_square(within_square):
+    env = toy_env()
+    agent, _ = load_agent("genetic-replan", FAST["genetic-replan"] | {"replan_within_square": within_square})
+    replans = []  # (plan left when re-optimising, square of the current hole)
+    make_plan = agent.make_plan
+
+    def recording_make_plan(obs, info, *args):
+        if agent.plan is not None:
+            replans.append((list(agent.plan), int(agent.hierarchy.square[int(obs["current_hole"])])))
+        return make_plan(obs, info, *args)
+
+    agent.make_plan = recording_make_plan
+    rollout(agent, env, seed=4)
+    assert replans
+    leaving = [not plan or agent.hierarchy.patch_square[plan[0]] != square for plan, square in replans]
+    if within_square:
+        assert not all(leaving)  # re-optimised inside a square too
+    else:
+        assert all(leaving)

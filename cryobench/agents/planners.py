@@ -30,10 +30,15 @@ it hole by hole:
 
 The offline planners never look at the revealed CTFs: the paper's point is that such
 planners cannot correct a poor prediction. The ``*-replan`` variants (``needs_feedback``)
-do: whenever the current patch has no hole worth taking left (or every ``replan_every``
-exposures), each hole's chance is shrunk toward what was revealed in its patch and square
-(a hierarchical, pseudo-count weighted mean of "revealed good minus expected good") and
-the rest of the plan is re-optimised, warm-started from the current plan.
+do: each hole's chance is shrunk toward what was revealed in its patch and square (a
+hierarchical, pseudo-count weighted mean of "revealed good minus expected good"), and the
+rest of the plan is re-optimised, warm-started from the current plan, when the plan would
+leave the current square or is used up (``replan_within_square``: after every patch; or
+every ``replan_every`` exposures). A re-optimised plan is charged ``square_change_penalty``
+expected good per move to another square on top of its minutes: a few revealed holes are
+noisy evidence, and reacting to every dip made the replan variants hop between squares
+(15 squares per session against the offline plans' 10 on the AldolaseAu twin) and lose good
+exposures to the 6-8 minute moves.
 
 Every random choice comes from ``self.rng`` (seeded by ``reset``).
 """
