@@ -222,3 +222,19 @@ def test_agent_fits_through_the_evaluation_entry_point(name):
 
     result = evaluate(name, "aldolase", {"duration": 20.0}, episodes=1, progress=False)
     assert result is not None
+
+
+def test_hierarchical_fast_path_matches_the_full_posterior():
+    """Right after a full fit, the per-patch update gives the full posterior of the current patch."""
+    env = small_env()
+    obs, info = env.reset(seed=4)
+    agent, _ = load_agent("hierarchical-bayes")
+    agent.reset(env, 4)
+    for _ in range(25):
+        obs, _, _, _, info = env.step(agent.act(obs, info))
+    current = int(obs["current_hole"])
+    revealed = obs["revealed"].astype(bool)
+    full = agent.posterior(revealed, obs["revealed_ctf"] < env.unwrapped.layout.threshold)
+    members = agent.planner.patch_members(current)
+    assert revealed[members].any()
+    np.testing.assert_allclose(agent.patch_probabilities(obs, current), full[members], rtol=1e-12)

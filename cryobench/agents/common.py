@@ -150,7 +150,7 @@ class PatchPlanner:
     """
 
     def __init__(
-        self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0, replan_every: int = 4
+        self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0, replan_every: int = 8
     ) -> None:
         h = self.hierarchy = hierarchy
         self.use_shadow_price = shadow_price
@@ -207,14 +207,19 @@ class PatchPlanner:
         current_patch = int(h.patch[current_hole])
         rates[current_patch] = -np.inf
         stay_value = table[current_patch, 0] / m[0]
-        price = rates.max()
+        price = shadow = rates.max()
         if self.use_shadow_price:
-            price = min(price, self.price_scale * self.shadow_price(inner_rate, inner_cost, time_left))
+            shadow = self.price_scale * self.shadow_price(inner_rate, inner_cost, time_left)
+            price = min(price, shadow)
         self.cached_price = (current_patch, price, self.replan_every)
         if usable[current_patch, 0] and stay_value >= price:
             patch = current_patch
         else:
             patch = int(np.argmax(rates))
+            if self.use_shadow_price:
+                # In the patch moved into, the price of staying is almost always the shadow price
+                # (its best alternative is at least as good): reuse it rather than replan on arrival.
+                self.cached_price = (patch, min(shadow, rates.max()), self.replan_every)
         members = self.slots[patch]
         return int(members[np.argmax(self.values[members])])
 
@@ -223,13 +228,18 @@ class PatchPlanner:
         patch = self.hierarchy.patch[hole]
         return self.slots[patch, : self.patch_sizes[patch]]
 
+    def has_price(self, current_hole: int) -> bool:
+        """True when the last full decision's price of staying still holds for this patch."""
+        patch, _, valid = self.cached_price
+        return patch == self.hierarchy.patch[current_hole] and valid > 0
+
     def try_stay(self, current_hole: int, p_members: np.ndarray, available_members: np.ndarray) -> int | None:
         """The fast path of most steps: the current patch's best hole if it still beats the price
         of the last full decision in this patch (reused for ``replan_every`` decisions: what the
         other groups offer barely changes while the stage stays in one patch); None: replan."""
-        patch, price, valid = self.cached_price
-        if patch != self.hierarchy.patch[current_hole] or valid <= 0:
+        if not self.has_price(current_hole):
             return None
+        patch, price, valid = self.cached_price
         self.cached_price = (patch, price, valid - 1)
         values = np.where(available_members, p_members, 0.0)
         best = int(np.argmax(values))

@@ -37,6 +37,8 @@ class Config:
     shadow_price: bool = True
     #: the shadow price is multiplied by this (> 1: pickier in a patch)
     price_scale: float = 1.0
+    #: while staying in a patch, reuse the price of staying for this many decisions before replanning
+    replan_every: int = 8
 
 
 class GreedyAgent(Agent):
@@ -49,7 +51,7 @@ class GreedyAgent(Agent):
         super().reset(env, seed)
         c = self.config
         self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale)
+        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale, c.replan_every)
         self.p_good = predicted_good_probability(
             self.hierarchy.predicted_ctf, self.hierarchy.threshold, c.offset, c.scale, c.floor, c.ceiling
         )

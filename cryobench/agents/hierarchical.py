@@ -21,9 +21,12 @@ just collected. This agent keeps, for every hole, the probability that it is goo
 
 Planning: as ``greedy`` (``cryobench.agents.common.PatchPlanner``: best-prefix rates of
 patches and squares, stay while the next hole beats the shadow price of a minute), on the
-posterior probabilities. Each step fits the effects on the revealed holes only (O(revealed),
-plus one bincount for the neighbours); while the stage stays in a patch only that patch's
-probabilities are computed; the neighbour pairs are built once per episode in ``reset``.
+posterior probabilities. A full decision fits the effects on the revealed holes (O(revealed),
+plus one bincount for the neighbours). While the stage stays in a patch (most steps) the
+beliefs are updated incrementally: only the patch's own effect and its holes' neighbour
+effects are recomputed (O(patch), ``patch_probabilities``); the coarser effects wait for the
+planner's next full decision (at the latest ``replan_every`` decisions later). The neighbour
+pairs are built once per episode in ``reset``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ class Config:
     shadow_price: bool = True
     #: the shadow price is multiplied by this (> 1: pickier in a patch)
     price_scale: float = 1.0
+    #: while staying in a patch, reuse the price of staying for this many decisions before replanning
+    replan_every: int = 8
     #: prior variances (logit scale) of the grid-wide, tile, square, patch and neighbour effects
     grid_variance: float = 1.0
     tile_variance: float = 0.3
@@ -114,7 +119,7 @@ class HierarchicalBayesAgent(Agent):
         super().reset(env, seed)
         c = self.config
         h = self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale)
+        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every)
         prior = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, c.floor, c.ceiling)
         self.prior_logit = _logit(prior)
         # Per level: the group of every hole, of every patch (a patch lies in one group of each
@@ -129,6 +134,16 @@ class HierarchicalBayesAgent(Agent):
         by_source = np.argsort(pair_j, kind="stable")
         self.pair_i, self.pair_w = pair_i[by_source], pair_w[by_source]
         self.pair_start = np.searchsorted(pair_j[by_source], np.arange(h.n_holes + 1))
+        # The same pairs as one small dense matrix per patch (target x source, in the order of
+        # planner.patch_members), for the fast path that updates only the current patch.
+        local = np.zeros(h.n_holes, dtype=np.int64)
+        for p in range(h.n_patches):
+            local[self.planner.slots[p, : self.planner.patch_sizes[p]]] = np.arange(self.planner.patch_sizes[p])
+        self.patch_weights = [np.zeros((size, size)) for size in self.planner.patch_sizes]
+        for i, j, w in zip(pair_i, pair_j, pair_w, strict=True):
+            self.patch_weights[h.patch[i]][local[i], local[j]] = w
+        self.coarse_shift = np.zeros(h.n_patches)  # grid + tile + square effects of the last full fit
+        self.patch_level_variance = c.patch_variance
         self.p_good = prior
 
     def fit_effects(self, shown: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -144,13 +159,16 @@ class HierarchicalBayesAgent(Agent):
         if len(shown) == 0:
             return patch_shift, neighbour
         logit_shown = self.prior_logit[shown]
-        for ids, patch_group, n_groups, variance, adapt in self.levels:
+        for level, (ids, patch_group, n_groups, variance, adapt) in enumerate(self.levels):
             p = _sigmoid(logit_shown)
             group = ids[shown]
             residual = np.bincount(group, weights=y - p, minlength=n_groups)
             information = np.bincount(group, weights=p * (1.0 - p), minlength=n_groups)
             if adapt:
                 variance = self._moment_variance(residual, information, variance)
+            if level == len(self.levels) - 1:
+                self.coarse_shift = patch_shift.copy()
+                self.patch_level_variance = variance
             effect = residual / (information + 1.0 / variance)
             logit_shown += effect[group]
             patch_shift += effect[patch_group]
@@ -185,18 +203,39 @@ class HierarchicalBayesAgent(Agent):
         estimate = float((raw @ raw - np.sum(1.0 / information[seen])) / len(raw))
         return min(max(estimate, 0.1 * card), 10.0 * card)
 
+    def patch_probabilities(self, obs: dict, current_hole: int) -> np.ndarray:
+        """P(good) of the current patch's holes, updating only the patch and neighbour effects.
+
+        The incremental belief update of the steps spent in one patch: a revealed hole changes
+        its patch's effect and its neighbours' (recomputed here from the patch's revealed holes,
+        O(patch)); the grid, tile and square effects (and the patch-level variance) move little
+        with one more hole and are refitted at the planner's next full decision.
+        """
+        patch = self.hierarchy.patch[current_hole]
+        members = self.planner.patch_members(current_hole)
+        base = self.prior_logit[members] + self.coarse_shift[patch]
+        shown = obs["revealed"][members].astype(bool)
+        if not shown.any():
+            return _sigmoid(base)
+        y = (obs["revealed_ctf"][members[shown]] < self.layout.threshold).astype(np.float64)
+        p = _sigmoid(base[shown])
+        logit = base + np.sum(y - p) / (np.sum(p * (1.0 - p)) + 1.0 / self.patch_level_variance)
+        p = _sigmoid(logit[shown])
+        weights = self.patch_weights[patch][:, shown]
+        neighbour = (weights @ (y - p)) / (weights @ (p * (1.0 - p)) + 1.0 / self.config.neighbour_variance)
+        return _sigmoid(logit + neighbour)
+
     def act(self, obs: dict, info: dict) -> int:
-        shown = np.flatnonzero(obs["revealed"])
-        y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
-        patch_shift, neighbour = self.fit_effects(shown, y)
         current = int(obs["current_hole"])
         available = obs["action_mask"]
         # Most steps stay in the patch: only its holes' probabilities are needed for that.
-        members = self.planner.patch_members(current)
-        shift = patch_shift[self.hierarchy.patch[current]]
-        p_members = _sigmoid(self.prior_logit[members] + shift + neighbour[members])
-        hole = self.planner.try_stay(current, p_members, available[members])
-        if hole is not None:
-            return hole
+        if self.planner.has_price(current):
+            members = self.planner.patch_members(current)
+            hole = self.planner.try_stay(current, self.patch_probabilities(obs, current), available[members])
+            if hole is not None:
+                return hole
+        shown = np.flatnonzero(obs["revealed"])
+        y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
+        patch_shift, neighbour = self.fit_effects(shown, y)
         self.p_good = _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
         return self.planner.next_hole(self.p_good, available.astype(bool), current, float(obs["time_left"][0]))
