@@ -67,7 +67,7 @@ class DQNConfig:
     batch_size: int = 64
     buffer_size: int = 20000
     target_update: int = 320  # gradient steps between target-network syncs
-    train_every: int = 10  # environment steps per gradient step
+    train_every: int = 5  # environment steps per gradient step
     learning_starts: int = 2000  # environment steps before the first gradient step
     grad_clip: float = 10.0
     # Exploration: epsilon decays linearly between two environment-step counts.
