@@ -241,25 +241,3 @@ def test_square_change_charge_is_paid_per_used_move_to_another_square():
     assert short.value(orders[:1])[0] == pytest.approx(
         short.cumulative_value[[0, 1], short.holes_taken(orders[:1])[0, :2]].sum()
     )
-
-
-@pytest.mark.parametrize("within_square", [False, True])
-def test_replanning_waits_for_the_plan_to_leave_the_square(within_square):
-    env = toy_env()
-    agent, _ = load_agent("genetic-replan", FAST["genetic-replan"] | {"replan_within_square": within_square})
-    replans = []  # (plan left when re-optimising, square of the current hole)
-    make_plan = agent.make_plan
-
-    def recording_make_plan(obs, info, *args):
-        if agent.plan is not None:
-            replans.append((list(agent.plan), int(agent.hierarchy.square[int(obs["current_hole"])])))
-        return make_plan(obs, info, *args)
-
-    agent.make_plan = recording_make_plan
-    rollout(agent, env, seed=4)
-    assert replans
-    leaving = [not plan or agent.hierarchy.patch_square[plan[0]] != square for plan, square in replans]
-    if within_square:
-        assert not all(leaving)  # re-optimised inside a square too
-    else:
-        assert all(leaving)

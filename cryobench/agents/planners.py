@@ -34,13 +34,12 @@ The offline planners never look at the revealed CTFs: the paper's point is that 
 planners cannot correct a poor prediction. The ``*-replan`` variants (``needs_feedback``)
 do: each hole's chance is shrunk toward what was revealed in its patch and square (a
 hierarchical, pseudo-count weighted mean of "revealed good minus expected good"), and the
-rest of the plan is re-optimised, warm-started from the current plan, when the plan would
-leave the current square or is used up (``replan_within_square``: after every patch; or
-every ``replan_every`` exposures). A re-optimised plan is charged ``square_change_penalty``
-expected good per move to another square on top of its minutes: a few revealed holes are
-noisy evidence, and reacting to every dip made the replan variants hop between squares
-(15 squares per session against the offline plans' 10 on the AldolaseAu twin) and lose good
-exposures to the 6-8 minute moves.
+rest of the plan is re-optimised, warm-started from the current plan, whenever the current
+patch has no hole worth taking left (and every ``replan_every`` exposures). A re-optimised
+plan is charged ``square_change_penalty`` expected good per move to another square on top of
+its minutes: a few revealed holes are noisy evidence, and reacting to every dip made the
+replan variants hop between squares (15 squares per session against the offline plans' 10
+on the AldolaseAu twin) and lose good exposures to the 6-8 minute moves.
 
 Every random choice comes from ``self.rng`` (seeded by ``reset``).
 """
@@ -424,15 +423,13 @@ class ReplanConfig:
 
     replan_every: int = 0
     """re-optimise every this many exposures too (0: only when a patch is done)"""
-    replan_within_square: bool = False
-    """re-optimise whenever a patch is done; False: only when the plan would leave the square (or is used up)"""
     patch_pseudo_count: float = 8.0
     """weight of the square's shift in a patch's shift, in revealed holes"""
     square_pseudo_count: float = 8.0
     """weight of the grid's shift in a square's shift, in revealed holes"""
     grid_pseudo_count: float = 30.0
     """weight of no shift in the grid's shift, in revealed holes"""
-    square_change_penalty: float = 0.5
+    square_change_penalty: float = 1.0
     """expected good charged to a re-optimised plan per move to another square, on top of its minutes"""
 
 
@@ -480,7 +477,7 @@ class AnnealingConfig(PlanConfig):
 
 @dataclass
 class AnnealingReplanConfig(ReplanConfig, AnnealingConfig):
-    replan_steps: int = 30
+    replan_steps: int = 15
     """annealing steps of each re-optimisation, warm-started from the current plan"""
     replan_initial_temperature: float = 0.2
     """starting temperature of a re-optimisation (lower: stay near the current plan)"""
@@ -556,9 +553,6 @@ class _PatchOrderPlanner(Agent):
     def should_replan(self) -> bool:
         return False
 
-    def should_replan_after_patch(self, current_hole: int) -> bool:
-        return False
-
     def act(self, obs: dict, info: dict) -> int:
         unvisited = obs["action_mask"].astype(bool)
         probability, cut = self.good_probability(obs)
@@ -571,7 +565,7 @@ class _PatchOrderPlanner(Agent):
                 self.exposures_since_plan += 1
                 return int(worth[np.lexsort((worth, -probability[worth]))[0]])
             self.plan.pop(0)  # this patch is done
-            if self.should_replan_after_patch(int(obs["current_hole"])):
+            if self.replans:  # (even with the plan used up: reveals may have lifted other patches)
                 self.plan = self.make_plan(obs, info, probability, cut, unvisited)
         # Nothing worth taking is left: the best chance per minute of move, so the session's time is used.
         # (A tiny floor on the chance makes the cheapest move win among holes with no chance at all.)
@@ -633,12 +627,6 @@ class _ReplanMixin:
 
     def should_replan(self) -> bool:
         return 0 < self.config.replan_every <= self.exposures_since_plan
-
-    def should_replan_after_patch(self, current_hole: int) -> bool:
-        # Also with the plan used up: reveals may have lifted patches that were not worth taking.
-        if self.config.replan_within_square or not self.plan:
-            return True
-        return self.hierarchy.patch_square[self.plan[0]] != self.hierarchy.square[current_hole]
 
 
 class GeneticReplanAgent(_ReplanMixin, GeneticAgent):
