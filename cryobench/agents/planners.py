@@ -453,7 +453,7 @@ class GeneticConfig(PlanConfig):
 
 @dataclass
 class GeneticReplanConfig(ReplanConfig, GeneticConfig):
-    replan_generations: int = 25
+    replan_generations: int = 10
     """generations of each re-optimisation, warm-started from the current plan"""
 
 
