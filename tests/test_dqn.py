@@ -149,6 +149,16 @@ def test_same_seed_same_checkpoint(tmp_path):
     assert all(torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
 
 
+def test_soft_target_updates_are_reproducible(tmp_path):
+    config = _tiny_config(total_steps=500, validate_every=250, target_tau=0.05)
+    first, second = tmp_path / "first.pt", tmp_path / "second.pt"
+    for path in (first, second):
+        summary = train_on_worlds(config, _small_worlds(2), seed=1, out=path, progress=False)
+    assert summary["gradient_steps"] > 0
+    first_weights, second_weights = load_checkpoint(first)[0].state_dict(), load_checkpoint(second)[0].state_dict()
+    assert all(torch.equal(first_weights[k], second_weights[k]) for k in first_weights)
+
+
 def _play(agent: DQNAgent, env: CryoEMSessionEnv, seed: int) -> list[int]:
     obs, info = env.reset(seed=seed)
     agent.reset(env, seed)

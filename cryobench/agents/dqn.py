@@ -66,7 +66,10 @@ class DQNConfig:
     learning_rate: float = 0.001
     batch_size: int = 64
     buffer_size: int = 20000
-    target_update: int = 320  # gradient steps between target-network syncs
+    target_update: int = 320  # gradient steps between target-network syncs (when target_tau is 0)
+    # Soft (Polyak) target updates: after every gradient step target <- tau * online + (1 - tau) * target.
+    # 0 means hard syncs every ``target_update`` gradient steps.
+    target_tau: float = 0.0
     train_every: int = 5  # environment steps per gradient step
     learning_starts: int = 2000  # environment steps before the first gradient step
     grad_clip: float = 10.0
@@ -89,6 +92,10 @@ class DQNConfig:
     validate_every: int = 2500  # environment steps
     validation_episodes: int = 10
     validation_seed: int = 1_000_000
+    # A held-out world for checkpoint selection besides the training world: an environment's short
+    # name whose ``split=train`` world is played greedily from the same seeds ("" for none). The
+    # validation score is the mean over both worlds' episodes.
+    validation_twin: str = ""
     # Torch intra-op threads for training and inference. The per-step tensors are small, and with
     # 2 threads on a busy 2-core machine OpenMP's spin-waits made a forward pass 30x slower (measured).
     torch_threads: int = 1

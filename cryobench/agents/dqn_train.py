@@ -55,6 +55,15 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
     return worlds
 
 
+def validation_worlds(config: DQNConfig) -> list[simulator.World]:
+    """Held-out worlds for checkpoint selection (``validation_twin``'s train split), never trained on."""
+    if not config.validation_twin:
+        return []
+    from cryobench.evaluate import make_env
+
+    return [make_env(config.validation_twin, {"split": "train"}).unwrapped.world]
+
+
 # ---- 2. replay -----------------------------------------------------------------------------------
 class CompactReplay:
     """Ring buffers of compact session states, one per parallel session (all written in lockstep)."""
@@ -320,6 +329,7 @@ def train_on_worlds(
     sessions = Sessions(indexes, config.num_envs, config.history, rng)
     replay = CompactReplay(config.buffer_size, config.num_envs, indexes[0].n_holes)
     validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
+    validation_indexes = [indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
 
     out = Path(out)
     log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
@@ -361,7 +371,11 @@ def train_on_worlds(
             while updates * config.train_every < env_steps - config.learning_starts:
                 losses.append(gradient_step(online, target, optimizer, replay, indexes, config, rng))
                 updates += 1
-                if updates % config.target_update == 0:
+                if config.target_tau > 0:
+                    with torch.no_grad():
+                        for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                            t.lerp_(o, config.target_tau)
+                elif updates % config.target_update == 0:
                     target.load_state_dict(online.state_dict())
         if bar is not None:
             bar.update(config.num_envs)
@@ -374,7 +388,14 @@ def train_on_worlds(
         if env_steps >= next_validation or env_steps >= config.total_steps:
             next_validation += config.validate_every
             online.eval()
-            score = float(greedy_good_exposures(online, indexes[0], validation_seeds, config.history).mean())
+            score = float(
+                np.mean(
+                    [
+                        greedy_good_exposures(online, index, validation_seeds, config.history).mean()
+                        for index in validation_indexes
+                    ]
+                )
+            )
             online.train()
             row = [
                 env_steps,
@@ -402,7 +423,8 @@ def train_on_worlds(
                     gradient_steps=updates,
                     validation_good=score,
                     validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
-                    "the training environment's own world",
+                    "the training environment's own world"
+                    + (f" and {config.validation_twin} split=train" if config.validation_twin else ""),
                     training_worlds=len(worlds),
                     seconds=round(time.perf_counter() - wall_start, 1),
                 )
