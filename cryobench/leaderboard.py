@@ -627,6 +627,61 @@ def noise_table(docs: list[dict], protocol: Protocol) -> list[str]:
     return [title, "", *lines]
 
 
+def human_dir(version: int = CURRENT_VERSION) -> Path:
+    """Where people's sessions (``cryobench play`` results files) go: the human track."""
+    return results_dir(version) / "human"
+
+
+def load_human_results(version: int = CURRENT_VERSION) -> list[dict]:
+    """Every results file of the human track; each must come from ``cryobench play``."""
+    docs = []
+    for path in sorted(human_dir(version).glob("*.json")):
+        doc = load_results(path)
+        if doc["agent"].get("track") != "human":
+            raise InputError(f"{path}: field 'agent.track' must be 'human' (a `cryobench play` results file)")
+        docs.append(doc)
+    return docs
+
+
+def human_table(docs: list[dict], version: int) -> str:
+    """The human track: one row per person's session, kept apart from the agents' tables."""
+    lines = [
+        _note(version),
+        f"# Human track (protocol v{version})",
+        "",
+        "Sessions played by people in the simulator page (`cryobench play`), scored by the same metrics",
+        "as agents. People play one session each, on the environment and start the page gave them, so",
+        "these rows are not averages over the protocol's 50 seeds; compare an agent on the same setting",
+        "with `cryobench run --agent NAME --env ... -e split=all --seed S` and `cryobench compare`.",
+        "",
+    ]
+    if not docs:
+        return "\n".join(
+            [*lines, f"No sessions yet: add `cryobench play` results files to results/v{version}/human/.", ""]
+        )
+    lines += [
+        "| player | environment | feedback | seed | good exposures | exposures | good fraction "
+        "| squares visited | exposures / square | minutes |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = []
+    for doc in docs:
+        for episode in doc["episodes"]:
+            kwargs = doc["env"].get("kwargs", {})
+            rows.append(
+                (
+                    -episode["good_exposures"],
+                    f"| {doc['agent']['name'].removeprefix('human:')} | `{doc['env']['id']}` "
+                    f"| {kwargs.get('feedback', 'inspection')} | {episode['seed']} | {episode['good_exposures']} "
+                    f"| {episode['exposures']} | {episode['good_exposures'] / max(episode['exposures'], 1):.2f} "
+                    f"| {episode['squares_visited']} | {episode.get('exposures_per_square', 0.0):.1f} "
+                    f"| {episode.get('minutes', 0.0):.0f} |",
+                )
+            )
+    lines += [row for _, row in sorted(rows, key=lambda r: (r[0], r[1]))]
+    return "\n".join(lines) + "\n"
+
+
 def render_tables(version: int = CURRENT_VERSION) -> dict[str, str]:
     """Every generated table, as {path relative to leaderboards/: markdown}."""
     protocol = load_protocol(version)
@@ -643,6 +698,7 @@ def render_tables(version: int = CURRENT_VERSION) -> dict[str, str]:
     if noise:
         overall += ["", "### Noise sweep", "", *noise]
     files[f"tables/v{version}/overall.md"] = "\n".join(overall) + "\n"
+    files[f"tables/v{version}/human.md"] = human_table(load_human_results(version), version)
     readme = card_dir("leaderboards") / "README.md"
     if readme.is_file() and version == CURRENT_VERSION:
         files["README.md"] = _with_overall(readme.read_text(), overall_sections(docs, protocol), str(readme))

@@ -320,3 +320,40 @@ def test_committed_results_follow_the_protocol_and_hold_no_machine_paths():
         assert leaderboard.static_problems(doc, protocol, agent_class(doc["agent"]["name"])) == [], path
         for block in doc["entries"].values():
             assert np.isfinite(block["seconds_per_episode"])
+
+
+# ---- the human track ----------------------------------------------------------------------
+def _played_session(player: str, holes: int) -> dict:
+    """The results file a person's `cryobench play` session writes (the session driven directly)."""
+    import gymnasium as gym
+
+    from cryobench.play.session import PlaySession, env_record
+
+    kwargs = {"duration": 30.0, "split": "all"}
+    env = gym.make("cryobench/Aldolase-v0", **kwargs)
+    session = PlaySession("s1", player, env.unwrapped, env_record(env, kwargs), seed=2, results_path=None)
+    for _ in range(holes):
+        hole = int(np.flatnonzero(~session.state.visited)[0])
+        session.expose(hole)
+    session.finish()
+    return session.results()
+
+
+def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
+    from cryobench.evaluate import save_results
+
+    monkeypatch.setattr(leaderboard, "human_dir", lambda version=1: tmp_path)
+    assert "No sessions yet" in leaderboard.human_table(leaderboard.load_human_results(), 1)
+    save_results(_played_session("Ada", 5), tmp_path / "ada.json")
+    save_results(_played_session("Bob", 9), tmp_path / "bob.json")
+    table = leaderboard.human_table(leaderboard.load_human_results(), 1)
+    rows = [line for line in table.splitlines() if line.startswith("| Ada") or line.startswith("| Bob")]
+    assert len(rows) == 2 and all("cryobench/Aldolase-v0" in row for row in rows)
+    goods = [int(row.split("|")[5]) for row in rows]
+    assert goods == sorted(goods, reverse=True)  # best session first
+    # An agent's results file is not a human session: refused with the field named.
+    agent = json.loads((tmp_path / "ada.json").read_text())
+    agent["agent"].pop("track")
+    (tmp_path / "agent.json").write_text(json.dumps(agent))
+    with pytest.raises(InputError, match="agent.track"):
+        leaderboard.load_human_results()
