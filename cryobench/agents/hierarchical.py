@@ -37,25 +37,15 @@ import numpy as np
 
 from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy, PatchPlanner, predicted_good_probability
+from cryobench.agents.greedy import Config as GreedyConfig
 
 
 @dataclass
-class Config:
-    """Hyperparameters of the hierarchical Bayesian agent."""
+class Config(GreedyConfig):
+    """Hyperparameters of the hierarchical Bayesian agent: the greedy agent's prior calibration and
+    planner settings (inherited: offset, scale, floor, ceiling, shadow_price, price_scale,
+    replan_every), and the model's own below."""
 
-    #: prior calibration of the regressor: P(good) = 1/2 at threshold + offset (Å)
-    offset: float = 0.5
-    #: width of the calibration curve (Å)
-    scale: float = 0.8
-    #: smallest and largest prior probability
-    floor: float = 0.03
-    ceiling: float = 0.97
-    #: stay in a patch while its next hole beats the price of a minute at the session's end
-    shadow_price: bool = True
-    #: the shadow price is multiplied by this (> 1: pickier in a patch)
-    price_scale: float = 1.0
-    #: while staying in a patch, reuse the price of staying for this many decisions before replanning
-    replan_every: int = 8
     #: prior variances (logit scale) of the grid-wide, tile, square, patch and neighbour effects
     grid_variance: float = 1.0
     tile_variance: float = 0.3
