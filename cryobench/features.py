@@ -45,7 +45,6 @@ from cryobench.simulator import (
     SessionState,
     World,
     blank_session,
-    move_levels,
     time_left,
 )
 
@@ -77,50 +76,112 @@ _SAME_COL = 2 + 3 * _PER_LEVEL  # 29
 
 
 def _level_table(table: np.ndarray, cap: float | np.ndarray) -> np.ndarray:
-    """Normalised per-group features (n_groups, 9 + 2) from count table rows.
+    """Normalised per-group features (..., n_groups, 9 + 2) from count table rows (..., n_groups, N_COLS).
 
     ``cap`` is a number or, for rows of several levels at once, an (n_groups, 1) float32 array.
     """
-    hist = table[:, COL_HIST].astype(np.float32)
-    unvisited = hist.sum(axis=1, keepdims=True)
-    counts = np.column_stack(
-        [unvisited[:, 0], table[:, COL_UNVISITED_PRED_GOOD], table[:, COL_VISITED], table[:, COL_VISITED_PRED_GOOD]]
+    hist = table[..., COL_HIST].astype(np.float32)
+    unvisited = hist.sum(axis=-1, keepdims=True)
+    counts = np.stack(
+        [
+            unvisited[..., 0],
+            table[..., COL_UNVISITED_PRED_GOOD],
+            table[..., COL_VISITED],
+            table[..., COL_VISITED_PRED_GOOD],
+        ],
+        axis=-1,
     ).astype(np.float32)
-    revealed = table[:, COL_REVEALED : COL_REVEALED + 1].astype(np.float32)
-    good_frac = table[:, COL_REVEALED_GOOD : COL_REVEALED_GOOD + 1] / np.maximum(revealed, 1.0)
-    return np.column_stack(
+    revealed = table[..., COL_REVEALED : COL_REVEALED + 1].astype(np.float32)
+    good_frac = table[..., COL_REVEALED_GOOD : COL_REVEALED_GOOD + 1] / np.maximum(revealed, 1.0)
+    return np.concatenate(
         [
             hist / np.maximum(unvisited, 1.0),
             np.minimum(counts / cap, 1.0),
-            good_frac,
+            good_frac.astype(np.float32),
             np.minimum(revealed / cap, 1.0),
-        ]
-    ).astype(np.float32)
+        ],
+        axis=-1,
+    )
+
+
+def predicted_ctf_feature(world: World) -> np.ndarray:
+    """Column 0 of every hole, (n_holes,) float32: its predicted CTFMaxRes / 20, capped at 1."""
+    return (np.minimum(world.predicted_ctf, CTF_CAP) / CTF_CAP).astype(np.float32)
+
+
+@dataclass(frozen=True, eq=False)
+class _PatchIndex:
+    """Each patch's square and tile, for :func:`patch_features`."""
+
+    square: np.ndarray
+    tile: np.ndarray
+    move_values: np.ndarray  # (4, 4) float32: same tile, same square, same patch, minutes; per move level
+
+
+_patch_indexes: weakref.WeakKeyDictionary[World, _PatchIndex] = weakref.WeakKeyDictionary()
+
+
+def _patch_index(world: World) -> _PatchIndex:
+    index = _patch_indexes.get(world)
+    if index is None:
+        patch, square, tile = world.groups
+        n_patches = len(world.group_sizes[0])
+        first = np.full(n_patches, len(patch), dtype=np.int64)
+        np.minimum.at(first, patch, np.arange(len(patch)))
+        levels = np.arange(4)
+        minutes = np.asarray(world.profile.minutes, dtype=np.float32)
+        move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)
+        index = _PatchIndex(square=square[first], tile=tile[first], move_values=move_values)
+        _patch_indexes[world] = index
+    return index
+
+
+def patch_features(
+    world: World, tables: tuple[np.ndarray, ...], current: np.ndarray, elapsed: np.ndarray
+) -> np.ndarray:
+    """The feature columns a patch's holes share, for S sessions at once: (S, n_patches, N_FEATURES).
+
+    ``tables`` are the sessions' group tables per level, (S, n_groups, N_COLS) (see
+    ``simulator.recount_tables``); ``current`` and ``elapsed`` are (S,). Every column but the
+    hole's own (0 predicted CTF, 1 visited, 32 revealed, 33 revealed CTF, left 0 here) is the
+    same for all holes of a patch, so a hole's row is its patch's row plus those four.
+    """
+    index = _patch_index(world)
+    current = np.asarray(current, dtype=np.int64)
+    n_sessions, n_patches = len(current), len(index.square)
+    out = np.zeros((n_sessions, n_patches, N_FEATURES), dtype=np.float32)
+    patch_groups = (np.arange(n_patches), index.square, index.tile)
+    for i, (table, cap, groups) in enumerate(zip(tables, LEVEL_CAPS, patch_groups, strict=True)):
+        values = _level_table(table, cap)[:, groups]  # (S, P, 11): each patch's row of this level
+        start = 2 + i * _PER_LEVEL
+        out[..., start : start + _PER_LEVEL] = values[..., :_PER_LEVEL]
+        out[..., 34 + i] = values[..., _PER_LEVEL]
+        out[..., 37 + i] = values[..., _PER_LEVEL + 1]
+    current_patch = world.groups[0][current]
+    same_square = index.square[None] == index.square[current_patch][:, None]
+    same_tile = index.tile[None] == index.tile[current_patch][:, None]
+    same_patch = np.arange(n_patches)[None] == current_patch[:, None]
+    # move level: 0 same patch, 1 same square, 2 same tile, 3 elsewhere
+    levels = np.where(same_patch, 0, np.where(same_square, 1, np.where(same_tile, 2, 3)))
+    out[..., _SAME_COL : _SAME_COL + 3] = index.move_values[levels, :3]
+    out[..., 40] = index.move_values[levels, 3]
+    left = np.maximum(world.duration - np.asarray(elapsed, dtype=np.float64), 0.0)  # as simulator.time_left
+    out[..., 41] = (left / world.duration)[:, None]
+    return out
 
 
 def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
     """The feature matrix computed from the count tables alone, with no cache: the reference
-    :func:`hole_features` must equal bit for bit (tests compare them at every step)."""
-    n = world.n_holes
-    out = np.empty((n, N_FEATURES), dtype=np.float32)
-    out[:, 0] = np.minimum(world.predicted_ctf, CTF_CAP) / CTF_CAP
+    :func:`hole_features` must equal bit for bit (tests compare them at every step).
+
+    It is :func:`patch_features` spread to the holes plus the holes' own columns.
+    """
+    tables = tuple(table[None] for table in state.tables)
+    out = patch_features(world, tables, np.array([state.current]), np.array([state.elapsed]))[0][world.groups[0]]
+    out[:, 0] = predicted_ctf_feature(world)
     out[:, 1] = state.visited
-    for i, (ids, table, cap) in enumerate(zip(world.groups, state.tables, LEVEL_CAPS, strict=True)):
-        per_hole = _level_table(table, cap)[ids]
-        start = 2 + i * _PER_LEVEL
-        out[:, start : start + _PER_LEVEL] = per_hole[:, :_PER_LEVEL]
-        out[:, 34 + i] = per_hole[:, _PER_LEVEL]
-        out[:, 37 + i] = per_hole[:, _PER_LEVEL + 1]
-    levels = move_levels(world, state.current)
-    # same tile: level <= 2, same square: level <= 1, same patch: level == 0
-    out[:, _SAME_COL] = levels <= 2
-    out[:, _SAME_COL + 1] = levels <= 1
-    out[:, _SAME_COL + 2] = levels == 0
     out[:, 32] = state.revealed
     out[:, 33] = np.minimum(state.revealed_ctf, CTF_CAP) / CTF_CAP
-    minutes = np.asarray(world.profile.minutes, dtype=np.float32)
-    out[:, 40] = minutes[levels] / minutes[-1]
-    out[:, 41] = time_left(world, state) / world.duration
     return out
 
 
@@ -191,9 +252,7 @@ def _build_world_index(world: World) -> _WorldIndex:
     # Sorted by tile, square, patch, each group's holes are contiguous: its rows start at its first hole.
     first_row = np.concatenate([np.unique(ids[order], return_index=True)[1] for ids in world.groups])
     group_size = np.concatenate(world.group_sizes)
-    levels = np.arange(4)
-    minutes = np.asarray(world.profile.minutes, dtype=np.float32)
-    move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)
+    move_values = _patch_index(world).move_values
     # A session before its start, from the reference code: nothing visited, the stage nowhere.
     blank = blank_session(world, elapsed=world.duration)
     unvisited = hole_features_from_scratch(world, blank)[order]

@@ -28,6 +28,7 @@ Episode rules (as the original cryoRL environment, so numbers compare with the p
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -225,12 +226,54 @@ def empty_tables(world: World) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def recount_tables(world: World, visited: np.ndarray, revealed: np.ndarray) -> tuple[np.ndarray, ...]:
-    """The group tables recomputed from scratch from the masks (for checks and tests)."""
-    per_hole = world.visit_delta * visited[:, None] + world.reveal_delta * revealed[:, None]
-    return tuple(
-        initial + _sum_rows_by_group(ids, per_hole, len(initial))
-        for ids, initial in zip(world.groups, world.initial_tables, strict=True)
-    )
+    """The group tables recomputed from the masks alone.
+
+    ``visited`` and ``revealed`` are (n_holes,) for one session, giving (n_groups, N_COLS) tables
+    per level, or (S, n_holes) for S sessions at once, giving (S, n_groups, N_COLS): how a replay
+    buffer that stores only masks gets its sessions' counts back.
+    """
+    visited, revealed = np.asarray(visited, dtype=bool), np.asarray(revealed, dtype=bool)
+    one = visited.ndim == 1
+    visit_matrix, reveal_matrix = _membership_matrices(world)
+    # One sparse product per mask type; float32 sums of small integers are exact.
+    counts = visit_matrix.T.dot(np.atleast_2d(visited).T.astype(np.float32)).T
+    counts = counts + reveal_matrix.T.dot(np.atleast_2d(revealed).T.astype(np.float32)).T
+    counts = np.rint(np.asarray(counts)).astype(np.int32)
+    tables, start = [], 0
+    for initial in world.initial_tables:
+        stop = start + initial.size
+        table = initial[None] + counts[:, start:stop].reshape(-1, *initial.shape)
+        tables.append(table[0] if one else table)
+        start = stop
+    return tuple(tables)
+
+
+_membership_cache: weakref.WeakKeyDictionary[World, tuple[Any, Any]] = weakref.WeakKeyDictionary()
+
+
+def _membership_matrices(world: World) -> tuple[Any, Any]:
+    """Sparse (n_holes, sum of n_groups * N_COLS) matrices putting each hole's ``visit_delta`` /
+    ``reveal_delta`` row into its patch's, square's and tile's table columns."""
+    cached = _membership_cache.get(world)
+    if cached is None:
+        import scipy.sparse as sp
+
+        n = world.n_holes
+        offsets = np.cumsum([0] + [t.size for t in world.initial_tables])
+        rows = np.tile(np.repeat(np.arange(n), N_COLS), 3)
+        cols = np.concatenate(
+            [(ids[:, None] * N_COLS + np.arange(N_COLS)).ravel() + offsets[i] for i, ids in enumerate(world.groups)]
+        )
+
+        def membership(delta: np.ndarray) -> Any:
+            values = np.tile(delta.ravel(), 3).astype(np.float32)
+            matrix = sp.csr_matrix((values, (rows, cols)), shape=(n, offsets[-1]))
+            matrix.eliminate_zeros()
+            return matrix
+
+        cached = (membership(world.visit_delta), membership(world.reveal_delta))
+        _membership_cache[world] = cached
+    return cached
 
 
 def blank_session(world: World, hole: int = 0, elapsed: float = 0.0) -> SessionState:

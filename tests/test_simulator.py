@@ -242,6 +242,23 @@ def test_recount_tables_equal_counting_hole_by_hole():
         world.initial_tables[0][0, 0] = 5  # sessions copy these; nobody may change them
 
 
+def test_recount_tables_of_many_sessions_at_once_equal_each_sessions_tables():
+    world = make_world(5, feedback="queue:3")
+    rng = np.random.default_rng(0)
+    states = []
+    for start in (0, 17, 59):
+        state = simulator.start_session(world, start)
+        for hole in rng.permutation(np.flatnonzero(~state.visited))[: int(rng.integers(5, 40))]:
+            simulator.expose(world, state, int(hole))
+        states.append(state)
+    batched = simulator.recount_tables(
+        world, np.stack([s.visited for s in states]), np.stack([s.revealed for s in states])
+    )
+    for i, state in enumerate(states):
+        for level_tables, kept in zip(batched, state.tables, strict=True):
+            np.testing.assert_array_equal(level_tables[i], kept)
+
+
 @settings(max_examples=20, deadline=None)
 @given(seed=st.integers(0, 10_000), plan=st.lists(st.sampled_from(MOVE_KINDS), min_size=1, max_size=20))
 def test_paper_costs_end_between_481_and_488_minutes(seed, plan):

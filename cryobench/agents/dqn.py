@@ -32,16 +32,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
 from cryobench.agents.base import Agent
 from cryobench.errors import InputError
-from cryobench.features import FEATURE_LAYOUT_VERSION, FEATURE_NAMES, LEVEL_CAPS, N_FEATURES
-from cryobench.grid import CTF_CAP
+from cryobench.features import (
+    FEATURE_LAYOUT_VERSION,
+    FEATURE_NAMES,
+    N_FEATURES,
+    patch_features,
+    predicted_ctf_feature,
+)
 from cryobench.resources import card_dir
-from cryobench.simulator import N_BINS, N_COLS, SessionState, World, empty_tables
+from cryobench.simulator import SessionState, World, recount_tables
 
 CHECKPOINT_FORMAT = "cryobench-dqn/1"
 
@@ -96,6 +100,17 @@ class DQNConfig:
     # name whose ``split=train`` world is played greedily from the same seeds ("" for none). The
     # validation score is the mean over both worlds' episodes.
     validation_twin: str = ""
+    # Learning from demonstrations (DQfD, Hester et al. 2018): episodes of another agent on the training
+    # worlds are kept in a second replay that is never overwritten; the network first learns from them
+    # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
+    # to the agent's own batch. On demonstration samples a large-margin loss pushes the demonstrator's
+    # hole ``margin`` above every other: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
+    demonstrator: str = ""  # an agent name ("" for none: plain DQN from scratch)
+    demo_episodes_per_world: int = 2
+    pretrain_steps: int = 0
+    demo_batch_size: int = 16
+    margin: float = 0.8
+    margin_weight: float = 1.0
     # Torch intra-op threads for training and inference. The per-step tensors are small, and with
     # 2 threads on a busy 2-core machine OpenMP's spin-waits made a forward pass 30x slower (measured).
     torch_threads: int = 1
@@ -143,16 +158,21 @@ def make_network(config: DQNConfig) -> HoleQNetwork:
 # ---- 3/4. patch contexts from compact session states ---------------------------------------
 #: Columns that belong to the hole itself; every other feature is shared by its patch.
 HOLE_COLUMNS = (0, 1, 32, 33)
-_PER_LEVEL = N_BINS + 4
-_SAME_COL = 2 + 3 * _PER_LEVEL
+
+
+def first_hole_of_each_patch(hole_patch: np.ndarray) -> np.ndarray:
+    """(n_patches,) the lowest hole id of every patch: the row that stands for its patch's context."""
+    first = np.full(int(hole_patch.max()) + 1, len(hole_patch), dtype=np.int64)
+    np.minimum.at(first, hole_patch, np.arange(len(hole_patch)))
+    return first
 
 
 class WorldIndex:
-    """Per-world arrays to build patch contexts for many sessions at once.
+    """One world's patch contexts for many sessions at once, and the candidates of the target's maximum.
 
-    The group tables of a session (``SessionState.tables``) are linear in its visited and
-    revealed masks: ``tables = empty + visited @ V + revealed @ R`` with sparse V, R that put a
-    hole's ``visit_delta`` / ``reveal_delta`` row (``World``) into its group's columns.
+    The contexts are ``cryobench.features.patch_features`` of the group tables that
+    ``simulator.recount_tables`` rebuilds from the masks a replay stores: the features are
+    computed in one place, the environment's.
     """
 
     def __init__(self, world: World) -> None:
@@ -161,32 +181,8 @@ class WorldIndex:
         self.n_holes = world.n_holes
         self.hole_patch = grid.patch.astype(np.int64)
         self.n_patches = int(grid.patch.max()) + 1
-        # The first hole of each patch stands for the patch (its own columns are zeroed).
-        self.patch_representative = np.array(
-            [np.flatnonzero(grid.patch == p)[0] for p in range(self.n_patches)], dtype=np.int64
-        )
-        rep = self.patch_representative
-        self.patch_square = grid.square[rep].astype(np.int64)
-        self.patch_tile = grid.tile[rep].astype(np.int64)
-        self.hole_pred = (np.minimum(world.predicted_ctf, CTF_CAP) / CTF_CAP).astype(np.float32)
-        self.empty = [t.astype(np.int64) for t in empty_tables(world)]
-        self.group_counts = [len(t) for t in self.empty]
-        offsets = np.cumsum([0] + [g * N_COLS for g in self.group_counts])
-        self.level_slices = [slice(offsets[i], offsets[i + 1]) for i in range(3)]
-        rows = np.repeat(np.arange(self.n_holes), N_COLS)
-        cols_per_level = [(ids[:, None] * N_COLS + np.arange(N_COLS)).ravel() for ids in world.groups]
-
-        def membership(delta: np.ndarray) -> sp.csr_matrix:
-            values = np.tile(delta.ravel(), 3).astype(np.float32)
-            cols = np.concatenate([c + offsets[i] for i, c in enumerate(cols_per_level)])
-            matrix = sp.csr_matrix((values, (np.tile(rows, 3), cols)), shape=(self.n_holes, offsets[-1]))
-            matrix.eliminate_zeros()
-            return matrix
-
-        self.visit_matrix = membership(world.visit_delta)
-        self.reveal_matrix = membership(world.reveal_delta)
-        minutes = np.asarray(world.profile.minutes, dtype=np.float32)
-        self.level_minutes = minutes / minutes[-1]
+        self.hole_pred = predicted_ctf_feature(world)
+        self.patch_representative = first_hole_of_each_patch(self.hole_patch)
         # Holes sorted by patch, then predicted CTF: candidates for the target's maximum.
         self.sorted_holes = np.lexsort((world.predicted_ctf, grid.patch))
         self.sorted_patch = grid.patch[self.sorted_holes].astype(np.int64)
@@ -202,54 +198,17 @@ class WorldIndex:
         out[state, self.sorted_patch[position], rank[state, position]] = self.sorted_holes[position]
         return out.reshape(len(visited), -1)
 
-    def tables(self, visited: np.ndarray, revealed: np.ndarray) -> list[np.ndarray]:
-        """Group tables (S, G, N_COLS) per level from boolean masks (S, n_holes)."""
-        visit_counts = self.visit_matrix.T.dot(visited.T.astype(np.float32)).T
-        counts = np.asarray(visit_counts + self.reveal_matrix.T.dot(revealed.T.astype(np.float32)).T)
-        counts = np.rint(counts).astype(np.int64)
-        return [
-            empty[None] + counts[:, sl].reshape(len(visited), g, N_COLS)
-            for empty, sl, g in zip(self.empty, self.level_slices, self.group_counts, strict=True)
-        ]
-
-    def context(self, tables: list[np.ndarray], current: np.ndarray, elapsed: np.ndarray) -> np.ndarray:
-        """Patch contexts (S, P, N_FEATURES) float32: ``hole_features`` of a patch's holes, hole columns zero."""
-        n_states = len(current)
-        out = np.zeros((n_states, self.n_patches, N_FEATURES), dtype=np.float32)
-        per_patch_group = (np.arange(self.n_patches), self.patch_square, self.patch_tile)
-        for i, (table, cap, groups) in enumerate(zip(tables, LEVEL_CAPS, per_patch_group, strict=True)):
-            table = table[:, groups]  # (S, P, N_COLS): each patch's row of this level
-            hist = table[..., :N_BINS].astype(np.float32)
-            unvisited = hist.sum(axis=-1, keepdims=True)
-            counts = np.concatenate([unvisited, table[..., N_BINS : N_BINS + 3].astype(np.float32)], axis=-1)
-            revealed = table[..., N_BINS + 3].astype(np.float32)
-            start = 2 + i * _PER_LEVEL
-            out[..., start : start + N_BINS] = hist / np.maximum(unvisited, 1.0)
-            out[..., start + N_BINS : start + _PER_LEVEL] = np.minimum(counts / cap, 1.0)
-            out[..., 34 + i] = (table[..., N_BINS + 4] / np.maximum(revealed, 1.0)).astype(np.float32)
-            out[..., 37 + i] = np.minimum(revealed / cap, 1.0)
-        current_patch = self.hole_patch[current]
-        same_patch = np.arange(self.n_patches)[None] == current_patch[:, None]
-        same_square = self.patch_square[None] == self.patch_square[current_patch][:, None]
-        same_tile = self.patch_tile[None] == self.patch_tile[current_patch][:, None]
-        out[..., _SAME_COL] = same_tile
-        out[..., _SAME_COL + 1] = same_square
-        out[..., _SAME_COL + 2] = same_patch
-        levels = 3 - same_tile.astype(np.int64) - same_square - same_patch
-        out[..., 40] = self.level_minutes[levels]
-        duration = self.world.duration
-        out[..., 41] = (np.maximum(duration - np.asarray(elapsed, dtype=np.float64), 0.0) / duration)[:, None]
-        return out
-
     def context_of_masks(
         self, visited: np.ndarray, revealed: np.ndarray, current: np.ndarray, elapsed: np.ndarray
     ) -> np.ndarray:
-        return self.context(self.tables(visited, revealed), current, elapsed)
+        """Patch contexts (S, P, N_FEATURES) of sessions given by their masks (S, n_holes), current holes, minutes."""
+        tables = recount_tables(self.world, visited, revealed)
+        return patch_features(self.world, tables, current, elapsed)
 
     def context_of_state(self, state: SessionState) -> np.ndarray:
         """(P, N_FEATURES) context of one live session, from its incrementally kept tables."""
-        tables = [t[None].astype(np.int64) for t in state.tables]
-        return self.context(tables, np.array([state.current]), np.array([state.elapsed]))[0]
+        tables = tuple(t[None] for t in state.tables)
+        return patch_features(self.world, tables, np.array([state.current]), np.array([state.elapsed]))[0]
 
 
 def context_from_features(hole_features: np.ndarray, patch_representative: np.ndarray) -> np.ndarray:
@@ -373,10 +332,7 @@ class DQNAgent(Agent):
                 "the environment's features differ from those the DQN checkpoint was trained on; retrain it"
             )
         patch = np.asarray(self.layout.patch, dtype=np.int64)
-        n_patches = int(patch.max()) + 1
-        first = np.full(n_patches, len(patch), dtype=np.int64)
-        np.minimum.at(first, patch, np.arange(len(patch)))
-        self.patch_representative = first
+        self.patch_representative = first_hole_of_each_patch(patch)
         self._hole_patch = patch
         net = self.network
         self._weights = tuple(

@@ -90,18 +90,29 @@ class CompactReplay:
     def nbytes(self) -> int:
         return sum(a.nbytes for a in vars(self).values() if isinstance(a, np.ndarray))
 
-    def add(self, sessions: Sessions, actions: np.ndarray, rewards: np.ndarray, dones: np.ndarray) -> None:
-        """Record the sessions' states before ``actions`` and what the actions earned."""
+    def add(
+        self,
+        states: list[simulator.SessionState],
+        episode_step: np.ndarray,
+        world_ids: np.ndarray,
+        actions: np.ndarray,
+    ) -> int:
+        """Record one state per session before ``actions``; returns the position (see :meth:`outcome`)."""
         pos = self.steps % self.length
-        for e, state in enumerate(sessions.states):
+        for e, state in enumerate(states):
             self.visited[e, pos] = np.packbits(state.visited)
             self.revealed[e, pos] = np.packbits(state.revealed)
             self.current[e, pos] = state.current
             self.elapsed[e, pos] = state.elapsed
-        self.episode_step[:, pos] = sessions.episode_step
-        self.world[:, pos] = sessions.world_ids
-        self.action[:, pos], self.reward[:, pos], self.done[:, pos] = actions, rewards, dones
+        self.episode_step[:, pos] = episode_step
+        self.world[:, pos] = world_ids
+        self.action[:, pos] = actions
         self.steps += 1
+        return pos
+
+    def outcome(self, pos: int, rewards: np.ndarray, dones: np.ndarray, minutes: np.ndarray) -> None:
+        """What the actions recorded at ``pos`` earned, whether they ended the episode, and their minutes."""
+        self.reward[:, pos], self.done[:, pos], self.minutes[:, pos] = rewards, dones, minutes
 
     def can_sample(self, config: DQNConfig) -> bool:
         return self.steps - 1 - config.n_step >= max(0, self.steps - self.length + config.history)
@@ -150,6 +161,39 @@ class CompactReplay:
             rows = np.flatnonzero(worlds == w)
             out[rows] = indexes[w].context_of_masks(visited[rows], revealed[rows], current[rows], elapsed[rows])
         return out, visited
+
+
+def demonstrations(worlds: list[simulator.World], config: DQNConfig, seed: int) -> CompactReplay | None:
+    """The ``demonstrator``'s sessions on every training world as one replay (DQfD); None without one."""
+    if not config.demonstrator:
+        return None
+    from cryobench.agents.registry import load_agent
+    from cryobench.env import CryoEMSessionEnv
+
+    agent, _ = load_agent(config.demonstrator)
+    if agent.uses_ground_truth:
+        raise InputError(
+            f"DQN demonstrator {config.demonstrator!r} reads the ground truth (an upper bound); "
+            "a real agent may only learn from agents that see what it sees"
+        )
+    longest = int(worlds[0].duration / min(worlds[0].profile.minutes)) + 2  # exposures a session can hold
+    demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
+    rng = np.random.default_rng([seed, 1])  # apart from the stream that drives training
+    for world_id, world in enumerate(worlds):
+        env = CryoEMSessionEnv.from_world(world)
+        agent.fit(env, seed=seed)
+        for episode_seed in rng.integers(2**31 - 1, size=config.demo_episodes_per_world):
+            obs, info = env.reset(seed=int(episode_seed))
+            agent.reset(env, int(episode_seed))
+            step, over = 0, False
+            while not over:
+                action = int(agent.act(obs, info))
+                elapsed = env.state.elapsed
+                pos = demos.add([env.state], np.array([step]), np.array([world_id]), np.array([action]))
+                obs, reward, over, _, info = env.step(action)
+                demos.outcome(pos, np.array([reward]), np.array([over]), np.array([env.state.elapsed - elapsed]))
+                step += 1
+    return demos
 
 
 # ---- 3. sessions in lockstep -----------------------------------------------------------------
@@ -235,40 +279,89 @@ def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.
     return x
 
 
-def gradient_step(
-    online: HoleQNetwork,
-    target: HoleQNetwork,
-    optimizer: torch.optim.Optimizer,
-    replay: CompactReplay,
-    indexes: list[WorldIndex],
-    config: DQNConfig,
-    rng: np.random.Generator,
-) -> float:
-    """One double-DQN update on an n-step batch; returns the loss."""
-    batch = replay.sample(config.batch_size, config, rng)
+def transition_batch(
+    replay: CompactReplay, batch_size: int, indexes: list[WorldIndex], config: DQNConfig, rng: np.random.Generator
+) -> dict[str, Any]:
+    """An n-step batch with the patch contexts of its states and of the states n steps on, as tensors."""
+    batch = replay.sample(batch_size, config, rng)
     h = config.history
     positions = np.concatenate([batch["now"], batch["next"]], axis=1)  # (B, 2h)
     env = np.repeat(batch["env"], 2 * h)
     contexts, visited = replay.contexts(env, positions.ravel(), indexes)
-    contexts = torch.from_numpy(contexts.reshape(config.batch_size, 2 * h, -1, N_FEATURES))
+    contexts = torch.from_numpy(contexts.reshape(batch_size, 2 * h, -1, N_FEATURES))
     stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2h, F)
-    now = stacked[:, :, :h].reshape(config.batch_size, stacked.shape[1], -1)
-    nxt = stacked[:, :, h:].reshape(config.batch_size, stacked.shape[1], -1)
-    next_visited = torch.from_numpy(visited.reshape(config.batch_size, 2 * h, -1)[:, -1])
+    visited = visited.reshape(batch_size, 2 * h, -1)
+    all_pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))
+    return {
+        "world": batch["world"],
+        "now": stacked[:, :, :h].reshape(batch_size, stacked.shape[1], -1),
+        "next": stacked[:, :, h:].reshape(batch_size, stacked.shape[1], -1),
+        "now_visited": visited[:, h - 1],
+        "next_visited": visited[:, -1],
+        "pred": all_pred[torch.from_numpy(batch["world"]).long()],  # (B, n_holes)
+        "action": torch.from_numpy(batch["action"]).long(),
+        "returns": torch.from_numpy(batch["returns"]),
+        "bootstrap": torch.from_numpy(batch["bootstrap"]),
+    }
+
+
+def td_loss(
+    online: HoleQNetwork, target: HoleQNetwork, b: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig
+) -> torch.Tensor:
+    """Double-DQN n-step loss: the online network picks the next hole, the target network values it."""
+    h = config.history
     hole_patch = torch.from_numpy(indexes[0].hole_patch)
-    pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))[torch.from_numpy(batch["world"]).long()]
-    action = torch.from_numpy(batch["action"]).long()
-    candidates = _target_candidates(next_visited.numpy(), batch["world"], indexes, config.target_candidates_per_patch)
+    pred, action = b["pred"], b["action"]
+    candidates = _target_candidates(b["next_visited"], b["world"], indexes, config.target_candidates_per_patch)
     valid = torch.from_numpy(candidates >= 0)
     candidates = torch.from_numpy(np.maximum(candidates, 0))
     with torch.no_grad():
-        next_q = online.unvisited_q(nxt, hole_patch[candidates], pred.gather(1, candidates))
+        next_q = online.unvisited_q(b["next"], hole_patch[candidates], pred.gather(1, candidates))
         best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))[:, 0]
-        x_next = _state_action_input(nxt, hole_patch[best], pred.gather(1, best[:, None])[:, 0], h)
-        bootstrap = torch.from_numpy(batch["bootstrap"]) * valid.any(dim=1)
-        y = torch.from_numpy(batch["returns"]) + bootstrap * target(x_next)
-    x_now = _state_action_input(now, hole_patch[action], pred.gather(1, action[:, None])[:, 0], h)
-    loss = torch.nn.functional.smooth_l1_loss(online(x_now), y)
+        x_next = _state_action_input(b["next"], hole_patch[best], pred.gather(1, best[:, None])[:, 0], h)
+        y = b["returns"] + b["bootstrap"] * valid.any(dim=1) * target(x_next)
+    x_now = _state_action_input(b["now"], hole_patch[action], pred.gather(1, action[:, None])[:, 0], h)
+    return torch.nn.functional.smooth_l1_loss(online(x_now), y)
+
+
+def margin_loss(online: HoleQNetwork, b: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig) -> torch.Tensor:
+    """DQfD's large-margin loss on demonstrations: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
+
+    The maximum runs over the same per-patch candidates as the target's (plus the demonstrator's hole).
+    """
+    hole_patch = torch.from_numpy(indexes[0].hole_patch)
+    action = b["action"]
+    candidates = _target_candidates(b["now_visited"], b["world"], indexes, config.target_candidates_per_patch)
+    candidates = torch.cat([torch.from_numpy(candidates), action[:, None]], dim=1)
+    valid = candidates >= 0
+    candidates = candidates.clamp(min=0)
+    q = online.unvisited_q(b["now"], hole_patch[candidates], b["pred"].gather(1, candidates))
+    margins = torch.where(candidates == action[:, None], 0.0, config.margin)
+    best = (q + margins).masked_fill(~valid, -torch.inf).max(dim=1).values
+    return (best - q[:, -1]).mean()
+
+
+def gradient_step(
+    online: HoleQNetwork,
+    target: HoleQNetwork,
+    optimizer: torch.optim.Optimizer,
+    replay: CompactReplay | None,
+    indexes: list[WorldIndex],
+    config: DQNConfig,
+    rng: np.random.Generator,
+    demos: CompactReplay | None = None,
+    demo_batch_size: int = 0,
+) -> float:
+    """One update: TD loss on ``batch_size`` own transitions, TD and margin losses on ``demo_batch_size`` demos."""
+    loss = torch.zeros(())
+    if replay is not None:
+        loss = loss + td_loss(
+            online, target, transition_batch(replay, config.batch_size, indexes, config, rng), indexes, config
+        )
+    if demos is not None and demo_batch_size > 0:
+        b = transition_batch(demos, demo_batch_size, indexes, config, rng)
+        loss = loss + td_loss(online, target, b, indexes, config)
+        loss = loss + config.margin_weight * margin_loss(online, b, indexes, config)
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
@@ -330,6 +423,8 @@ def train_on_worlds(
     replay = CompactReplay(config.buffer_size, config.num_envs, indexes[0].n_holes)
     validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
     validation_indexes = [indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
+    demos = demonstrations(worlds, config, seed)
+    demo_batch = config.demo_batch_size if demos is not None else 0
 
     out = Path(out)
     log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
@@ -350,6 +445,71 @@ def train_on_worlds(
     running_reward = np.zeros(config.num_envs)
     best = {"validation_good": -1.0, "env_steps": 0}
     env_steps = updates = 0
+
+    def update_target(updates: int) -> None:
+        if config.target_tau > 0:
+            with torch.no_grad():
+                for t, o in zip(target.parameters(), online.parameters(), strict=True):
+                    t.lerp_(o, config.target_tau)
+        elif updates % config.target_update == 0:
+            target.load_state_dict(online.state_dict())
+
+    def validate() -> None:
+        nonlocal best
+        online.eval()
+        score = float(
+            np.mean(
+                [
+                    greedy_good_exposures(online, index, validation_seeds, config.history).mean()
+                    for index in validation_indexes
+                ]
+            )
+        )
+        online.train()
+        row = [
+            env_steps,
+            len(episode_rewards),
+            _mean(episode_rewards[-50:]),
+            _mean(episode_goods[-50:]),
+            _mean(losses[-200:]),
+            round(epsilon_at(env_steps, config), 4),
+            score,
+            round(time.perf_counter() - wall_start, 1),
+        ]
+        log.writerow(row)
+        log_file.flush()
+        if writer is not None:
+            for name, value in zip(
+                ("episode_reward", "episode_good", "loss", "validation_good"), row[2:7], strict=True
+            ):
+                writer.add_scalar(name, value, env_steps)
+        if score > best["validation_good"]:
+            best = {"validation_good": score, "env_steps": env_steps}
+            checkpoint_meta = dict(meta or {})
+            checkpoint_meta.update(
+                seed=seed,
+                env_steps=env_steps,
+                gradient_steps=updates,
+                validation_good=score,
+                validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
+                "the training environment's own world"
+                + (f" and {config.validation_twin} split=train" if config.validation_twin else ""),
+                training_worlds=len(worlds),
+                demonstrator=config.demonstrator,
+                seconds=round(time.perf_counter() - wall_start, 1),
+            )
+            save_checkpoint(out, online, config, checkpoint_meta)
+
+    # Learning from demonstrations alone first (DQfD's pre-training phase), then validate that network.
+    if demos is not None and config.pretrain_steps > 0:
+        for _ in range(config.pretrain_steps):
+            losses.append(
+                gradient_step(online, target, optimizer, None, indexes, config, rng, demos, config.batch_size)
+            )
+            updates += 1
+            update_target(updates)
+        validate()
+    pretrain_updates = updates
     next_validation = config.validate_every
     while env_steps < config.total_steps:
         epsilon = epsilon_at(env_steps, config)
@@ -368,15 +528,10 @@ def train_on_worlds(
             sessions.start(e)
         env_steps += config.num_envs
         if env_steps >= config.learning_starts and replay.can_sample(config):
-            while updates * config.train_every < env_steps - config.learning_starts:
-                losses.append(gradient_step(online, target, optimizer, replay, indexes, config, rng))
+            while (updates - pretrain_updates) * config.train_every < env_steps - config.learning_starts:
+                losses.append(gradient_step(online, target, optimizer, replay, indexes, config, rng, demos, demo_batch))
                 updates += 1
-                if config.target_tau > 0:
-                    with torch.no_grad():
-                        for t, o in zip(target.parameters(), online.parameters(), strict=True):
-                            t.lerp_(o, config.target_tau)
-                elif updates % config.target_update == 0:
-                    target.load_state_dict(online.state_dict())
+                update_target(updates)
         if bar is not None:
             bar.update(config.num_envs)
             bar.set_postfix(
@@ -387,48 +542,7 @@ def train_on_worlds(
             )
         if env_steps >= next_validation or env_steps >= config.total_steps:
             next_validation += config.validate_every
-            online.eval()
-            score = float(
-                np.mean(
-                    [
-                        greedy_good_exposures(online, index, validation_seeds, config.history).mean()
-                        for index in validation_indexes
-                    ]
-                )
-            )
-            online.train()
-            row = [
-                env_steps,
-                len(episode_rewards),
-                _mean(episode_rewards[-50:]),
-                _mean(episode_goods[-50:]),
-                _mean(losses[-200:]),
-                round(epsilon, 4),
-                score,
-                round(time.perf_counter() - wall_start, 1),
-            ]
-            log.writerow(row)
-            log_file.flush()
-            if writer is not None:
-                for name, value in zip(
-                    ("episode_reward", "episode_good", "loss", "validation_good"), row[2:7], strict=True
-                ):
-                    writer.add_scalar(name, value, env_steps)
-            if score > best["validation_good"]:
-                best = {"validation_good": score, "env_steps": env_steps}
-                checkpoint_meta = dict(meta or {})
-                checkpoint_meta.update(
-                    seed=seed,
-                    env_steps=env_steps,
-                    gradient_steps=updates,
-                    validation_good=score,
-                    validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
-                    "the training environment's own world"
-                    + (f" and {config.validation_twin} split=train" if config.validation_twin else ""),
-                    training_worlds=len(worlds),
-                    seconds=round(time.perf_counter() - wall_start, 1),
-                )
-                save_checkpoint(out, online, config, checkpoint_meta)
+            validate()
     if bar is not None:
         bar.close()
     log_file.close()
@@ -448,12 +562,10 @@ def train_on_worlds(
 
 def _step_and_record(sessions: Sessions, replay: CompactReplay, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Write the pre-step compact states, step, then fill in rewards and ends."""
-    replay.add(sessions, actions, np.zeros(len(actions)), np.zeros(len(actions), dtype=bool))
+    pos = replay.add(sessions.states, sessions.episode_step, sessions.world_ids, actions)
     elapsed_before = np.array([state.elapsed for state in sessions.states])
     rewards, dones = sessions.step(actions)
-    pos = (replay.steps - 1) % replay.length
-    replay.reward[:, pos], replay.done[:, pos] = rewards, dones
-    replay.minutes[:, pos] = np.array([state.elapsed for state in sessions.states]) - elapsed_before
+    replay.outcome(pos, rewards, dones, np.array([state.elapsed for state in sessions.states]) - elapsed_before)
     return rewards, dones
 
 
