@@ -210,3 +210,51 @@ def test_shipped_checkpoint_plays_without_training():
     env = CryoEMSessionEnv.from_world(make_world(seed=8, duration=60.0, **SMALL))
     actions = _play(DQNAgent(), env, seed=0)
     assert len(actions) == len(set(actions)) > 10
+
+
+def _agreement_with_demonstrations(network: HoleQNetwork, demos, indexes: list[WorldIndex]) -> float:
+    """Share of recorded demonstration states where the network's argmax is the demonstrator's hole."""
+    from cryobench.agents.dqn_train import Sessions
+
+    agree = total = 0
+    for step in range(demos.steps):
+        if demos.episode_step[0, step] < network.history:
+            continue  # keep the history simple: states with a full history only
+        world = int(demos.world[0, step])
+        index = indexes[world]
+        positions = np.arange(step - network.history + 1, step + 1)
+        contexts, visited = demos.contexts(np.zeros(network.history, dtype=np.int64), positions, indexes)
+        stacked = torch.from_numpy(contexts.transpose(1, 0, 2).reshape(1, index.n_patches, -1))
+        sessions = Sessions([index], 1, network.history, np.random.default_rng(0))
+        with torch.no_grad():
+            q = network.unvisited_q(stacked, sessions.hole_patch, torch.from_numpy(index.hole_pred)[None])[0].numpy()
+        q[visited[-1]] = -np.inf
+        agree += int(np.argmax(q) == demos.action[0, step])
+        total += 1
+    return agree / total
+
+
+def test_pretraining_on_demonstrations_imitates_the_demonstrator(tmp_path):
+    """DQfD's pre-training alone (no own experience) makes the network pick the demonstrator's holes."""
+    from cryobench.agents.dqn_train import demonstrations
+
+    worlds = _small_worlds(2)
+    config = _tiny_config(demonstrator="greedy", demo_episodes_per_world=3, pretrain_steps=300, total_steps=0)
+    demos = demonstrations(worlds, config, seed=0)
+    assert demos.steps > 100 and demos.done[0, : demos.steps].sum() == 6  # six whole episodes
+    summary = train_on_worlds(config, worlds, seed=0, out=tmp_path / "dqfd.pt", progress=False)
+    assert summary["gradient_steps"] == 300 and summary["env_steps"] == 0
+    network, document = load_checkpoint(tmp_path / "dqfd.pt")
+    assert document["meta"]["demonstrator"] == "greedy"
+    indexes = [WorldIndex(w) for w in worlds]
+    learned = _agreement_with_demonstrations(network, demos, indexes)
+    untrained = _agreement_with_demonstrations(HoleQNetwork(4, 16, 16), demos, indexes)
+    print(f"agreement with greedy: pre-trained {learned:.2f}, untrained {untrained:.2f}")
+    assert learned > 0.6 and learned > untrained + 0.3
+
+
+def test_an_upper_bound_cannot_be_a_demonstrator():
+    from cryobench.agents.dqn_train import demonstrations
+
+    with pytest.raises(InputError, match="oracle-predict-rank.*ground truth"):
+        demonstrations(_small_worlds(1), _tiny_config(demonstrator="oracle-predict-rank"), seed=0)
