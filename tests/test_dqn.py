@@ -102,6 +102,9 @@ def _tiny_config(**overrides) -> DQNConfig:
         epsilon_decay_end=1000,
         validate_every=400,
         validation_episodes=4,
+        validation_twin="",
+        demonstrator="",  # plain DQN: it must learn from its own experience
+        pretrain_steps=0,
     )
     values.update(overrides)
     return DQNConfig(**values)

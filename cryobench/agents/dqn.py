@@ -84,7 +84,7 @@ class DQNConfig:
     epsilon_decay_end: int = 12500
     # Data: parallel sessions and the training worlds.
     num_envs: int = 10
-    total_steps: int = 40000  # environment steps
+    total_steps: int = 20000  # environment steps
     extra_worlds: int = 15  # worlds besides the training environment's own (new prediction draws / twins)
     extra_worlds_regressor: str = "resnet50-aldolase"  # their regressor on measured data (twins: their own)
     # The target's maximum runs over each patch's unvisited holes of lowest predicted CTF (a hole's
@@ -93,21 +93,21 @@ class DQNConfig:
     # The same at test time: the greedy argmax runs over these candidates (0: every unvisited hole).
     act_candidates_per_patch: int = 0
     # Checkpoint selection: greedy episodes on the training environment's world with seeds unused in training.
-    validate_every: int = 2500  # environment steps
-    validation_episodes: int = 10
+    validate_every: int = 2000  # environment steps
+    validation_episodes: int = 20
     validation_seed: int = 1_000_000
     # A held-out world for checkpoint selection besides the training world: an environment's short
     # name whose ``split=train`` world is played greedily from the same seeds ("" for none). The
     # validation score is the mean over both worlds' episodes.
-    validation_twin: str = ""
+    validation_twin: str = "aldolase"
     # Learning from demonstrations (DQfD, Hester et al. 2018): episodes of another agent on the training
     # worlds are kept in a second replay that is never overwritten; the network first learns from them
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
     # to the agent's own batch. On demonstration samples a large-margin loss pushes the demonstrator's
     # hole ``margin`` above every other: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
-    demonstrator: str = ""  # an agent name ("" for none: plain DQN from scratch)
-    demo_episodes_per_world: int = 2
-    pretrain_steps: int = 0
+    demonstrator: str = "hierarchical-bayes"  # an agent name ("" for none: plain DQN from scratch)
+    demo_episodes_per_world: int = 4
+    pretrain_steps: int = 4000
     demo_batch_size: int = 16
     margin: float = 0.8
     margin_weight: float = 1.0

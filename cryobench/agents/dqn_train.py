@@ -9,11 +9,16 @@ Read top to bottom:
    masks as packed bits, current hole, elapsed minutes, step in episode, world), actions,
    rewards and ends. Contexts are rebuilt at sampling time (``WorldIndex``): about 330 bytes
    per step on the 1,197-hole Aldolase train split, 7 MB for the paper's 20,000 steps.
+   :func:`demonstrations`: another agent's sessions on the same worlds in a replay of their own
+   (DQfD, Hester et al. 2018), when ``demonstrator`` is set.
 3. :class:`Sessions`: ``num_envs`` simulator sessions (``cryobench.simulator``) stepped together,
    with one batched network call per step.
-4. :func:`train`: the loop (epsilon-greedy collection, one gradient step per ``train_every``
-   environment steps, target sync, periodic greedy validation on seeds unused in training,
-   the best validation checkpoint kept), with a CSV log and a progress bar.
+4. The losses: :func:`td_loss` (n-step double DQN) and :func:`margin_loss` (DQfD's large margin
+   on demonstrations), in :func:`gradient_step`.
+5. :func:`train`: the loop (pre-training on demonstrations alone, then epsilon-greedy collection,
+   one gradient step per ``train_every`` environment steps on own and demonstrated transitions,
+   target sync, periodic greedy validation on seeds and worlds unused in training, the best
+   validation checkpoint kept), with a CSV log and a progress bar.
 """
 
 from __future__ import annotations
@@ -163,7 +168,9 @@ class CompactReplay:
         return out, visited
 
 
-def demonstrations(worlds: list[simulator.World], config: DQNConfig, seed: int) -> CompactReplay | None:
+def demonstrations(
+    worlds: list[simulator.World], config: DQNConfig, seed: int, progress: bool = False
+) -> CompactReplay | None:
     """The ``demonstrator``'s sessions on every training world as one replay (DQfD); None without one."""
     if not config.demonstrator:
         return None
@@ -179,7 +186,10 @@ def demonstrations(worlds: list[simulator.World], config: DQNConfig, seed: int) 
     longest = int(worlds[0].duration / min(worlds[0].profile.minutes)) + 2  # exposures a session can hold
     demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
     rng = np.random.default_rng([seed, 1])  # apart from the stream that drives training
-    for world_id, world in enumerate(worlds):
+    from tqdm.auto import tqdm
+
+    label = f"{config.demonstrator} demonstrations"
+    for world_id, world in enumerate(tqdm(worlds, desc=label, unit="world", disable=not progress)):
         env = CryoEMSessionEnv.from_world(world)
         agent.fit(env, seed=seed)
         for episode_seed in rng.integers(2**31 - 1, size=config.demo_episodes_per_world):
@@ -265,7 +275,7 @@ def greedy_good_exposures(network: HoleQNetwork, index: WorldIndex, seeds: list[
     return np.array([int(index.world.true_good[s.exposures].sum()) for s in sessions.states])
 
 
-# ---- 4. the training loop ----------------------------------------------------------------------
+# ---- 4/5. losses and the training loop ----------------------------------------------------------
 def epsilon_at(step: int, config: DQNConfig) -> float:
     span = max(config.epsilon_decay_end - config.epsilon_decay_start, 1)
     fraction = min(max((step - config.epsilon_decay_start) / span, 0.0), 1.0)
@@ -423,7 +433,7 @@ def train_on_worlds(
     replay = CompactReplay(config.buffer_size, config.num_envs, indexes[0].n_holes)
     validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
     validation_indexes = [indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
-    demos = demonstrations(worlds, config, seed)
+    demos = demonstrations(worlds, config, seed, progress)
     demo_batch = config.demo_batch_size if demos is not None else 0
 
     out = Path(out)
@@ -436,11 +446,9 @@ def train_on_worlds(
     )
     writer = _tensorboard(log_dir)
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=config.total_steps, desc="dqn training", unit="step")
+    bar = None
     episode_rewards, episode_goods, losses = [], [], []
     running_reward = np.zeros(config.num_envs)
     best = {"validation_good": -1.0, "env_steps": 0}
@@ -502,13 +510,18 @@ def train_on_worlds(
 
     # Learning from demonstrations alone first (DQfD's pre-training phase), then validate that network.
     if demos is not None and config.pretrain_steps > 0:
-        for _ in range(config.pretrain_steps):
+        steps = tqdm(range(config.pretrain_steps), desc="dqn pre-training", unit="update", disable=not progress)
+        for _ in steps:
             losses.append(
                 gradient_step(online, target, optimizer, None, indexes, config, rng, demos, config.batch_size)
             )
             updates += 1
             update_target(updates)
+            if updates % 50 == 0:
+                steps.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         validate()
+    if progress:
+        bar = tqdm(total=config.total_steps, desc="dqn training", unit="step")
     pretrain_updates = updates
     next_validation = config.validate_every
     while env_steps < config.total_steps:
@@ -555,7 +568,7 @@ def train_on_worlds(
         "env_steps": env_steps,
         "gradient_steps": updates,
         "seconds": time.perf_counter() - wall_start,
-        "replay_bytes": replay.nbytes,
+        "replay_bytes": replay.nbytes + (demos.nbytes if demos is not None else 0),
         "hyperparameters": dataclasses.asdict(config),
     }
 
