@@ -261,3 +261,21 @@ def test_an_upper_bound_cannot_be_a_demonstrator():
 
     with pytest.raises(InputError, match="oracle-predict-rank.*ground truth"):
         demonstrations(_small_worlds(1), _tiny_config(demonstrator="oracle-predict-rank"), seed=0)
+
+
+def test_training_on_worlds_of_two_layouts_shares_sessions_and_batches_between_them(tmp_path):
+    from cryobench.agents.dqn_train import layout_groups, shares
+
+    other = dict(tiles=1, squares_per_tile=4, patches_per_square=3, holes_per_patch=10)  # 120 holes
+    worlds = _small_worlds(2) + [make_world(seed=30 + i, duration=40.0, **other) for i in range(2)]
+    assert layout_groups(worlds) == [[0, 1], [2, 3]]
+    assert shares(10, 3) == [4, 3, 3] and sum(shares(64, 2)) == 64
+    config = _tiny_config(total_steps=600, validate_every=300, demonstrator="greedy", pretrain_steps=20)
+    summary = train_on_worlds(config, worlds, seed=2, out=tmp_path / "two.pt", progress=False)
+    assert summary["training_layouts"] == 2 and summary["gradient_steps"] > 20
+    network, document = load_checkpoint(tmp_path / "two.pt")
+    assert document["meta"]["training_layouts"] == 2
+    # one network serves both layouts
+    for world in (worlds[0], worlds[2]):
+        index = WorldIndex(world)
+        assert greedy_good_exposures(network, index, [0, 1], network.history).mean() > 0

@@ -97,9 +97,18 @@ class DQNConfig:
     validation_episodes: int = 20
     validation_seed: int = 1_000_000
     # A held-out world for checkpoint selection besides the training world: an environment's short
-    # name whose ``split=train`` world is played greedily from the same seeds ("" for none). The
+    # name whose ``validation_twin_split`` world is played greedily from the same seeds ("" for none). The
     # validation score is the mean over both worlds' episodes.
     validation_twin: str = "aldolase"
+    # Which split of that twin: "test" is a simulated world shaped like the measured test split (more
+    # squares, fewer good holes than the train split) that is not the measured test data.
+    validation_twin_split: str = "train"
+    # Twin worlds of another layout trained on alongside (procedurally generated: simulated CTFs and
+    # predictions, new world seeds): an environment's short name, its split and how many worlds.
+    # Sessions, replay and batches are shared out evenly between the layouts.
+    extra_twin: str = ""
+    extra_twin_split: str = "test"
+    extra_twin_worlds: int = 0
     # Learning from demonstrations (DQfD, Hester et al. 2018): episodes of another agent on the training
     # worlds are kept in a second replay that is never overwritten; the network first learns from them
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them

@@ -27,6 +27,7 @@ import copy
 import csv
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,16 +58,37 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         if not np.array_equal(world.grid.patch, base.grid.patch):
             raise InputError(f"environment {env_name}: world seeds change the grid's layout; cannot pool them")
         worlds.append(world)
+    for world_seed in rng.integers(1, 2**31 - 1, size=config.extra_twin_worlds if config.extra_twin else 0):
+        kwargs = {"split": config.extra_twin_split, "world_seed": int(world_seed)}
+        worlds.append(make_env(config.extra_twin, kwargs).unwrapped.world)
     return worlds
 
 
+def layout_groups(worlds: list[simulator.World]) -> list[list[int]]:
+    """Indices of the worlds that share a layout (the same holes in the same patches), first seen first."""
+    groups: list[list[int]] = []
+    for i, world in enumerate(worlds):
+        for group in groups:
+            if np.array_equal(worlds[group[0]].grid.patch, world.grid.patch):
+                group.append(i)
+                break
+        else:
+            groups.append([i])
+    return groups
+
+
+def shares(total: int, parts: int) -> list[int]:
+    """``total`` split into ``parts`` near-equal integers, the larger ones first."""
+    return [total // parts + (1 if p < total % parts else 0) for p in range(parts)]
+
+
 def validation_worlds(config: DQNConfig) -> list[simulator.World]:
-    """Held-out worlds for checkpoint selection (``validation_twin``'s train split), never trained on."""
+    """Held-out worlds for checkpoint selection (a split of ``validation_twin``), never trained on."""
     if not config.validation_twin:
         return []
     from cryobench.evaluate import make_env
 
-    return [make_env(config.validation_twin, {"split": "train"}).unwrapped.world]
+    return [make_env(config.validation_twin, {"split": config.validation_twin_split}).unwrapped.world]
 
 
 # ---- 2. replay -----------------------------------------------------------------------------------
@@ -169,7 +191,7 @@ class CompactReplay:
 
 
 def demonstrations(
-    worlds: list[simulator.World], config: DQNConfig, seed: int, progress: bool = False
+    worlds: list[simulator.World], config: DQNConfig, seed: int, progress: bool = False, stream: int = 0
 ) -> CompactReplay | None:
     """The ``demonstrator``'s sessions on every training world as one replay (DQfD); None without one."""
     if not config.demonstrator:
@@ -185,7 +207,8 @@ def demonstrations(
         )
     longest = int(worlds[0].duration / min(worlds[0].profile.minutes)) + 2  # exposures a session can hold
     demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
-    rng = np.random.default_rng([seed, 1])  # apart from the stream that drives training
+    # apart from the stream that drives training; one stream per layout
+    rng = np.random.default_rng([seed, 1] if stream == 0 else [seed, 1, stream])
     from tqdm.auto import tqdm
 
     label = f"{config.demonstrator} demonstrations"
@@ -351,6 +374,30 @@ def margin_loss(online: HoleQNetwork, b: dict[str, Any], indexes: list[WorldInde
     return (best - q[:, -1]).mean()
 
 
+def batch_loss(
+    online: HoleQNetwork,
+    target: HoleQNetwork,
+    replay: CompactReplay | None,
+    batch_size: int,
+    indexes: list[WorldIndex],
+    config: DQNConfig,
+    rng: np.random.Generator,
+    demos: CompactReplay | None = None,
+    demo_batch_size: int = 0,
+) -> torch.Tensor:
+    """TD loss on ``batch_size`` own transitions, TD and margin losses on ``demo_batch_size`` demonstrated ones."""
+    loss = torch.zeros(())
+    if replay is not None and batch_size > 0:
+        loss = loss + td_loss(
+            online, target, transition_batch(replay, batch_size, indexes, config, rng), indexes, config
+        )
+    if demos is not None and demo_batch_size > 0:
+        b = transition_batch(demos, demo_batch_size, indexes, config, rng)
+        loss = loss + td_loss(online, target, b, indexes, config)
+        loss = loss + config.margin_weight * margin_loss(online, b, indexes, config)
+    return loss
+
+
 def gradient_step(
     online: HoleQNetwork,
     target: HoleQNetwork,
@@ -362,16 +409,12 @@ def gradient_step(
     demos: CompactReplay | None = None,
     demo_batch_size: int = 0,
 ) -> float:
-    """One update: TD loss on ``batch_size`` own transitions, TD and margin losses on ``demo_batch_size`` demos."""
-    loss = torch.zeros(())
-    if replay is not None:
-        loss = loss + td_loss(
-            online, target, transition_batch(replay, config.batch_size, indexes, config, rng), indexes, config
-        )
-    if demos is not None and demo_batch_size > 0:
-        b = transition_batch(demos, demo_batch_size, indexes, config, rng)
-        loss = loss + td_loss(online, target, b, indexes, config)
-        loss = loss + config.margin_weight * margin_loss(online, b, indexes, config)
+    """One update on one layout's worlds (see :func:`batch_loss`); returns the loss."""
+    loss = batch_loss(online, target, replay, config.batch_size, indexes, config, rng, demos, demo_batch_size)
+    return optimise(online, optimizer, loss, config)
+
+
+def optimise(online: HoleQNetwork, optimizer: torch.optim.Optimizer, loss: torch.Tensor, config: DQNConfig) -> float:
     optimizer.zero_grad()
     loss.backward()
     torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
@@ -408,6 +451,19 @@ def train(
     return train_on_worlds(config, worlds, seed, out, log_dir, progress, meta)
 
 
+@dataclass
+class LayoutGroup:
+    """Training worlds that share one layout, with their sessions, own replay and demonstrations."""
+
+    indexes: list[WorldIndex]
+    sessions: Sessions
+    replay: CompactReplay
+    demos: CompactReplay | None
+    batch_size: int  # of own transitions per gradient step
+    demo_batch_size: int
+    running_reward: np.ndarray
+
+
 def train_on_worlds(
     config: DQNConfig,
     worlds: list[simulator.World],
@@ -417,24 +473,41 @@ def train_on_worlds(
     progress: bool = True,
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Train on a pool of worlds sharing one layout; validate greedily on ``worlds[0]`` with unused seeds.
+    """Train on a pool of worlds; validate greedily on ``worlds[0]`` (and ``validation_twin``) with unused seeds.
 
+    Worlds of several layouts are trained on together: each layout has its own sessions, replay and
+    demonstrations, and ``num_envs`` and the batch sizes are shared out between them.
     Keeps the checkpoint with the best validation score at ``out``; returns a summary.
     """
     wall_start = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    indexes = [WorldIndex(w) for w in worlds]
+    all_indexes = [WorldIndex(w) for w in worlds]
     online = make_network(config)
     target = copy.deepcopy(online)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate)
-    sessions = Sessions(indexes, config.num_envs, config.history, rng)
-    replay = CompactReplay(config.buffer_size, config.num_envs, indexes[0].n_holes)
+    members = layout_groups(worlds)
+    n_layouts = len(members)
+    groups = []
+    for ids, envs, batch, demo_batch in zip(
+        members,
+        shares(config.num_envs, n_layouts),
+        shares(config.batch_size, n_layouts),
+        shares(config.demo_batch_size, n_layouts),
+        strict=True,
+    ):
+        if envs == 0:
+            raise InputError(f"num_envs {config.num_envs} is fewer than the training worlds' {n_layouts} layouts")
+        indexes = [all_indexes[i] for i in ids]
+        sessions = Sessions(indexes, envs, config.history, rng)
+        replay = CompactReplay(config.buffer_size // n_layouts, envs, indexes[0].n_holes)
+        groups.append(LayoutGroup(indexes, sessions, replay, None, batch, demo_batch, np.zeros(envs)))
     validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
-    validation_indexes = [indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
-    demos = demonstrations(worlds, config, seed, progress)
-    demo_batch = config.demo_batch_size if demos is not None else 0
+    validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
+    for g, (group, ids) in enumerate(zip(groups, members, strict=True)):
+        group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=g)
+    has_demos = groups[0].demos is not None
 
     out = Path(out)
     log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
@@ -450,7 +523,6 @@ def train_on_worlds(
 
     bar = None
     episode_rewards, episode_goods, losses = [], [], []
-    running_reward = np.zeros(config.num_envs)
     best = {"validation_good": -1.0, "env_steps": 0}
     env_steps = updates = 0
 
@@ -461,6 +533,30 @@ def train_on_worlds(
                     t.lerp_(o, config.target_tau)
         elif updates % config.target_update == 0:
             target.load_state_dict(online.state_dict())
+
+    def update(pretraining: bool) -> None:
+        """One gradient step over every layout (weights: each layout's share of the batch)."""
+        nonlocal updates
+        loss = torch.zeros(())
+        for group in groups:
+            if pretraining:  # demonstrations alone, a whole batch of them
+                part = batch_loss(online, target, None, 0, group.indexes, config, rng, group.demos, group.batch_size)
+            else:
+                part = batch_loss(
+                    online,
+                    target,
+                    group.replay,
+                    group.batch_size,
+                    group.indexes,
+                    config,
+                    rng,
+                    group.demos,
+                    group.demo_batch_size if has_demos else 0,
+                )
+            loss = loss + (part if n_layouts == 1 else part * (group.batch_size / config.batch_size))
+        losses.append(optimise(online, optimizer, loss, config))
+        updates += 1
+        update_target(updates)
 
     def validate() -> None:
         nonlocal best
@@ -501,22 +597,23 @@ def train_on_worlds(
                 validation_good=score,
                 validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
                 "the training environment's own world"
-                + (f" and {config.validation_twin} split=train" if config.validation_twin else ""),
+                + (
+                    f" and {config.validation_twin} split={config.validation_twin_split}"
+                    if config.validation_twin
+                    else ""
+                ),
                 training_worlds=len(worlds),
+                training_layouts=n_layouts,
                 demonstrator=config.demonstrator,
                 seconds=round(time.perf_counter() - wall_start, 1),
             )
             save_checkpoint(out, online, config, checkpoint_meta)
 
     # Learning from demonstrations alone first (DQfD's pre-training phase), then validate that network.
-    if demos is not None and config.pretrain_steps > 0:
+    if has_demos and config.pretrain_steps > 0:
         steps = tqdm(range(config.pretrain_steps), desc="dqn pre-training", unit="update", disable=not progress)
         for _ in steps:
-            losses.append(
-                gradient_step(online, target, optimizer, None, indexes, config, rng, demos, config.batch_size)
-            )
-            updates += 1
-            update_target(updates)
+            update(pretraining=True)
             if updates % 50 == 0:
                 steps.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         validate()
@@ -526,25 +623,25 @@ def train_on_worlds(
     next_validation = config.validate_every
     while env_steps < config.total_steps:
         epsilon = epsilon_at(env_steps, config)
-        actions = np.argmax(sessions.q_values(online), axis=1)
-        for e in np.flatnonzero(rng.random(config.num_envs) < epsilon):
-            actions[e] = rng.choice(np.flatnonzero(~sessions.states[e].visited))
-        snapshot_actions = actions.copy()
-        # Record the states before the step: the replay reads them from the live sessions.
-        rewards, dones = _step_and_record(sessions, replay, snapshot_actions)
-        running_reward += rewards
-        for e in np.flatnonzero(dones):
-            state, world = sessions.states[e], sessions.indexes[sessions.world_ids[e]].world
-            episode_rewards.append(running_reward[e])
-            episode_goods.append(int(world.true_good[state.exposures].sum()))
-            running_reward[e] = 0.0
-            sessions.start(e)
+        for group in groups:
+            sessions = group.sessions
+            n_envs = len(sessions.states)
+            actions = np.argmax(sessions.q_values(online), axis=1)
+            for e in np.flatnonzero(rng.random(n_envs) < epsilon):
+                actions[e] = rng.choice(np.flatnonzero(~sessions.states[e].visited))
+            # Record the states before the step: the replay reads them from the live sessions.
+            rewards, dones = _step_and_record(sessions, group.replay, actions.copy())
+            group.running_reward += rewards
+            for e in np.flatnonzero(dones):
+                state, world = sessions.states[e], sessions.indexes[sessions.world_ids[e]].world
+                episode_rewards.append(group.running_reward[e])
+                episode_goods.append(int(world.true_good[state.exposures].sum()))
+                group.running_reward[e] = 0.0
+                sessions.start(e)
         env_steps += config.num_envs
-        if env_steps >= config.learning_starts and replay.can_sample(config):
+        if env_steps >= config.learning_starts and all(group.replay.can_sample(config) for group in groups):
             while (updates - pretrain_updates) * config.train_every < env_steps - config.learning_starts:
-                losses.append(gradient_step(online, target, optimizer, replay, indexes, config, rng, demos, demo_batch))
-                updates += 1
-                update_target(updates)
+                update(pretraining=False)
         if bar is not None:
             bar.update(config.num_envs)
             bar.set_postfix(
@@ -568,7 +665,8 @@ def train_on_worlds(
         "env_steps": env_steps,
         "gradient_steps": updates,
         "seconds": time.perf_counter() - wall_start,
-        "replay_bytes": replay.nbytes + (demos.nbytes if demos is not None else 0),
+        "replay_bytes": sum(g.replay.nbytes + (g.demos.nbytes if g.demos is not None else 0) for g in groups),
+        "training_layouts": n_layouts,
         "hyperparameters": dataclasses.asdict(config),
     }
 
