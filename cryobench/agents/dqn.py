@@ -102,7 +102,7 @@ class DQNConfig:
     validation_twin: str = "aldolase"
     # Which split of that twin: "test" is a simulated world shaped like the measured test split (more
     # squares, fewer good holes than the train split) that is not the measured test data.
-    validation_twin_split: str = "train"
+    validation_twin_split: str = "test"
     # Twin worlds of another layout trained on alongside (procedurally generated: simulated CTFs and
     # predictions, new world seeds): an environment's short name, its split and how many worlds.
     # Sessions, replay and batches are shared out evenly between the layouts.
@@ -114,7 +114,7 @@ class DQNConfig:
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
     # to the agent's own batch. On demonstration samples a large-margin loss pushes the demonstrator's
     # hole ``margin`` above every other: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
-    demonstrator: str = "hierarchical-bayes"  # an agent name ("" for none: plain DQN from scratch)
+    demonstrator: str = "greedy"  # an agent name ("" for none: plain DQN from scratch)
     demo_episodes_per_world: int = 4
     pretrain_steps: int = 4000
     demo_batch_size: int = 16
