@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 from cryobench.grid import CTF_BIN_EDGES, CTF_BIN_LABELS
 from cryobench.profiles import MOVE_LEVELS
@@ -114,8 +113,16 @@ def normalised_score(value: np.ndarray | float, random: float, oracle: float) ->
 
 def iqm(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:
     """Interquartile mean: the mean of the middle 50% of the values (along ``axis``)."""
-    out = stats.trim_mean(np.asarray(values, dtype=float), 0.25, axis=axis)
-    return float(out) if axis is None else out
+    # scipy.stats.trim_mean(values, 0.25, axis) by its definition (cut int(n / 4) from each end of the
+    # sorted values, average the rest) without importing scipy.stats, a 0.45 s import for every run.
+    values = np.asarray(values, dtype=float)
+    if axis is None:
+        values, axis = values.ravel(), 0
+    n = values.shape[axis]
+    cut = int(0.25 * n)
+    kept = np.take(np.partition(values, (cut, n - cut - 1), axis=axis), np.arange(cut, n - cut), axis=axis)
+    out = np.mean(kept, axis=axis)
+    return float(out) if np.ndim(out) == 0 else out
 
 
 def bootstrap_ci(
@@ -144,6 +151,8 @@ def bootstrap_ci(
 def probability_of_improvement(x: Sequence[np.ndarray], y: Sequence[np.ndarray]) -> float:
     """P(X > Y): the chance that an episode of agent X beats one of agent Y, averaged over strata
     (Mann-Whitney U statistic / (n m), ties counting one half)."""
+    from scipy import stats
+
     values = []
     for xs, ys in zip(x, y, strict=True):
         u = stats.mannwhitneyu(np.asarray(xs, float), np.asarray(ys, float), alternative="two-sided").statistic

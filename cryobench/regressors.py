@@ -24,7 +24,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from scipy import stats
 from scipy.special import ndtr
 
 from cryobench.errors import InputError
@@ -143,6 +142,8 @@ def regressor_quality(
 ) -> dict[str, float]:
     """MAE, RMSE, Pearson and Spearman against the capped truth; precision/recall of "good" at
     ``threshold``; with ``patch``, the correlation of predicted and true good fractions per patch."""
+    from scipy import stats
+
     truth = np.minimum(np.asarray(ctf, dtype=float), CTF_CAP)
     predicted = np.asarray(predicted, dtype=float)
     good, called = truth < threshold, predicted < threshold

@@ -60,6 +60,18 @@ def test_iqm_ignores_the_tails():
     assert metrics.iqm(values) == pytest.approx(10.0)
 
 
+def test_iqm_equals_scipys_trimmed_mean_bit_for_bit():
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    for n in [1, 2, 3, 4, 5, 7, 50, 51, 1000]:
+        values = rng.normal(size=n) * 100
+        assert metrics.iqm(values) == float(stats.trim_mean(values, 0.25))
+    table = rng.normal(size=(7, 51))
+    for axis in (0, 1):
+        np.testing.assert_array_equal(metrics.iqm(table, axis=axis), stats.trim_mean(table, 0.25, axis=axis))
+
+
 def test_bootstrap_ci_covers_the_point_and_is_seeded():
     rng = np.random.default_rng(0)
     a, b = rng.normal(10, 2, 50), rng.normal(20, 2, 30)
