@@ -279,3 +279,16 @@ def test_training_on_worlds_of_two_layouts_shares_sessions_and_batches_between_t
     for world in (worlds[0], worlds[2]):
         index = WorldIndex(world)
         assert greedy_good_exposures(network, index, [0, 1], network.history).mean() > 0
+
+
+def test_extra_worlds_cycle_through_the_noise_levels_asked_for():
+    from cryobench.agents.dqn_train import training_worlds
+    from cryobench.regressors import regressor_quality
+
+    config = DQNConfig(extra_worlds=2, extra_worlds_noise="0,2")
+    base, clean, noisy = training_worlds("aldolase", {"split": "train"}, config, seed=0)
+    assert np.array_equal(clean.grid.patch, base.grid.patch) and np.array_equal(noisy.grid.patch, base.grid.patch)
+    quality = [regressor_quality(w.predicted_ctf, w.grid.ctf)["mae"] for w in (clean, base, noisy)]
+    assert quality[0] < quality[1] < quality[2]  # noise 0, the environment's own (1), noise 2
+    with pytest.raises(InputError, match="extra_worlds_noise.*'1,1.5,2'.*'low'"):
+        training_worlds("aldolase", {"split": "train"}, DQNConfig(extra_worlds=1, extra_worlds_noise="low"), seed=0)

@@ -87,6 +87,9 @@ class DQNConfig:
     total_steps: int = 20000  # environment steps
     extra_worlds: int = 15  # worlds besides the training environment's own (new prediction draws / twins)
     extra_worlds_regressor: str = "resnet50-aldolase"  # their regressor on measured data (twins: their own)
+    # Regressor noise levels the extra worlds cycle through, comma-separated ("": the environment's own), so
+    # the network meets predictions of several qualities and can learn when revealed CTFs should overrule them.
+    extra_worlds_noise: str = ""
     # The target's maximum runs over each patch's unvisited holes of lowest predicted CTF (a hole's
     # Q depends on its patch and its predicted CTF only); 0 means every unvisited hole.
     target_candidates_per_patch: int = 4

@@ -50,8 +50,11 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
     base = make_env(env_name, env_kwargs).unwrapped.world
     worlds = [base]
     rng = np.random.default_rng(seed)
-    for world_seed in rng.integers(1, 2**31 - 1, size=config.extra_worlds):
+    noise_levels = _noise_levels(config.extra_worlds_noise)
+    for i, world_seed in enumerate(rng.integers(1, 2**31 - 1, size=config.extra_worlds)):
         kwargs = dict(env_kwargs, world_seed=int(world_seed))
+        if noise_levels:
+            kwargs["noise"] = noise_levels[i % len(noise_levels)]
         if "data" in kwargs and "regressor" not in kwargs and config.extra_worlds_regressor:
             kwargs["regressor"] = config.extra_worlds_regressor  # measured predictions are one fixed draw
         world = make_env(env_name, kwargs).unwrapped.world
@@ -62,6 +65,18 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         kwargs = {"split": config.extra_twin_split, "world_seed": int(world_seed)}
         worlds.append(make_env(config.extra_twin, kwargs).unwrapped.world)
     return worlds
+
+
+def _noise_levels(text: str) -> list[float]:
+    """The comma-separated ``extra_worlds_noise`` as numbers, with a clear error for anything else."""
+    if not text.strip():
+        return []
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"DQN hyperparameter 'extra_worlds_noise': expected comma-separated numbers such as '1,1.5,2', got {text!r}"
+        ) from None
 
 
 def layout_groups(worlds: list[simulator.World]) -> list[list[int]]:
