@@ -254,6 +254,39 @@ def test_queue_mode_reveals_in_batches(tmp_path):
     assert saved["episodes"][0]["trajectory"] == holes and saved["human"]["finished_early"]
 
 
+def test_an_unfinished_session_survives_a_server_restart(tmp_path):
+    kwargs = {"split": "all", "feedback": "queue:3"}
+    config = PlayConfig("aldolaseau", kwargs, seed=SEED, results_dir=tmp_path)
+    client = create_app(config).test_client()
+    session = new_session(client, "Restarted")
+    sid = session["session"]
+    holes = same_patch_holes(client, session, 6)
+    for hole in holes[:4]:
+        client.post(f"/api/sessions/{sid}/queue", json={"hole": hole, "action": "add"})
+    client.post(f"/api/sessions/{sid}/collect", json={})
+    before = client.post(f"/api/sessions/{sid}/queue", json={"hole": holes[4], "action": "add"}).json
+    assert (tmp_path / "sessions-in-progress" / f"{sid}.json").is_file()
+
+    restarted = create_app(config).test_client()  # a new server on the same folder and settings
+    after = restarted.get(f"/api/sessions/{sid}").json
+    assert after == before  # the same exposures, reveals, clock and queue
+    assert after["awaiting_ctf"] == [holes[3]] and after["queue"] == [holes[4]]
+    # play on and finish: the results cover the whole session and the journal is gone
+    restarted.post(f"/api/sessions/{sid}/collect", json={})
+    finished = restarted.post(f"/api/sessions/{sid}/finish", json={}).json
+    saved = load_results(finished["results_file"])
+    assert saved["episodes"][0]["trajectory"] == holes[:5]
+    assert reference_env(kwargs, holes[:5]).state.elapsed == saved["episodes"][0]["minutes"]
+    assert not (tmp_path / "sessions-in-progress" / f"{sid}.json").exists()
+    # another seed's server leaves other sessions' journals alone, and a broken journal is skipped, not fatal
+    waiting = new_session(restarted, "Waiting")["session"]
+    (tmp_path / "sessions-in-progress" / "broken.json").write_text("{not json")
+    other = create_app(PlayConfig("aldolaseau", kwargs, seed=SEED + 1, results_dir=tmp_path)).test_client()
+    assert other.get(f"/api/sessions/{waiting}").status_code == 404
+    assert (tmp_path / "sessions-in-progress" / f"{waiting}.json").is_file()
+    assert create_app(config).test_client().get(f"/api/sessions/{waiting}").status_code == 200
+
+
 def test_cli_refuses_bad_options_without_starting_a_server():
     runner = CliRunner()
     assert runner.invoke(main, ["play", "--help"]).exit_code == 0

@@ -10,8 +10,10 @@ refuses any path that leaves it).
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,7 @@ from cryobench.play.session import (
     env_record,
     public_layout,
     replay_session,
+    restore_session,
 )
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -87,7 +90,39 @@ class SessionStore:
             gym_env = make_env(config.env_name, config.env_kwargs)
             self.template = gym_env.unwrapped
             self.record = env_record(gym_env, config.env_kwargs)
+            self._restore_unfinished()
         self.layout = public_layout(self.template)
+
+    @property
+    def journal_dir(self) -> Path:
+        """Journals of unfinished sessions: a restarted server with the same settings picks them up."""
+        return self.config.results_dir / "sessions-in-progress"
+
+    def _restore_unfinished(self) -> None:
+        same_record = json.dumps(self.record, sort_keys=True, default=str)
+        for path in sorted(self.journal_dir.glob("*.json")):
+            try:
+                journal = json.loads(path.read_text())
+            except (OSError, ValueError) as exc:
+                print(f"cryobench play: skipping {path}: not readable JSON ({exc})", file=sys.stderr)
+                continue
+            if not isinstance(journal, dict):
+                print(f"cryobench play: skipping {path}: not a session journal", file=sys.stderr)
+                continue
+            if (
+                json.dumps(journal.get("env"), sort_keys=True, default=str) != same_record
+                or journal.get("seed") != self.config.seed
+            ):
+                continue  # a session of another environment or seed: its own server will take it
+            if not SESSION_ID_PATTERN.match(str(journal.get("session", ""))) or len(self.sessions) >= MAX_SESSIONS:
+                print(f"cryobench play: skipping {path}: malformed session id or too many sessions", file=sys.stderr)
+                continue
+            try:
+                session = restore_session(journal, CryoEMSessionEnv.from_world(self.template.world), path)
+            except InputError as exc:
+                print(f"cryobench play: skipping {exc}", file=sys.stderr)
+                continue
+            self.sessions[session.session_id] = session
 
     def create(self, player: str) -> PlaySession:
         if self.replay_id is not None:
@@ -103,7 +138,9 @@ class SessionStore:
             path = self.config.results_dir / f"human-{safe_player}_{env_short}_seed{self.config.seed}_{stamp}.json"
             # Each session gets its own environment on the shared World (cheap: no dataset reload).
             env = CryoEMSessionEnv.from_world(self.template.world)
-            session = PlaySession(session_id, player, env, self.record, self.config.seed, path)
+            journal = self.journal_dir / f"{session_id}.json"
+            session = PlaySession(session_id, player, env, self.record, self.config.seed, path, journal_path=journal)
+            session.save_journal()
             self.sessions[session_id] = session
             return session
 

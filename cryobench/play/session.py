@@ -31,6 +31,8 @@ from cryobench.errors import InputError
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
 
+#: Format of the journal an unfinished session keeps on disk (see :meth:`PlaySession.save_journal`).
+JOURNAL_FORMAT = "cryobench-play-journal/1"
 #: The "track" a person's results belong to on leaderboards (agents have none).
 HUMAN_TRACK = "human"
 #: Player names: short, printable, safe in a file name.
@@ -107,6 +109,7 @@ class PlaySession:
         results_path: Path | None,
         read_only: bool = False,
         display_name: str | None = None,
+        journal_path: Path | None = None,
     ) -> None:
         self.session_id = session_id
         self.player = check_player_name(player)
@@ -115,6 +118,9 @@ class PlaySession:
         self.env_record = env_record
         self.seed = int(seed)
         self.results_path = results_path
+        # An unfinished session's journal: rewritten after every change, removed once results are saved,
+        # so a restarted server picks the session up where it was (see :func:`restore_session`).
+        self.journal_path = journal_path
         self.read_only = read_only
         self.lock = threading.RLock()
         self.queue: list[int] = []
@@ -208,6 +214,7 @@ class PlaySession:
             if self.world.feedback.mode == "queue":
                 raise SessionConflict("queue mode: add holes to the queue, then collect the queue")
             self._expose_checked([hole], overlay)
+            self.save_journal()
             return self.snapshot()
 
     def queue_add(self, hole: Any) -> dict[str, Any]:
@@ -218,6 +225,7 @@ class PlaySession:
             if hole in self.queue:
                 raise SessionConflict(f"hole {hole} is already in the queue")
             self.queue.append(hole)
+            self.save_journal()
             return self.snapshot()
 
     def queue_remove(self, hole: Any) -> dict[str, Any]:
@@ -229,6 +237,7 @@ class PlaySession:
             if hole not in self.queue:
                 raise SessionConflict(f"hole {hole} is not in the queue")
             self.queue.remove(hole)
+            self.save_journal()
             return self.snapshot()
 
     def collect_queue(self, overlay: bool = False) -> dict[str, Any]:
@@ -239,6 +248,7 @@ class PlaySession:
                 raise SessionConflict("the queue is empty: click holes to queue them first")
             holes, self.queue = self.queue, []
             self._expose_checked(holes, overlay)
+            self.save_journal()
             return self.snapshot()
 
     def _expose_checked(self, holes: list[int], overlay: bool) -> None:
@@ -271,6 +281,35 @@ class PlaySession:
             from cryobench.evaluate import save_results
 
             save_results(self.results(), self.results_path)
+        if self.journal_path is not None:
+            self.journal_path.unlink(missing_ok=True)  # the results file now holds the session
+
+    # ---- the journal of an unfinished session ---------------------------------------------------------
+    def journal(self) -> dict[str, Any]:
+        """What rebuilds this session on a restarted server: who, where, and every choice in order."""
+        with self.lock:
+            return {
+                "format": JOURNAL_FORMAT,
+                "session": self.session_id,
+                "player": self.player,
+                "seed": self.seed,
+                "env": dict(self.env_record),
+                "results_path": str(self.results_path) if self.results_path is not None else None,
+                "started": self.started,
+                "seconds_played": time.perf_counter() - self._wall_start,
+                "exposures": [int(h) for h in self.state.exposures],
+                "overlay_per_exposure": list(self.overlay_flags),
+                "queue": list(self.queue),
+            }
+
+    def save_journal(self) -> None:
+        """Rewrite the journal atomically (a crash mid-write leaves the previous one)."""
+        if self.journal_path is None or self.is_over:
+            return
+        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.journal_path.with_name(self.journal_path.name + ".tmp")
+        tmp.write_text(json.dumps(self.journal(), indent=1))
+        tmp.replace(self.journal_path)
 
     # ---- results ------------------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
@@ -313,6 +352,37 @@ class PlaySession:
                     "overlay_per_exposure": list(self.overlay_flags),
                 },
             }
+
+
+def restore_session(journal: dict[str, Any], env: CryoEMSessionEnv, journal_path: Path) -> PlaySession:
+    """An unfinished session rebuilt from its journal on ``env`` (the server's world): the same start,
+    the same exposures replayed through the simulator in order, the same queue."""
+    if journal.get("format") != JOURNAL_FORMAT:
+        raise InputError(f"{journal_path}: not a cryobench play journal (expected format {JOURNAL_FORMAT!r})")
+    try:
+        results_path = Path(journal["results_path"]) if journal.get("results_path") else None
+        session = PlaySession(
+            str(journal["session"]),
+            str(journal["player"]),
+            env,
+            dict(journal["env"]),
+            int(journal["seed"]),
+            results_path,
+            journal_path=journal_path,
+        )
+        overlays = [bool(flag) for flag in journal["overlay_per_exposure"]]
+        exposures = [int(hole) for hole in journal["exposures"]]
+        if len(overlays) != len(exposures):
+            raise ValueError("one overlay flag per exposure expected")
+        for hole, overlay in zip(exposures, overlays, strict=True):
+            session._check_hole(hole)
+            session._expose_checked([hole], overlay)
+        session.queue = [session._check_hole(int(hole)) for hole in journal["queue"]]
+    except (KeyError, TypeError, ValueError, InputError, SessionConflict) as exc:
+        raise InputError(f"{journal_path}: cannot rebuild the session ({type(exc).__name__}: {exc})") from None
+    session.started = str(journal.get("started", session.started))
+    session._wall_start -= float(journal.get("seconds_played", 0.0))
+    return session
 
 
 def replay_session(session_id: str, result: dict[str, Any], episode: int = 0) -> PlaySession:
