@@ -403,3 +403,9 @@ class DQNAgent(Agent):
     def act(self, obs: dict, info: dict) -> int:
         q = self.q_values(obs)
         return int(np.argmax(q))  # ties: the lowest index; visited holes are -inf
+
+
+class NoiseRobustDQNAgent(DQNAgent):
+    """cryoRL's deep-Q network trained beside worlds of noisier predictions (card ``dqn-noise-robust``)."""
+
+    name = "dqn-noise-robust"
