@@ -292,3 +292,16 @@ def test_extra_worlds_cycle_through_the_noise_levels_asked_for():
     assert quality[0] < quality[1] < quality[2]  # noise 0, the environment's own (1), noise 2
     with pytest.raises(InputError, match="extra_worlds_noise.*'1,1.5,2'.*'low'"):
         training_worlds("aldolase", {"split": "train"}, DQNConfig(extra_worlds=1, extra_worlds_noise="low"), seed=0)
+
+
+def test_bad_training_hyperparameters_are_named_in_the_error():
+    from cryobench.agents.dqn_train import demonstrations, training_worlds, validation_worlds
+
+    with pytest.raises(InputError, match="'demonstrator': unknown agent 'nosuch'"):
+        demonstrations(_small_worlds(1), _tiny_config(demonstrator="nosuch"), seed=0)
+    with pytest.raises(InputError, match="'validation_twin_split'.*'middle'"):
+        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_split="middle"))
+    with pytest.raises(InputError, match="'extra_twin'.*unknown environment 'nosuch'"):
+        training_worlds(
+            "aldolase", {"split": "train"}, DQNConfig(extra_worlds=0, extra_twin="nosuch", extra_twin_worlds=1), 0
+        )

@@ -63,7 +63,10 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         worlds.append(world)
     for world_seed in rng.integers(1, 2**31 - 1, size=config.extra_twin_worlds if config.extra_twin else 0):
         kwargs = {"split": config.extra_twin_split, "world_seed": int(world_seed)}
-        worlds.append(make_env(config.extra_twin, kwargs).unwrapped.world)
+        try:
+            worlds.append(make_env(config.extra_twin, kwargs).unwrapped.world)
+        except InputError as exc:
+            raise InputError(f"DQN hyperparameters 'extra_twin' / 'extra_twin_split': {exc}") from None
     return worlds
 
 
@@ -103,7 +106,10 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
         return []
     from cryobench.evaluate import make_env
 
-    return [make_env(config.validation_twin, {"split": config.validation_twin_split}).unwrapped.world]
+    try:
+        return [make_env(config.validation_twin, {"split": config.validation_twin_split}).unwrapped.world]
+    except InputError as exc:
+        raise InputError(f"DQN hyperparameters 'validation_twin' / 'validation_twin_split': {exc}") from None
 
 
 # ---- 2. replay -----------------------------------------------------------------------------------
@@ -214,7 +220,10 @@ def demonstrations(
     from cryobench.agents.registry import load_agent
     from cryobench.env import CryoEMSessionEnv
 
-    agent, _ = load_agent(config.demonstrator)
+    try:
+        agent, _ = load_agent(config.demonstrator)
+    except InputError as exc:
+        raise InputError(f"DQN hyperparameter 'demonstrator': {exc}") from None
     if agent.uses_ground_truth:
         raise InputError(
             f"DQN demonstrator {config.demonstrator!r} reads the ground truth (an upper bound); "
