@@ -305,3 +305,16 @@ def test_bad_training_hyperparameters_are_named_in_the_error():
         training_worlds(
             "aldolase", {"split": "train"}, DQNConfig(extra_worlds=0, extra_twin="nosuch", extra_twin_worlds=1), 0
         )
+
+
+def test_validation_can_include_the_twin_at_several_noise_levels():
+    from cryobench.agents.dqn_train import validation_worlds
+    from cryobench.regressors import regressor_quality
+
+    clean, noisy = validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="0,2"))
+    assert np.array_equal(clean.grid.ctf, noisy.grid.ctf)  # one world, two regressors
+    mae = [regressor_quality(w.predicted_ctf, w.grid.ctf)["mae"] for w in (clean, noisy)]
+    assert mae[0] < mae[1]
+    assert len(validation_worlds(DQNConfig(validation_twin="aldolase"))) == 1
+    with pytest.raises(InputError, match="'validation_twin_noise'"):
+        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="high"))

@@ -106,6 +106,9 @@ class DQNConfig:
     # Which split of that twin: "test" is a simulated world shaped like the measured test split (more
     # squares, fewer good holes than the train split) that is not the measured test data.
     validation_twin_split: str = "test"
+    # The twin's regressor noise levels to validate on, comma-separated, one world each ("": its default):
+    # "1,2" also rewards networks that hold up when the regressor is poor.
+    validation_twin_noise: str = ""
     # Twin worlds of another layout trained on alongside (procedurally generated: simulated CTFs and
     # predictions, new world seeds): an environment's short name, its split and how many worlds.
     # Sessions, replay and batches are shared out evenly between the layouts.

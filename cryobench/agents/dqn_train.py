@@ -70,15 +70,15 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
     return worlds
 
 
-def _noise_levels(text: str) -> list[float]:
-    """The comma-separated ``extra_worlds_noise`` as numbers, with a clear error for anything else."""
+def _noise_levels(text: str, name: str = "extra_worlds_noise") -> list[float]:
+    """A comma-separated list of noise levels (hyperparameter ``name``) as numbers, with a clear error."""
     if not text.strip():
         return []
     try:
         return [float(part) for part in text.split(",")]
     except ValueError:
         raise InputError(
-            f"DQN hyperparameter 'extra_worlds_noise': expected comma-separated numbers such as '1,1.5,2', got {text!r}"
+            f"DQN hyperparameter {name!r}: expected comma-separated numbers such as '1,1.5,2', got {text!r}"
         ) from None
 
 
@@ -106,8 +106,12 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
         return []
     from cryobench.evaluate import make_env
 
+    levels = _noise_levels(config.validation_twin_noise, "validation_twin_noise")
+    kwargs = [{"split": config.validation_twin_split, "noise": level} for level in levels] or [
+        {"split": config.validation_twin_split}
+    ]
     try:
-        return [make_env(config.validation_twin, {"split": config.validation_twin_split}).unwrapped.world]
+        return [make_env(config.validation_twin, k).unwrapped.world for k in kwargs]
     except InputError as exc:
         raise InputError(f"DQN hyperparameters 'validation_twin' / 'validation_twin_split': {exc}") from None
 
@@ -623,6 +627,7 @@ def train_on_worlds(
                 "the training environment's own world"
                 + (
                     f" and {config.validation_twin} split={config.validation_twin_split}"
+                    + (f" noise {config.validation_twin_noise}" if config.validation_twin_noise else "")
                     if config.validation_twin
                     else ""
                 ),
