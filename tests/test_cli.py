@@ -55,6 +55,20 @@ def test_run_writes_a_reproducible_results_file(tmp_path):
     assert episode["good_exposures"] == sum(episode["trajectory_good"])
 
 
+def test_the_readmes_main_job_runs_the_shipped_dqn_on_aldolaseau(tmp_path):
+    """`cryobench run --agent dqn --env aldolaseau` needs no training step: the card's checkpoint ships."""
+    out = tmp_path / "dqn.json"
+    result = CliRunner().invoke(
+        main, ["run", "--agent", "dqn", "--env", "aldolaseau", "--episodes", "1", "--quiet", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(out.read_text())
+    assert document["env"]["spec"]["id"] == "cryobench/AldolaseAu-v0"
+    assert document["agent"]["card"]["hyperparameters"]["checkpoint"] == "checkpoints/dqn-aldolase.pt"
+    episode = document["episodes"][0]
+    assert episode["exposures"] > 100 and episode["good_exposures"] > 50 and not episode["invalid_actions"]
+
+
 def test_compare_and_plot(tmp_path):
     random_file, _ = _run(tmp_path, "random", "random")
     rank_file, _ = _run(tmp_path, "predict-rank", "rank")
