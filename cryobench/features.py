@@ -121,13 +121,18 @@ class _PatchIndex:
 _patch_indexes: weakref.WeakKeyDictionary[World, _PatchIndex] = weakref.WeakKeyDictionary()
 
 
+def first_hole_of_each_patch(hole_patch: np.ndarray) -> np.ndarray:
+    """(n_patches,) the lowest hole id of every patch: the hole that stands for its patch."""
+    first = np.full(int(hole_patch.max()) + 1, len(hole_patch), dtype=np.int64)
+    np.minimum.at(first, hole_patch, np.arange(len(hole_patch)))
+    return first
+
+
 def _patch_index(world: World) -> _PatchIndex:
     index = _patch_indexes.get(world)
     if index is None:
         patch, square, tile = world.groups
-        n_patches = len(world.group_sizes[0])
-        first = np.full(n_patches, len(patch), dtype=np.int64)
-        np.minimum.at(first, patch, np.arange(len(patch)))
+        first = first_hole_of_each_patch(patch)
         levels = np.arange(4)
         minutes = np.asarray(world.profile.minutes, dtype=np.float32)
         move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)

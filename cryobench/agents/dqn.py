@@ -41,6 +41,7 @@ from cryobench.features import (
     FEATURE_LAYOUT_VERSION,
     FEATURE_NAMES,
     N_FEATURES,
+    first_hole_of_each_patch,
     patch_features,
     predicted_ctf_feature,
 )
@@ -173,13 +174,6 @@ def make_network(config: DQNConfig) -> HoleQNetwork:
 # ---- 3/4. patch contexts from compact session states ---------------------------------------
 #: Columns that belong to the hole itself; every other feature is shared by its patch.
 HOLE_COLUMNS = (0, 1, 32, 33)
-
-
-def first_hole_of_each_patch(hole_patch: np.ndarray) -> np.ndarray:
-    """(n_patches,) the lowest hole id of every patch: the row that stands for its patch's context."""
-    first = np.full(int(hole_patch.max()) + 1, len(hole_patch), dtype=np.int64)
-    np.minimum.at(first, hole_patch, np.arange(len(hole_patch)))
-    return first
 
 
 class WorldIndex:

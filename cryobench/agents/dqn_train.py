@@ -535,7 +535,6 @@ def train_on_worlds(
     validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
     for g, (group, ids) in enumerate(zip(groups, members, strict=True)):
         group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=g)
-    has_demos = groups[0].demos is not None
 
     out = Path(out)
     log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
@@ -568,20 +567,11 @@ def train_on_worlds(
         loss = torch.zeros(())
         for group in groups:
             if pretraining:  # demonstrations alone, a whole batch of them
-                part = batch_loss(online, target, None, 0, group.indexes, config, rng, group.demos, group.batch_size)
+                replay, own, demo = None, 0, group.batch_size
             else:
-                part = batch_loss(
-                    online,
-                    target,
-                    group.replay,
-                    group.batch_size,
-                    group.indexes,
-                    config,
-                    rng,
-                    group.demos,
-                    group.demo_batch_size if has_demos else 0,
-                )
-            loss = loss + (part if n_layouts == 1 else part * (group.batch_size / config.batch_size))
+                replay, own, demo = group.replay, group.batch_size, group.demo_batch_size
+            part = batch_loss(online, target, replay, own, group.indexes, config, rng, group.demos, demo)
+            loss = loss + part * (group.batch_size / config.batch_size)
         losses.append(optimise(online, optimizer, loss, config))
         updates += 1
         update_target(updates)
@@ -639,7 +629,7 @@ def train_on_worlds(
             save_checkpoint(out, online, config, checkpoint_meta)
 
     # Learning from demonstrations alone first (DQfD's pre-training phase), then validate that network.
-    if has_demos and config.pretrain_steps > 0:
+    if groups[0].demos is not None and config.pretrain_steps > 0:
         steps = tqdm(range(config.pretrain_steps), desc="dqn pre-training", unit="update", disable=not progress)
         for _ in steps:
             update(pretraining=True)
