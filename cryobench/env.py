@@ -18,6 +18,8 @@ from cryobench.errors import InputError
 from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
+from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM
+from cryobench.seeding import draw_seed
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,7 +39,7 @@ class PublicLayout:
     minutes: tuple[float, float, float, float]
     threshold: float
     duration: float
-    feedback: str
+    feedback: simulator.Feedback
 
 
 class CryoEMSessionEnv(gym.Env):
@@ -123,10 +125,10 @@ class CryoEMSessionEnv(gym.Env):
         split: str = "test",
         noise: float = 1.0,
         regressor: str | Mapping | None = None,
-        threshold: float = 6.0,
-        duration: float = 480.0,
+        threshold: float = PAPER_THRESHOLD_ANGSTROM,
+        duration: float = PAPER_SESSION_MINUTES,
         profile: str | Mapping = "paper",
-        feedback: str = "inspection",
+        feedback: str | simulator.Feedback = "inspection",
         partial_reward: bool = False,
         world_seed: int | None = None,
         new_world_each_reset: bool = False,
@@ -154,6 +156,7 @@ class CryoEMSessionEnv(gym.Env):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"argument 'render_mode': expected None or 'rgb_array', got {render_mode!r}")
         self.render_mode = render_mode
+        feedback = simulator.Feedback.parse(feedback)  # parsed once; the World, layout and agents share it
         self._world_args = dict(
             split=split,
             noise=noise,
@@ -213,7 +216,7 @@ class CryoEMSessionEnv(gym.Env):
             minutes=world.profile.minutes,
             threshold=world.threshold,
             duration=world.duration,
-            feedback=str(world.feedback),
+            feedback=world.feedback,
         )
 
     def ground_truth_ctf(self) -> np.ndarray:
@@ -228,7 +231,7 @@ class CryoEMSessionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if self._new_world_each_reset:
-            world_seed = int(self.np_random.integers(2**31 - 1))
+            world_seed = draw_seed(self.np_random)
             base = load_dataset(dataset=self._dataset_name, seed=world_seed)
             world = build_world(base, prediction_seed=world_seed, **self._world_args)
             if world.n_holes != self.world.n_holes:

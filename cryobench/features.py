@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryobench.grid import CTF_CAP
+from cryobench.rules import SHARED_GROUPS_BY_LEVEL, move_level
 from cryobench.simulator import (
     COL_HIST,
     COL_REVEALED,
@@ -41,6 +42,7 @@ from cryobench.simulator import (
     COL_UNVISITED_PRED_GOOD,
     COL_VISITED,
     COL_VISITED_PRED_GOOD,
+    HIERARCHY_LEVELS,
     N_BINS,
     SessionState,
     World,
@@ -49,7 +51,7 @@ from cryobench.simulator import (
 )
 
 PATCH_CAP, SQUARE_CAP, TILE_CAP = 32.0, 320.0, 1600.0
-LEVEL_CAPS = (PATCH_CAP, SQUARE_CAP, TILE_CAP)
+GROUP_CAPS = (PATCH_CAP, SQUARE_CAP, TILE_CAP)
 
 _LEVEL_FEATURES = [f"hist_{lo}_{hi}" for lo, hi in (("0", "4"), ("4", "6"), ("6", "8"), ("8", "10"), ("10", "inf"))] + [
     "unvisited",
@@ -66,16 +68,37 @@ FEATURE_NAMES: tuple[str, ...] = tuple(
     + ["move_minutes", "time_left"]
 )
 N_FEATURES = len(FEATURE_NAMES)
+#: Column of each feature by name: the one place the layout's positions are written down.
+COLUMN: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
+PREDICTED_CTF_COLUMN = COLUMN["pred_ctf"]
+VISITED_COLUMN = COLUMN["visited"]
+REVEALED_COLUMN = COLUMN["revealed"]
+REVEALED_CTF_COLUMN = COLUMN["revealed_ctf"]
+#: The columns that are the hole's own; every other column is shared by all holes of a patch.
+HOLE_OWN_COLUMNS = (PREDICTED_CTF_COLUMN, VISITED_COLUMN, REVEALED_COLUMN, REVEALED_CTF_COLUMN)
+#: same tile, same square, same patch as the current hole (the order of SHARED_GROUPS_BY_LEVEL's columns)
+SHARED_GROUP_COLUMNS = slice(COLUMN["same_tile"], COLUMN["same_patch"] + 1)
+MOVE_MINUTES_COLUMN = COLUMN["move_minutes"]
+TIME_LEFT_COLUMN = COLUMN["time_left"]
 #: The first columns reproduce the cryoRL paper's feature layout.
 N_CRYORL_FEATURES = 32
 #: Identifies this layout in checkpoints: a network trained on another layout is refused.
 FEATURE_LAYOUT_VERSION = "cryobench-features-v1"
 
 _PER_LEVEL = N_BINS + 4  # histogram + four counts
-_SAME_COL = 2 + 3 * _PER_LEVEL  # 29
+#: Per hierarchy level (patch, square, tile), the columns of its group's values, in the order
+#: :func:`_group_values` computes them: histogram and four counts, revealed-good fraction, revealed.
+GROUP_COLUMNS = tuple(
+    np.r_[
+        COLUMN[f"{level}_hist_0_4"] : COLUMN[f"{level}_visited_pred_good"] + 1,
+        COLUMN[f"{level}_revealed_good_frac"],
+        COLUMN[f"{level}_revealed"],
+    ]
+    for level in HIERARCHY_LEVELS
+)
 
 
-def _level_table(table: np.ndarray, cap: float | np.ndarray) -> np.ndarray:
+def _group_values(table: np.ndarray, cap: float | np.ndarray) -> np.ndarray:
     """Normalised per-group features (..., n_groups, 9 + 2) from count table rows (..., n_groups, N_COLS).
 
     ``cap`` is a number or, for rows of several levels at once, an (n_groups, 1) float32 array.
@@ -115,7 +138,7 @@ class _PatchIndex:
 
     square: np.ndarray
     tile: np.ndarray
-    move_values: np.ndarray  # (4, 4) float32: same tile, same square, same patch, minutes; per move level
+    move_values: np.ndarray  # (4, 4) float32 per move level: the shared-group columns, then the move-minutes column
 
 
 _patch_indexes: weakref.WeakKeyDictionary[World, _PatchIndex] = weakref.WeakKeyDictionary()
@@ -133,9 +156,8 @@ def _patch_index(world: World) -> _PatchIndex:
     if index is None:
         patch, square, tile = world.groups
         first = first_hole_of_each_patch(patch)
-        levels = np.arange(4)
         minutes = np.asarray(world.profile.minutes, dtype=np.float32)
-        move_values = np.column_stack([levels <= 2, levels <= 1, levels == 0, minutes / minutes[-1]]).astype(np.float32)
+        move_values = np.column_stack([SHARED_GROUPS_BY_LEVEL, minutes / minutes[-1]]).astype(np.float32)
         index = _PatchIndex(square=square[first], tile=tile[first], move_values=move_values)
         _patch_indexes[world] = index
     return index
@@ -148,30 +170,26 @@ def patch_features(
 
     ``tables`` are the sessions' group tables per level, (S, n_groups, N_COLS) (see
     ``simulator.recount_tables``); ``current`` and ``elapsed`` are (S,). Every column but the
-    hole's own (0 predicted CTF, 1 visited, 32 revealed, 33 revealed CTF, left 0 here) is the
-    same for all holes of a patch, so a hole's row is its patch's row plus those four.
+    hole's own (``HOLE_OWN_COLUMNS``, left 0 here) is the same for all holes of a patch, so a
+    hole's row is its patch's row plus those four.
     """
     index = _patch_index(world)
     current = np.asarray(current, dtype=np.int64)
     n_sessions, n_patches = len(current), len(index.square)
     out = np.zeros((n_sessions, n_patches, N_FEATURES), dtype=np.float32)
     patch_groups = (np.arange(n_patches), index.square, index.tile)
-    for i, (table, cap, groups) in enumerate(zip(tables, LEVEL_CAPS, patch_groups, strict=True)):
-        values = _level_table(table, cap)[:, groups]  # (S, P, 11): each patch's row of this level
-        start = 2 + i * _PER_LEVEL
-        out[..., start : start + _PER_LEVEL] = values[..., :_PER_LEVEL]
-        out[..., 34 + i] = values[..., _PER_LEVEL]
-        out[..., 37 + i] = values[..., _PER_LEVEL + 1]
+    for table, cap, groups, columns in zip(tables, GROUP_CAPS, patch_groups, GROUP_COLUMNS, strict=True):
+        out[..., columns] = _group_values(table, cap)[:, groups]  # each patch's row of this level
     current_patch = world.groups[0][current]
-    same_square = index.square[None] == index.square[current_patch][:, None]
-    same_tile = index.tile[None] == index.tile[current_patch][:, None]
-    same_patch = np.arange(n_patches)[None] == current_patch[:, None]
-    # move level: 0 same patch, 1 same square, 2 same tile, 3 elsewhere
-    levels = np.where(same_patch, 0, np.where(same_square, 1, np.where(same_tile, 2, 3)))
-    out[..., _SAME_COL : _SAME_COL + 3] = index.move_values[levels, :3]
-    out[..., 40] = index.move_values[levels, 3]
+    levels = move_level(
+        index.tile[None] == index.tile[current_patch][:, None],
+        index.square[None] == index.square[current_patch][:, None],
+        np.arange(n_patches)[None] == current_patch[:, None],
+    )
+    out[..., SHARED_GROUP_COLUMNS] = index.move_values[levels, :3]
+    out[..., MOVE_MINUTES_COLUMN] = index.move_values[levels, 3]
     left = np.maximum(world.duration - np.asarray(elapsed, dtype=np.float64), 0.0)  # as simulator.time_left
-    out[..., 41] = (left / world.duration)[:, None]
+    out[..., TIME_LEFT_COLUMN] = (left / world.duration)[:, None]
     return out
 
 
@@ -183,10 +201,10 @@ def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
     """
     tables = tuple(table[None] for table in state.tables)
     out = patch_features(world, tables, np.array([state.current]), np.array([state.elapsed]))[0][world.groups[0]]
-    out[:, 0] = predicted_ctf_feature(world)
-    out[:, 1] = state.visited
-    out[:, 32] = state.revealed
-    out[:, 33] = np.minimum(state.revealed_ctf, CTF_CAP) / CTF_CAP
+    out[:, PREDICTED_CTF_COLUMN] = predicted_ctf_feature(world)
+    out[:, VISITED_COLUMN] = state.visited
+    out[:, REVEALED_COLUMN] = state.revealed
+    out[:, REVEALED_CTF_COLUMN] = np.minimum(state.revealed_ctf, CTF_CAP) / CTF_CAP
     return out
 
 
@@ -206,9 +224,6 @@ def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
 # tiles) so that one numpy call computes the values of every touched group.
 
 _NOWHERE = -1  # the cache's "current hole" before the first update: every move level is 3
-_MOVE_COLUMNS = slice(_SAME_COL, _SAME_COL + 3)  # same tile / square / patch; column 40 is the minutes
-#: Per level, the output columns of the group values (histogram, counts, revealed-good fraction, revealed).
-_LEVEL_COLUMNS = [np.r_[2 + i * _PER_LEVEL : 2 + (i + 1) * _PER_LEVEL, 34 + i, 37 + i] for i in range(3)]
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,9 +233,9 @@ class _WorldIndex:
     sorted_position: np.ndarray  # (n_holes,) each hole's row in the cached (sorted) matrix
     hole_order: np.ndarray | None  # the sorted rows' hole ids, None when already in hole order
     hole_groups: np.ndarray  # (n_holes, 3) each hole's patch, square, tile in the joint numbering
-    group_level: np.ndarray  # (n_groups,) 0 patch, 1 square, 2 tile
+    group_hierarchy_level: np.ndarray  # (n_groups,) 0 patch, 1 square, 2 tile
     group_rows: np.ndarray  # (n_groups, 2) first and last + 1 row of each group in the sorted matrix
-    level_caps: np.ndarray  # (3, 1) float32, the count caps per level
+    group_caps: np.ndarray  # (3, 1) float32, the count caps per level
     move_values: np.ndarray  # (4, 4) float32: same tile, same square, same patch, minutes; per move level
     unvisited: np.ndarray  # sorted features with nothing visited or revealed, stage nowhere, no time left
 
@@ -261,23 +276,23 @@ def _build_world_index(world: World) -> _WorldIndex:
     # A session before its start, from the reference code: nothing visited, the stage nowhere.
     blank = blank_session(world, elapsed=world.duration)
     unvisited = hole_features_from_scratch(world, blank)[order]
-    unvisited[:, _MOVE_COLUMNS] = move_values[3, :3]
-    unvisited[:, 40] = move_values[3, 3]
+    unvisited[:, SHARED_GROUP_COLUMNS] = move_values[3, :3]
+    unvisited[:, MOVE_MINUTES_COLUMN] = move_values[3, 3]
     unvisited.flags.writeable = False
     return _WorldIndex(
         sorted_position=position,
         hole_order=None if np.array_equal(order, np.arange(n)) else order,
         hole_groups=hole_groups,
-        group_level=np.repeat(np.arange(3), [len(sizes) for sizes in world.group_sizes]),
+        group_hierarchy_level=np.repeat(np.arange(3), [len(sizes) for sizes in world.group_sizes]),
         group_rows=np.column_stack([first_row, first_row + group_size]),
-        level_caps=np.array(LEVEL_CAPS, dtype=np.float32)[:, None],
+        group_caps=np.array(GROUP_CAPS, dtype=np.float32)[:, None],
         move_values=move_values,
         unvisited=unvisited,
     )
 
 
-def _level_values(table: np.ndarray, cap: np.ndarray) -> np.ndarray:
-    """The values of :func:`_level_table` (bit for bit) in fewer numpy calls, for the few rows
+def _touched_group_values(table: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """The values of :func:`_group_values` (bit for bit) in fewer numpy calls, for the few rows
     a step touches: each float32 operation is the reference's, on the same operands."""
     counts = table.astype(np.float32)
     unvisited = counts[:, :N_BINS].sum(axis=1, keepdims=True)
@@ -285,6 +300,7 @@ def _level_values(table: np.ndarray, cap: np.ndarray) -> np.ndarray:
     np.divide(counts[:, :N_BINS], np.maximum(unvisited, 1.0), out=out[:, :N_BINS])
     out[:, N_BINS : N_BINS + 1] = unvisited
     out[:, N_BINS + 1 : N_BINS + 4] = counts[:, COL_UNVISITED_PRED_GOOD : COL_VISITED_PRED_GOOD + 1]
+    out[:, N_BINS + 4] = 0.0  # set below; zeroed so the division by the cap never sees uninitialised memory
     out[:, N_BINS + 5] = counts[:, COL_REVEALED]
     np.minimum(out[:, N_BINS:] / cap, 1.0, out=out[:, N_BINS:])
     # the revealed-good fraction is divided in float64 by the reference (int32 / float32)
@@ -298,17 +314,17 @@ def _update_count_rows(cache: _FeatureCache, state: SessionState, touched: np.nd
     groups = index.hole_groups[touched].ravel()
     if len(touched) > 1:
         groups = np.unique(groups)
-    level = index.group_level[groups]
+    level = index.group_hierarchy_level[groups]
     # Bit-identical to the reference: the float32 caps are exact, so x / cap rounds the same.
-    values = _level_values(np.concatenate(state.tables)[groups], index.level_caps[level])
+    values = _touched_group_values(np.concatenate(state.tables)[groups], index.group_caps[level])
     for (first, stop), lvl, value in zip(index.group_rows[groups].tolist(), level.tolist(), values, strict=True):
-        out[first:stop, _LEVEL_COLUMNS[lvl]] = value
+        out[first:stop, GROUP_COLUMNS[lvl]] = value
 
 
 def _set_move_level(cache: _FeatureCache, group: int, level: int) -> None:
     first, stop = cache.index.group_rows[group].tolist()
-    cache.sorted_features[first:stop, _MOVE_COLUMNS] = cache.index.move_values[level, :3]
-    cache.sorted_features[first:stop, 40] = cache.index.move_values[level, 3]
+    cache.sorted_features[first:stop, SHARED_GROUP_COLUMNS] = cache.index.move_values[level, :3]
+    cache.sorted_features[first:stop, MOVE_MINUTES_COLUMN] = cache.index.move_values[level, 3]
 
 
 def _update_move_rows(cache: _FeatureCache, current: int) -> None:
@@ -350,9 +366,9 @@ def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
     if len(touched):
         _update_count_rows(cache, state, touched)
         rows = position[touched]
-        out[rows, 1] = state.visited[touched]
-        out[rows, 32] = state.revealed[touched]
-        out[rows, 33] = np.minimum(state.revealed_ctf[touched], CTF_CAP) / CTF_CAP
+        out[rows, VISITED_COLUMN] = state.visited[touched]
+        out[rows, REVEALED_COLUMN] = state.revealed[touched]
+        out[rows, REVEALED_CTF_COLUMN] = np.minimum(state.revealed_ctf[touched], CTF_CAP) / CTF_CAP
         np.copyto(cache.visited, state.visited)
         np.copyto(cache.revealed, state.revealed)
     current = int(state.current)
@@ -360,7 +376,7 @@ def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
     if cache.current == _NOWHERE or patch[current] != patch[cache.current]:
         _update_move_rows(cache, current)
     cache.current = current
-    out[:, 41] = time_left(world, state) / world.duration
+    out[:, TIME_LEFT_COLUMN] = time_left(world, state) / world.duration
     return cache
 
 

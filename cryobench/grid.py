@@ -124,14 +124,6 @@ class Grid:
         """True CTFMaxRes capped at ``CTF_CAP`` (failed fits become the cap)."""
         return np.minimum(self.ctf, CTF_CAP)
 
-    def is_good(self, threshold: float = 6.0) -> np.ndarray:
-        """Good holes: CTFMaxRes strictly below the threshold (the paper's "< 6 Å")."""
-        return self.ctf < threshold
-
-    def global_xy_um(self) -> np.ndarray:
-        """(n_holes, 2) hole positions in the grid-wide frame (for drawing)."""
-        return self.square_xy_um[self.square] + np.column_stack([self.x_um, self.y_um])
-
     def select(self, mask: np.ndarray, name: str | None = None) -> Grid:
         """The sub-grid of the holes where ``mask`` is True, with ids made dense again."""
         mask = np.asarray(mask, dtype=bool)

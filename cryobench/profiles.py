@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cryobench.errors import InputError
+from cryobench.rules import MOVE_LEVELS
 
-MOVE_LEVELS = ("patch", "square", "tile", "grid")
+__all__ = ["MOVE_LEVELS", "PROFILES", "InstrumentProfile", "get_profile", "partial_reward_factor"]
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,9 @@ class InstrumentProfile:
         """Reward of a good hole per move level: ``exp(-beta * (minutes - t0))``."""
         return np.exp(-self.beta * (np.asarray(self.minutes) - self.t0))
 
-    def as_dict(self) -> dict:
-        return {"name": self.name, "minutes": list(self.minutes), "beta": self.beta, "source": self.source}
+    def move_minutes(self, level: Any) -> Any:
+        """Minutes of moves at ``level`` (an int or an array of levels, see :func:`move_level`)."""
+        return np.asarray(self.minutes, dtype=np.float64)[level]
 
 
 PROFILES: dict[str, InstrumentProfile] = {

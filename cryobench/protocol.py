@@ -24,6 +24,7 @@ import yaml
 
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
+from cryobench.rules import Feedback
 
 CURRENT_VERSION = 1
 MEASURED = "$MEASURED"
@@ -44,7 +45,7 @@ class Entry:
     @property
     def blind(self) -> bool:
         """The paper's setting: no CTF is revealed during the session."""
-        return self.kwargs.get("feedback") == "none"
+        return not Feedback.parse(self.kwargs.get("feedback", "inspection")).reveals
 
     def resolved_kwargs(self, data: Path | None) -> dict[str, Any]:
         """The ``gym.make`` arguments, with the measured data folder filled in."""

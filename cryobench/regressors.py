@@ -28,6 +28,7 @@ from scipy.special import ndtr
 
 from cryobench.errors import InputError
 from cryobench.grid import CTF_CAP, Grid
+from cryobench.rules import PAPER_THRESHOLD_ANGSTROM
 
 MIN_PREDICTION = 0.5
 MODELS = ("measured", "resnet50-aldolase", "gaussian", "perfect", "uninformative")
@@ -138,7 +139,7 @@ def predict(
 
 
 def regressor_quality(
-    predicted: np.ndarray, ctf: np.ndarray, patch: np.ndarray | None = None, threshold: float = 6.0
+    predicted: np.ndarray, ctf: np.ndarray, patch: np.ndarray | None = None, threshold: float = PAPER_THRESHOLD_ANGSTROM
 ) -> dict[str, float]:
     """MAE, RMSE, Pearson and Spearman against the capped truth; precision/recall of "good" at
     ``threshold``; with ``patch``, the correlation of predicted and true good fractions per patch."""

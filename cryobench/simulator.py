@@ -37,12 +37,14 @@ import numpy as np
 from cryobench.errors import InputError
 from cryobench.grid import Grid
 from cryobench.profiles import InstrumentProfile, partial_reward_factor
+from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM, Feedback
+from cryobench.rules import move_level as move_level_of
 
 #: Bin edges (Å) of the cryoRL feature histograms of predicted CTFMaxRes.
 FEATURE_BIN_EDGES = np.array([0.0, 4.0, 6.0, 8.0, 10.0, np.inf])
 N_BINS = len(FEATURE_BIN_EDGES) - 1
-#: Hierarchy levels with per-group count tables, finest first.
-GROUP_LEVELS = ("patch", "square", "tile")
+#: The hierarchy's levels with per-group count tables, finest first ("level" alone means a move level).
+HIERARCHY_LEVELS = ("patch", "square", "tile")
 
 # Columns of the per-group count tables.
 COL_HIST = slice(0, N_BINS)  # unvisited holes per predicted-CTF bin
@@ -52,36 +54,6 @@ COL_VISITED_PRED_GOOD = N_BINS + 2
 COL_REVEALED = N_BINS + 3  # holes whose true CTF the agent has seen
 COL_REVEALED_GOOD = N_BINS + 4
 N_COLS = N_BINS + 5
-
-
-@dataclass(frozen=True)
-class Feedback:
-    """When exposed holes' true CTFMaxRes become visible: ``inspection``, ``queue:K`` or ``none``."""
-
-    mode: str
-    batch: int = 1
-
-    @classmethod
-    def parse(cls, value: str | Feedback) -> Feedback:
-        if isinstance(value, Feedback):
-            return value
-        if not isinstance(value, str):
-            raise InputError(f"argument 'feedback': expected 'inspection', 'queue:K' or 'none', got {value!r}")
-        if value in ("inspection", "none"):
-            return cls(value, 1)
-        if value.startswith("queue:"):
-            try:
-                batch = int(value.split(":", 1)[1])
-            except ValueError:
-                batch = 0
-            if batch >= 1:
-                return cls("queue", batch)
-        raise InputError(
-            f"argument 'feedback': expected 'inspection', 'queue:K' (K a positive integer) or 'none', got {value!r}"
-        )
-
-    def __str__(self) -> str:
-        return f"queue:{self.batch}" if self.mode == "queue" else self.mode
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,8 +73,8 @@ class World:
     grid: Grid
     predicted_ctf: np.ndarray
     profile: InstrumentProfile
-    threshold: float = 6.0
-    duration: float = 480.0
+    threshold: float = PAPER_THRESHOLD_ANGSTROM
+    duration: float = PAPER_SESSION_MINUTES
     partial_reward: bool = False
     feedback: Feedback = field(default_factory=lambda: Feedback("inspection"))
     # Derived per-hole arrays, set in __post_init__.
@@ -156,10 +128,6 @@ class World:
     @property
     def n_holes(self) -> int:
         return self.grid.n_holes
-
-    @property
-    def predicted_good(self) -> np.ndarray:
-        return self.predicted_ctf < self.threshold
 
 
 @dataclass(eq=False)
@@ -320,30 +288,25 @@ def _reveal(world: World, state: SessionState, holes: list[int]) -> None:
 
 
 def move_level(world: World, from_hole: int, to_hole: int) -> int:
-    """0 same patch, 1 other patch same square, 2 other square same tile, 3 other tile."""
+    """0 same patch, 1 other patch same square, 2 other square same tile, 3 other tile
+    (:func:`cryobench.profiles.move_level`)."""
     patch, square, tile = world.groups
-    return (
-        3
-        - int(tile[from_hole] == tile[to_hole])
-        - int(square[from_hole] == square[to_hole])
-        - int(patch[from_hole] == patch[to_hole])
+    return int(
+        move_level_of(
+            tile[from_hole] == tile[to_hole], square[from_hole] == square[to_hole], patch[from_hole] == patch[to_hole]
+        )
     )
 
 
 def move_levels(world: World, from_hole: int) -> np.ndarray:
     """Move level from ``from_hole`` to every hole, (n_holes,) int8."""
     patch, square, tile = world.groups
-    same = (
-        (tile == tile[from_hole]).view(np.int8)
-        + (square == square[from_hole]).view(np.int8)
-        + (patch == patch[from_hole]).view(np.int8)
-    )
-    return (3 - same).astype(np.int8)
+    return move_level_of(tile == tile[from_hole], square == square[from_hole], patch == patch[from_hole])
 
 
 def move_minutes(world: World, from_hole: int) -> np.ndarray:
     """Minutes to move from ``from_hole`` to every hole (n_holes,)."""
-    return np.asarray(world.profile.minutes)[move_levels(world, from_hole)]
+    return world.profile.move_minutes(move_levels(world, from_hole))
 
 
 def expose(world: World, state: SessionState, hole: int) -> StepResult:

@@ -14,6 +14,7 @@ import numpy as np
 
 from cryobench.grid import CTF_CAP, Grid
 from cryobench.metrics import ctf_bin_counts
+from cryobench.rules import PAPER_THRESHOLD_ANGSTROM
 
 #: A patch is "rich" when more than this fraction of its holes is good.
 RICH_PATCH_FRACTION = 0.5
@@ -86,7 +87,7 @@ def distance_correlations(grid: Grid, max_pairs_per_square: int = 40_000, seed: 
     }
 
 
-def grid_statistics(grid: Grid, threshold: float = 6.0) -> dict[str, Any]:
+def grid_statistics(grid: Grid, threshold: float = PAPER_THRESHOLD_ANGSTROM) -> dict[str, Any]:
     """The summary `cryobench datasets show` prints and the twin tests compare (see module)."""
     good = grid.ctf < threshold
     sizes = grid.level_sizes()

@@ -29,6 +29,7 @@ import numpy as np
 from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy, predicted_good_probability
 from cryobench.errors import InputError
+from cryobench.rules import move_level
 
 
 @dataclass
@@ -121,10 +122,9 @@ class _ArmBandit(Agent):
         h = self.hierarchy
         if self.config.arm == "patch":
             return h.patch_minutes(current_hole)
-        same_tile = h.square_tile == h.tile[current_hole]
-        entry = np.where(same_tile, h.minutes[2], h.minutes[3])
-        entry[h.square[current_hole]] = h.minutes[0]
-        return entry
+        same_square = np.arange(h.n_squares) == h.square[current_hole]
+        # the current square counts as in-patch: an arm's holes are taken from where the stage is
+        return h.minutes[move_level(h.square_tile == h.tile[current_hole], same_square, same_square)]
 
     def index(self, a: np.ndarray, b: np.ndarray, n: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -54,7 +54,7 @@ class Agent:
         self.env = env.unwrapped
         self.layout = self.env.layout
         self.rng = np.random.default_rng(seed)
-        if self.needs_feedback and self.layout.feedback == "none":
+        if self.needs_feedback and not self.layout.feedback.reveals:
             raise InputError(
                 f"agent {self.name!r} learns from revealed CTFs and needs feedback 'inspection' or 'queue:K'; "
                 "the environment has feedback 'none' (pass -e feedback=inspection)"

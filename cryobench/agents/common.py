@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cryobench.rules import move_level
+
 
 @dataclass(frozen=True, eq=False)
 class Hierarchy:
@@ -81,21 +83,19 @@ class Hierarchy:
 
     def hole_minutes(self, hole: int) -> np.ndarray:
         """Minutes to move from ``hole`` to every hole (N,): the simulator's hierarchy rule."""
-        same = (
-            (self.tile == self.tile[hole]).astype(np.int8)
-            + (self.square == self.square[hole])
-            + (self.patch == self.patch[hole])
-        )
-        return self.minutes[3 - same]
+        return self.minutes[
+            move_level(self.tile == self.tile[hole], self.square == self.square[hole], self.patch == self.patch[hole])
+        ]
 
     def patch_minutes(self, hole: int) -> np.ndarray:
         """Minutes to move from ``hole`` to any hole of every patch (n_patches,)."""
-        same = (
-            (self.patch_tile == self.tile[hole]).astype(np.int8)
-            + (self.patch_square == self.square[hole])
-            + (np.arange(self.n_patches) == self.patch[hole])
-        )
-        return self.minutes[3 - same]
+        return self.minutes[
+            move_level(
+                self.patch_tile == self.tile[hole],
+                self.patch_square == self.square[hole],
+                np.arange(self.n_patches) == self.patch[hole],
+            )
+        ]
 
     def distances(self, hole: int) -> np.ndarray:
         """Euclidean distance (µm) from ``hole`` to every hole."""
@@ -105,13 +105,6 @@ class Hierarchy:
 def group_sum(ids: np.ndarray, weights: np.ndarray, n_groups: int) -> np.ndarray:
     """Sum of ``weights`` per group (a float bincount)."""
     return np.bincount(ids, weights=weights, minlength=n_groups)
-
-
-def group_max(ids: np.ndarray, values: np.ndarray, n_groups: int, empty: float = -np.inf) -> np.ndarray:
-    """Largest value per group (``empty`` for groups without members)."""
-    out = np.full(n_groups, empty, dtype=np.float64)
-    np.maximum.at(out, ids, values)
-    return out
 
 
 def predicted_good_probability(

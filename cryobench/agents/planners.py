@@ -52,6 +52,7 @@ import numpy as np
 
 from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy
+from cryobench.rules import move_level
 
 #: Slack (minutes) in time comparisons, so float32 time left and sums of minutes compare safely.
 TIME_TOLERANCE = 1e-4
@@ -116,12 +117,13 @@ def holes_by_patch(hierarchy: Hierarchy) -> tuple[np.ndarray, ...]:
 def patch_to_patch_minutes(hierarchy: Hierarchy, from_patches: np.ndarray, to_patches: np.ndarray) -> np.ndarray:
     """Minutes of a move from a hole of each ``from`` patch to one of each ``to`` patch (outer)."""
     a, b = np.asarray(from_patches)[:, None], np.asarray(to_patches)[None, :]
-    same_levels = (
-        (hierarchy.patch_tile[a] == hierarchy.patch_tile[b]).astype(np.int64)
-        + (hierarchy.patch_square[a] == hierarchy.patch_square[b])
-        + (a == b)
-    )
-    return hierarchy.minutes[3 - same_levels]
+    return hierarchy.minutes[
+        move_level(
+            hierarchy.patch_tile[a] == hierarchy.patch_tile[b],
+            hierarchy.patch_square[a] == hierarchy.patch_square[b],
+            a == b,
+        )
+    ]
 
 
 @dataclass(frozen=True)

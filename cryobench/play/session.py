@@ -87,7 +87,7 @@ def public_layout(env: CryoEMSessionEnv) -> dict[str, Any]:
         "move_levels": list(MOVE_LEVELS),
         "threshold": float(layout.threshold),
         "duration": float(layout.duration),
-        "feedback": layout.feedback,
+        "feedback": str(layout.feedback),
     }
 
 
