@@ -26,6 +26,9 @@ from cryobench.seeding import draw_seed
 class PublicLayout:
     """What an agent may know before the session: the hierarchy, positions and predictions.
 
+    Views of the world's arrays for reading; agents derive their own tables from it
+    (``agents.common.Hierarchy``).
+
     The ground truth is not here; upper-bound agents ask :meth:`CryoEMSessionEnv.ground_truth_ctf`.
     """
 

@@ -36,7 +36,12 @@ def dense_ids(values: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Grid:
-    """The holes of one grid (or one split of it), one array entry per hole.
+    """The holes of one grid (or one split of it), one array entry per hole, ground truth included.
+
+    The data model datasets load into. The grid's hierarchy appears in three other classes, each
+    for one reader: ``twin.Layout`` (a twin's hole placement before any quality is drawn),
+    ``env.PublicLayout`` (what an agent may read: no ground truth) and ``agents.common.Hierarchy``
+    (an agent's derived tables: parents of groups, grid-wide positions).
 
     Attributes:
         name: dataset name, e.g. ``"aldolase"``.

@@ -37,7 +37,11 @@ RANDOM_FOURIER_FEATURES = 96
 
 @dataclass(frozen=True, eq=False)
 class Layout:
-    """Where every hole of a twin is: ids per level, lattice positions (µm), split per hole."""
+    """Where every hole of a twin is: ids per hierarchy level, lattice positions (µm), split per hole.
+
+    Drawn from the card's ``layout_seed`` alone, before any quality: the generator's intermediate
+    step, which :func:`generate_grid` turns into a :class:`cryobench.grid.Grid`.
+    """
 
     tile: np.ndarray
     square: np.ndarray

@@ -33,7 +33,7 @@ from cryobench.rules import move_level
 
 
 @dataclass
-class Config:
+class BanditConfig:
     """Hyperparameters shared by the bandit agents."""
 
     #: arms: "patch" or "square"
@@ -48,18 +48,18 @@ class Config:
 
 
 @dataclass
-class UCBConfig(Config):
+class UCBConfig(BanditConfig):
     #: weight of the exploration bonus sqrt(2 ln t / (strength + n))
     exploration: float = 0.1
 
 
 @dataclass
-class ThompsonConfig(Config):
+class ThompsonConfig(BanditConfig):
     pass
 
 
 @dataclass
-class EpsilonGreedyConfig(Config):
+class EpsilonGreedyConfig(BanditConfig):
     #: probability of moving to a random arm
     epsilon: float = 0.02
 

@@ -1,6 +1,6 @@
 """The agent interface every cryobench agent implements, built-in or third-party.
 
-An agent is a class with a ``Config`` dataclass of hyperparameters (its card in
+An agent is a class whose ``Config`` attribute names its ``<Agent>Config`` dataclass of hyperparameters (its card in
 ``agents/<name>.yaml`` gives the values) and three methods::
 
     agent = MyAgent(config)

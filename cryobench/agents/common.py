@@ -18,6 +18,9 @@ from cryobench.rules import move_level
 class Hierarchy:
     """The public hierarchy of a grid (from ``env.unwrapped.layout``) as compact numpy tables.
 
+    Derived once per episode from :class:`cryobench.env.PublicLayout` (never from the ground
+    truth): each group's parents and every hole's grid-wide position, for planning.
+
     Attributes:
         patch, square, tile: group id of every hole (ids 0..n-1 at each level).
         patch_square, patch_tile, square_tile: parent of every patch / square.

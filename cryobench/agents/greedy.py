@@ -23,7 +23,7 @@ from cryobench.agents.common import Hierarchy, PatchPlanner, predicted_good_prob
 
 
 @dataclass
-class Config:
+class GreedyConfig:
     """Hyperparameters of the greedy agent: the regressor's assumed calibration."""
 
     #: a hole predicted at threshold + offset is good with probability 1/2 (Å; > 0: regressor reads high)
@@ -45,7 +45,7 @@ class GreedyAgent(Agent):
     """Cost-aware greedy: the hole whose group gives the most expected good per minute."""
 
     name = "greedy"
-    Config = Config
+    Config = GreedyConfig
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)

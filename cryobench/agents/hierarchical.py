@@ -37,11 +37,11 @@ import numpy as np
 
 from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy, PatchPlanner, predicted_good_probability
-from cryobench.agents.greedy import Config as GreedyConfig
+from cryobench.agents.greedy import GreedyConfig
 
 
 @dataclass
-class Config(GreedyConfig):
+class HierarchicalBayesConfig(GreedyConfig):
     """Hyperparameters of the hierarchical Bayesian agent: the greedy agent's prior calibration and
     planner settings (inherited: offset, scale, floor, ceiling, shadow_price, price_scale,
     replan_every), and the model's own below."""
@@ -102,7 +102,7 @@ class HierarchicalBayesAgent(Agent):
     """Online hierarchical model (grid > tile > square > patch > neighbours) + expected-good-per-minute planning."""
 
     name = "hierarchical-bayes"
-    Config = Config
+    Config = HierarchicalBayesConfig
     needs_feedback = True
 
     def reset(self, env, seed: int) -> None:

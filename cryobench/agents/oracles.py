@@ -34,7 +34,7 @@ class OraclePredictRankAgent(PredictRankAgent):
 
 
 @dataclass
-class Config:
+class OraclePlannerConfig:
     """Hyperparameters of the oracle planner."""
 
     #: resolution of the minutes in the dynamic programme (minutes per budget unit)
@@ -45,7 +45,7 @@ class OraclePlannerAgent(Agent):
     """Knapsack over squares on the true good holes: near the best any path can collect. Upper bound."""
 
     name = "oracle-planner"
-    Config = Config
+    Config = OraclePlannerConfig
     uses_ground_truth = True
 
     def reset(self, env, seed: int) -> None:

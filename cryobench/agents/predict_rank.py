@@ -40,7 +40,7 @@ from cryobench.errors import InputError
 
 
 @dataclass
-class Config:
+class PredictRankConfig:
     """Hyperparameters of Predict-Rank."""
 
     #: rank groups by their number of predicted-good holes ("count") or their share ("fraction")
@@ -86,7 +86,7 @@ class PredictRankAgent(Agent):
     """The paper's Predict-Rank: best patch of the best square of the best tile, predicted-good holes only."""
 
     name = "predict-rank"
-    Config = Config
+    Config = PredictRankConfig
 
     def quality(self) -> np.ndarray:
         """The CTFMaxRes the plan ranks by: the regressor's predictions."""

@@ -10,7 +10,7 @@ from cryobench.agents.base import Agent
 
 
 @dataclass
-class Config:
+class RandomConfig:
     """The random agent has no hyperparameters."""
 
 
@@ -18,7 +18,7 @@ class RandomAgent(Agent):
     """Masked uniform: any unvisited hole, each equally likely (from ``self.rng``)."""
 
     name = "random"
-    Config = Config
+    Config = RandomConfig
 
     def act(self, obs: dict, info: dict) -> int:
         holes = np.flatnonzero(obs["action_mask"])

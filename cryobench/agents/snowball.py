@@ -18,7 +18,7 @@ from cryobench.agents.common import Hierarchy, nearest
 
 
 @dataclass
-class Config:
+class SnowballConfig:
     """Snowball has no hyperparameters."""
 
 
@@ -26,7 +26,7 @@ class SnowballAgent(Agent):
     """The paper's snowball baseline: cheapest move next, nearest hole first, quality ignored."""
 
     name = "snowball"
-    Config = Config
+    Config = SnowballConfig
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
