@@ -9,9 +9,7 @@ the same command.
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import os
 import platform
 import subprocess
 import time
@@ -25,6 +23,7 @@ import cryobench
 from cryobench import metrics
 from cryobench.agents.registry import load_agent
 from cryobench.errors import InputError
+from cryobench.files import utc_timestamp, write_atomic
 from cryobench.registration import resolve_env_id
 
 RESULTS_FORMAT = "cryobench-results/1"
@@ -94,7 +93,7 @@ def provenance() -> dict[str, Any]:
         "gymnasium": gym.__version__,
         "torch": installed("torch"),
         "platform": platform.platform(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": utc_timestamp(),
     }
 
 
@@ -176,12 +175,7 @@ def summarise_episodes(rows: list[dict]) -> dict[str, dict[str, float]]:
 
 def save_results(result: dict, path: str | Path) -> Path:
     """Write a results document atomically (a temporary file renamed into place)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
 
 
 def load_results(path: str | Path) -> dict:

@@ -24,6 +24,7 @@ import numpy as np
 from cryobench import metrics
 from cryobench.errors import InputError
 from cryobench.evaluate import load_results, provenance
+from cryobench.files import write_atomic
 from cryobench.protocol import (
     CURRENT_VERSION,
     MEASURED,
@@ -181,12 +182,7 @@ def episode_summary(episodes: list[dict]) -> dict[str, float]:
 
 def save_submission(doc: dict, path: str | Path) -> Path:
     """Write a submission atomically, one episode per line (reviewable diffs, modest size)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(dumps_submission(doc))
-    tmp.replace(path)
-    return path
+    return write_atomic(path, dumps_submission(doc))
 
 
 def dumps_submission(doc: dict) -> str:

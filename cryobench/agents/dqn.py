@@ -45,6 +45,7 @@ from cryobench.features import (
     patch_features,
     predicted_ctf_feature,
 )
+from cryobench.files import write_atomic
 from cryobench.resources import card_dir
 from cryobench.simulator import SessionState, World, recount_tables
 
@@ -230,8 +231,6 @@ def context_from_features(hole_features: np.ndarray, patch_representative: np.nd
 # ---- 5. checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, meta: dict[str, Any]) -> Path:
     """Weights, hyperparameters, feature layout and provenance in one small file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "format": CHECKPOINT_FORMAT,
         "feature_layout_version": FEATURE_LAYOUT_VERSION,
@@ -241,10 +240,7 @@ def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, 
         # Contiguous copies: a view would save its whole base storage.
         "state_dict": {k: v.detach().clone().contiguous() for k, v in network.state_dict().items()},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(document, tmp)
-    tmp.replace(path)
-    return path
+    return write_atomic(path, lambda file: torch.save(document, file))
 
 
 def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:

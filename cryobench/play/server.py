@@ -24,6 +24,7 @@ from werkzeug.exceptions import HTTPException
 
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
+from cryobench.files import utc_file_stamp
 from cryobench.play.session import (
     PlaySession,
     SessionConflict,
@@ -158,9 +159,7 @@ def _new_id() -> str:
 
 
 def _file_stamp() -> str:
-    import datetime as _dt
-
-    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    return utc_file_stamp() + "-" + secrets.token_hex(2)
 
 
 def _json_body(*required: str, optional: tuple[str, ...] = ()) -> dict[str, Any]:

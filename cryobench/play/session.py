@@ -15,7 +15,6 @@ batches in queue mode, never with ``feedback=none``).
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import re
 import threading
@@ -28,6 +27,7 @@ import numpy as np
 from cryobench import metrics, simulator
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
+from cryobench.files import utc_timestamp, write_atomic
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
 
@@ -128,7 +128,7 @@ class PlaySession:
         self.levels: list[int] = []
         self.overlay_flags: list[bool] = []
         self.finished_early = False
-        self.started = _now()
+        self.started = utc_timestamp()
         self.finished: str | None = None
         self._wall_start = time.perf_counter()
         self._wall_seconds: float | None = None
@@ -275,7 +275,7 @@ class PlaySession:
             return self.snapshot()
 
     def _finish(self) -> None:
-        self.finished = _now()
+        self.finished = utc_timestamp()
         self._wall_seconds = time.perf_counter() - self._wall_start
         if self.results_path is not None:
             from cryobench.evaluate import save_results
@@ -306,10 +306,7 @@ class PlaySession:
         """Rewrite the journal atomically (a crash mid-write leaves the previous one)."""
         if self.journal_path is None or self.is_over:
             return
-        self.journal_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.journal_path.with_name(self.journal_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.journal(), indent=1))
-        tmp.replace(self.journal_path)
+        write_atomic(self.journal_path, json.dumps(self.journal(), indent=1))
 
     # ---- results ------------------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
@@ -427,10 +424,6 @@ def replay_session(session_id: str, result: dict[str, Any], episode: int = 0) ->
     session.finished_early = bool((result.get("human") or {}).get("finished_early", False))
     session.read_only = True
     return session
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
 def env_record(gym_env, env_kwargs: dict[str, Any]) -> dict[str, Any]:
