@@ -10,9 +10,15 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
+
+try:  # POSIX: a writer holds a lock on its temporary file, so a cleaner can tell a dead writer's leftovers
+    import fcntl
+except ImportError:  # Windows: an open file cannot be deleted, which tells the same
+    fcntl = None
 
 # One writer at a time per process: two threads writing the same target would share its
 # temporary file (named by the process id, see write_atomic).
@@ -24,16 +30,17 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[BinaryIO], o
 
     The data goes to ``<name>.tmp<pid>`` in the same folder, is flushed and fsynced, then renamed
     over ``path`` (``os.replace``, atomic on POSIX and Windows), and the folder is fsynced so the
-    rename itself survives a crash. The temporary name carries the writer's process id so that
-    :func:`cryobench.sweep.remove_stale_temporaries` can tell a dead writer's leftovers from a
-    live one's. Missing parent folders are created. Returns ``path``.
+    rename itself survives a crash. On POSIX the writer holds a lock on the temporary file until
+    the rename, which is how :func:`remove_stale_temporaries` knows its writer died. Missing parent
+    folders are created. Returns ``path``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     with _write_lock:
+        file = _open_locked(tmp)
         try:
-            with open(tmp, "wb") as file:
+            with file:
                 if isinstance(content, str):
                     file.write(content.encode())
                 elif isinstance(content, bytes):
@@ -42,12 +49,80 @@ def write_atomic(path: str | Path, content: str | bytes | Callable[[BinaryIO], o
                     content(file)
                 file.flush()
                 os.fsync(file.fileno())
-            os.replace(tmp, path)
+                if fcntl is None:
+                    file.close()  # Windows renames only closed files
+                os.replace(tmp, path)  # POSIX: still locked, so no cleaner takes it for a dead writer's
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         _fsync_folder(path.parent)
     return path
+
+
+def _open_locked(tmp: Path) -> BinaryIO:
+    """``tmp`` opened for writing and locked; opened again if a cleaner removed it before the lock."""
+    while True:
+        file = open(tmp, "wb")  # returned open: the caller closes it after the rename
+        if fcntl is None:
+            return file
+        fcntl.flock(file.fileno(), fcntl.LOCK_EX)
+        if _names(file.fileno(), tmp):
+            return file
+        file.close()
+
+
+def _names(fd: int, path: Path) -> bool:
+    """Whether ``path`` still names the open file ``fd`` (not removed, not replaced)."""
+    try:
+        here = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def remove_stale_temporaries(folder: str | Path, pattern: str = "*.tmp*", wait_seconds: float = 10.0) -> list[Path]:
+    """Delete the temporary files in ``folder`` whose writer died mid-write; return them.
+
+    A writer that is alive holds its temporary file's lock (POSIX) or has it open (Windows):
+    such files are left alone (after waiting up to ``wait_seconds`` for the writer to finish),
+    as are this process's own. Process ids are not trusted for the rest: a killed writer can
+    linger as a zombie and a dead one's id can be reused.
+    """
+    removed = []
+    for tmp in sorted(Path(folder).glob(pattern)):
+        if tmp.name.rpartition(".tmp")[2] == str(os.getpid()):
+            continue
+        if fcntl is None:
+            try:
+                tmp.unlink()
+            except (PermissionError, FileNotFoundError):  # open by a live writer, or renamed meanwhile
+                continue
+            removed.append(tmp)
+            continue
+        try:
+            fd = os.open(tmp, os.O_RDONLY)
+        except FileNotFoundError:  # its writer finished meanwhile
+            continue
+        try:
+            if _lock_within(fd, wait_seconds) and _names(fd, tmp):
+                tmp.unlink()
+                removed.append(tmp)
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _lock_within(fd: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
 
 
 def _fsync_folder(folder: Path) -> None:

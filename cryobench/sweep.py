@@ -21,6 +21,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from cryobench import files
 from cryobench.errors import InputError
 
 
@@ -130,28 +131,12 @@ def run_sweep(
 
 
 def remove_stale_temporaries(out: Path) -> None:
-    """Delete the temporary files of writers that died (``<name>.json.tmp<pid>``).
+    """Delete the temporary results files of writers that died (``<name>.json.tmp<pid>``).
 
     A temporary file is never a complete result; one whose writer is still alive (another
-    sweep writing into the same folder) is left alone.
+    sweep writing into the same folder) is left alone (see :func:`cryobench.files.remove_stale_temporaries`).
     """
-    for stale in out.glob("*.json.tmp*"):
-        pid = stale.name.rpartition(".tmp")[2]
-        if pid.isdigit() and _process_alive(int(pid)):
-            continue
-        stale.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    import os
-
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
+    files.remove_stale_temporaries(out, "*.json.tmp*")
 
 
 def _raise_failures(failures: list[tuple[Task, BaseException]]) -> None:

@@ -65,3 +65,31 @@ def test_utc_times_are_utc_and_formatted_once():
     assert abs((stamp - now).total_seconds()) < 5
     file_stamp = _dt.datetime.strptime(files.utc_file_stamp(), "%Y%m%d-%H%M%S").replace(tzinfo=_dt.UTC)
     assert abs((file_stamp - now).total_seconds()) < 5
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX signals")
+def test_a_live_writers_temporary_stays_and_a_killed_writers_goes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "task.json"
+    # A writer that stops half-way through its file, as a sweep worker killed mid-write would.
+    script = (
+        "import sys, time\nfrom cryobench.files import write_atomic\n"
+        "def stall(file):\n    file.write(b'{half'); file.flush(); print('ready', flush=True); time.sleep(120)\n"
+        f"write_atomic({str(target)!r}, stall)\n"
+    )
+    writer = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "ready"
+        tmp = tmp_path / f"task.json.tmp{writer.pid}"
+        assert files.remove_stale_temporaries(tmp_path, wait_seconds=0.2) == []  # alive: left alone
+        assert tmp.read_bytes() == b"{half"
+        writer.send_signal(signal.SIGKILL)
+        # Not reaped yet (a zombie whose id still answers): the lock, not the id, says it is dead.
+        assert files.remove_stale_temporaries(tmp_path, wait_seconds=10) == [tmp]
+    finally:
+        writer.kill()
+        writer.wait()
+    assert list(tmp_path.iterdir()) == []
