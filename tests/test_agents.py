@@ -13,22 +13,13 @@ from cryobench.errors import InputError
 from cryobench.evaluate import make_env, play_episode
 from cryobench.simulator import World, move_minutes
 from tests.conftest import make_world
+from tests.discover import agent_names
 
-AGENTS_ALL = [
-    "random",
-    "snowball",
-    "predict-rank",
-    "greedy",
-    "ucb",
-    "thompson",
-    "epsilon-greedy",
-    "hierarchical-bayes",
-    "oracle-predict-rank",
-    "oracle-planner",
-]
-FEEDBACK_AGENTS = ["ucb", "thompson", "epsilon-greedy", "hierarchical-bayes"]
+# Every agent of the ``cryobench.agents`` entry points: a new agent is covered without editing this file.
+AGENTS = agent_names()
+FEEDBACK_AGENTS = [name for name in AGENTS if agent_class(name).needs_feedback]
+# The two built-in upper bounds, for the tests of what they are for.
 ORACLES = ["oracle-predict-rank", "oracle-planner"]
-AGENTS = AGENTS_ALL
 
 
 def small_env(feedback: str = "inspection", duration: float = 480.0, seed: int = 0) -> CryoEMSessionEnv:
@@ -65,25 +56,42 @@ def test_agent_plays_legal_deterministic_episodes(name):
 
 
 @pytest.mark.parametrize("name", AGENTS)
-def test_flags_and_card(name):
+def test_card_equals_the_agent_class_and_its_config(name):
     cls = agent_class(name)
-    assert cls.uses_ground_truth == (name in ORACLES)
-    assert cls.needs_feedback == (name in FEEDBACK_AGENTS)
+    assert cls.name == name
+    # The documented naming rule: upper bounds (agents that see the ground truth) are called oracle-*.
+    assert cls.uses_ground_truth == name.startswith("oracle-")
     card = load_card(name)
+    assert card, f"agents/{name}.yaml is missing: every agent has a card (DEVELOPERS.md, 'Adding an agent')"
     assert card["name"] == name
     assert card["upper_bound"] == cls.uses_ground_truth
     assert card["needs_feedback"] == cls.needs_feedback
-    fields = {f.name: f.default for f in dataclasses.fields(cls.Config)}
-    assert card["hyperparameters"] == fields
+    defaults = {f.name: f.default for f in dataclasses.fields(cls.Config)}
+    hyper = card["hyperparameters"]
+    missing, unknown = sorted(set(defaults) - set(hyper)), sorted(set(hyper) - set(defaults))
+    assert not missing and not unknown, f"agents/{name}.yaml: hyperparameters missing {missing}, unknown {unknown}"
+    # The card is what runs: loading the agent gives exactly the card's values, types included.
+    agent, effective = load_agent(name)
+    assert dataclasses.asdict(agent.config) == hyper == effective["hyperparameters"]
+    for key, value in hyper.items():
+        assert type(value) is type(defaults[key]), (name, key, value, defaults[key])
+    if "Config" in cls.__dict__:
+        # An agent with a Config of its own runs the same without its card. (A variant that shares
+        # its parent's Config, like dqn-noise-robust, is that Config with other values.)
+        assert hyper == defaults
 
 
-@pytest.mark.parametrize("name", FEEDBACK_AGENTS)
-def test_feedback_agents_refuse_feedback_none(name):
+@pytest.mark.parametrize("name", AGENTS)
+def test_only_agents_that_need_feedback_refuse_feedback_none(name):
     agent, _ = load_agent(name)
-    env = small_env(feedback="none")
-    env.reset(seed=0)
-    with pytest.raises(InputError, match="feedback"):
-        agent.reset(env, 0)
+    env = small_env(feedback="none", duration=60.0)
+    if agent.needs_feedback:
+        env.reset(seed=0)
+        with pytest.raises(InputError, match="feedback"):
+            agent.reset(env, 0)
+    else:
+        actions = rollout(agent, env, seed=0)
+        assert actions == rollout(agent, env, seed=0)
 
 
 def test_snowball_always_takes_the_cheapest_move():
@@ -217,11 +225,25 @@ def test_bandit_tallies_match_a_recount(feedback):
 
 @pytest.mark.parametrize("name", AGENTS)
 def test_agent_fits_through_the_evaluation_entry_point(name):
-    """``evaluate`` calls ``fit(env, seed=...)``: no agent may shadow that hook with another signature."""
+    """``evaluate`` calls ``fit(env, seed=...)``: no agent may shadow that hook with another signature.
+    The results it writes describe the episode that was played."""
     from cryobench.evaluate import evaluate
 
-    result = evaluate(name, "aldolase", {"duration": 20.0}, episodes=1, progress=False)
-    assert result is not None
+    result = evaluate(name, "aldolase", {"duration": 20.0}, episodes=2, seed=5, progress=False)
+    assert result["agent"]["name"] == name and result["seeds"] == [5, 6]
+    env = make_env("aldolase", {"duration": 20.0})
+    for episode in result["episodes"]:
+        env.reset(seed=episode["seed"])
+        truth = env.unwrapped.ground_truth_ctf()
+        trajectory = np.asarray(episode["trajectory"])
+        assert episode["invalid_actions"] == [] and episode["exposures"] == len(trajectory) > 0
+        assert len(np.unique(trajectory)) == len(trajectory) and episode["start"] not in trajectory
+        good = truth[trajectory] < env.unwrapped.layout.threshold
+        assert episode["good_exposures"] == int(good.sum())
+        assert episode["trajectory_good"] == good.astype(int).tolist()
+        assert 20.0 <= episode["minutes"]
+    again = evaluate(name, "aldolase", {"duration": 20.0}, episodes=1, seed=5, progress=False)
+    assert again["episodes"][0]["trajectory"] == result["episodes"][0]["trajectory"]
 
 
 def test_hierarchical_fast_path_matches_the_full_posterior():

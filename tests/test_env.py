@@ -61,7 +61,9 @@ def test_observation_and_info_contents():
     hole = int(np.flatnonzero(obs["action_mask"])[0])
     obs, reward, terminated, truncated, info = env.step(hole)
     assert info["exposures"] == 1 and info["level"] in ("patch", "square", "tile", "grid")
-    assert obs["revealed"][hole] == 1 and obs["revealed_ctf"][hole] > 0
+    truth = env.unwrapped.ground_truth_ctf()[hole]
+    assert obs["revealed"][hole] == 1 and obs["revealed_ctf"][hole] == pytest.approx(min(truth, 20.0))
+    assert obs["revealed"].sum() == 1
     assert env.observation_space.contains(obs)
 
 

@@ -184,6 +184,7 @@ def _plugin_path(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 def test_example_agent_package_submits_and_verifies(tmp_path):
     plugin = _plugin_path(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(EXAMPLE / "src")])}
@@ -289,6 +290,7 @@ def _guard_cases() -> list[tuple[str, str, int]]:
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("agent", "entry_name", "seed"), _guard_cases())
 def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, request):
     """A change that moves a committed score fails here: fix it, or bump the environment's

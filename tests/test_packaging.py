@@ -7,12 +7,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+import gymnasium as gym
 import pytest
 from click.testing import CliRunner
 
 import cryobench
 from cryobench.cli import main
 from cryobench.resources import CARD_KINDS, card_dir, card_source
+from tests.discover import env_cards_on_disk
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +23,10 @@ def test_cards_load_from_the_checkout():
     assert card_source() == "checkout"
     for kind in CARD_KINDS:
         assert card_dir(kind) == ROOT / kind
-    assert len(cryobench.env_cards()) == 5
+    # Every card of envs/ is registered, under its own id: a new environment needs no other step.
+    on_disk = env_cards_on_disk()
+    assert cryobench.env_cards() == on_disk
+    assert {env_id: gym.spec(env_id).kwargs for env_id in on_disk} == {i: c["kwargs"] for i, c in on_disk.items()}
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +41,7 @@ def wheel(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_wheel_carries_every_card(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for kind in CARD_KINDS:
@@ -44,6 +50,7 @@ def test_wheel_carries_every_card(wheel):
             assert f"cryobench/_cards/{rel}" in names, rel
 
 
+@pytest.mark.slow
 def test_cards_load_from_an_installed_wheel(wheel, tmp_path):
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
     script = (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import replace
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from cryobench.agents import planners
 from cryobench.agents.common import Hierarchy
-from cryobench.agents.registry import agent_class, load_agent, load_card
+from cryobench.agents.registry import load_agent
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.evaluate import make_env, play_episode
@@ -152,8 +151,9 @@ def test_replanning_variants_refuse_feedback_none(name):
 def test_replanning_variants_run_with_queued_feedback(name):
     env = toy_env(feedback="queue:4", duration=90.0)
     agent, _ = load_agent(name, FAST[name])
-    actions, _ = rollout(agent, env, seed=1)
-    assert len(actions) > 0
+    actions, info = rollout(agent, env, seed=1)
+    assert info["exposures"] == len(actions) and not info["invalid_action"]
+    assert rollout(agent, env, seed=1)[0] == actions
 
 
 def test_revealed_holes_move_their_patch_and_square():
@@ -191,6 +191,7 @@ def test_replanning_leaves_a_square_that_disappoints():
 
 
 # ---- on the measured Aldolase data ----------------------------------------------------------------
+@pytest.mark.slow
 def test_planners_beat_random_and_snowball_on_measured_aldolase(aldolase_data):
     env = make_env("cryorl", {"data": str(aldolase_data), "split": "test"})
     seeds = [0, 1]
@@ -202,14 +203,6 @@ def test_planners_beat_random_and_snowball_on_measured_aldolase(aldolase_data):
     baseline = max(mean_good("random"), mean_good("snowball"))
     for name in PLANNERS:
         assert mean_good(name, FAST[name]) > 1.5 * baseline, name
-
-
-@pytest.mark.parametrize("name", PLANNERS)
-def test_card_holds_exactly_the_config_fields(name):
-    card = load_card(name)
-    cls = agent_class(name)
-    assert card["hyperparameters"] == dataclasses.asdict(cls.Config())
-    assert card["needs_feedback"] == cls.needs_feedback and card["upper_bound"] is False
 
 
 # ---- replanning: when, and what leaving a square costs ----------------------------------------

@@ -324,6 +324,7 @@ def live_server(tmp_path):
     thread.join(5)
 
 
+@pytest.mark.slow
 def test_page_plays_a_session_in_chromium(live_server, tmp_path):
     sync_playwright = browser_or_skip()
     url, results_dir = live_server

@@ -13,7 +13,10 @@ import torch
 import yaml
 
 import cryobench  # noqa: F401  (registers the environments)
+from cryobench.metrics import episode_metrics
 from cryobench.resources import card_dir
+
+pytestmark = pytest.mark.slow  # a short training run
 
 sb3_contrib = pytest.importorskip(
     "sb3_contrib", reason="sb3-contrib is not installed (pip install 'cryobench[sb3]'; .ci/run installs it)"
@@ -51,12 +54,16 @@ def test_maskable_ppo_trains_on_the_registered_environment(small_twin_card):
 
     # The trained policy acts through the same masks: it never picks a visited hole.
     obs, _ = env.reset(seed=1)
-    terminated = False
+    terminated, steps, total = False, 0, 0.0
     while not terminated:
         mask = env.unwrapped.action_masks()
         action, _ = model.predict(obs, action_masks=mask, deterministic=True)
         assert mask[int(action)]
-        obs, _reward, terminated, truncated, info = env.step(int(action))
+        obs, reward, terminated, truncated, info = env.step(int(action))
         assert not info["invalid_action"] and not truncated
+        steps, total = steps + 1, total + reward
+    played = episode_metrics(env.unwrapped.world, env.unwrapped.state)
+    assert played["exposures"] == steps == info["exposures"] and played["total_reward"] == pytest.approx(total)
+    assert played["minutes"] > 120.0  # the session ran to its end
     rewards, lengths = evaluate_policy(model, env, n_eval_episodes=2, use_masking=True, return_episode_rewards=True)
-    assert len(rewards) == 2 and all(np.isfinite(rewards)) and min(lengths) > 0
+    assert len(rewards) == len(lengths) == 2 and all(np.isfinite(rewards))

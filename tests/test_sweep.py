@@ -65,6 +65,7 @@ def test_failing_tasks_are_reported_and_the_others_kept(tmp_path):
     assert pending([good, bad], tmp_path) == [bad]
 
 
+@pytest.mark.slow
 def test_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(tmp_path):
     out = tmp_path / "sweep"
     args = ["--agents", "random,snowball", "--envs", "aldolase,rnapii", "--seeds", "0-5", "--seeds-per-task", "1"]
@@ -98,6 +99,7 @@ def test_sweep_killed_with_sigkill_resumes_with_nothing_lost_or_duplicated(tmp_p
     assert reference["episodes"] == results[tasks[-1].filename()]["episodes"]
 
 
+@pytest.mark.slow
 def test_ray_backend_on_a_local_instance(tmp_path, monkeypatch):
     # Ray binds to the machine's address unless told it is a single-machine cluster; the test's
     # instance listens on 127.0.0.1 only, without an auth token written to the home folder.

@@ -41,6 +41,7 @@ def test_bench_dqn_decision(benchmark, candidates):
     assert obs["action_mask"][hole] == 1
 
 
+@pytest.mark.slow
 def test_bench_dqn_gradient_step(benchmark):
     config = DQNConfig(batch_size=128, buffer_size=4000, num_envs=4)
     torch.set_num_threads(config.torch_threads)

@@ -22,7 +22,8 @@ import cryobench  # noqa: F401
 from cryobench.env import CryoEMSessionEnv
 from tests.conftest import ALDOLASE_DATA
 
-SIZES = ["2341", "5822", "100000"]
+# The 100,000-hole grid takes seconds to build: slow, outside the fast loop (-m "not slow").
+SIZES = ["2341", "5822", pytest.param("100000", marks=pytest.mark.slow)]
 
 
 @functools.cache
