@@ -459,6 +459,20 @@ def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_fil
 
 
 # ---- train ----------------------------------------------------------------------------
+def _trainer(agent_name: str, agent):
+    """The training function an agent names in its ``trainer`` attribute ("module:function")."""
+    import importlib
+
+    spec = getattr(agent, "trainer", "")
+    if not spec:
+        raise InputError(f"agent {agent_name!r} has nothing to train (it names no trainer)")
+    module, _, function = str(spec).partition(":")
+    try:
+        return getattr(importlib.import_module(module), function)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise InputError(f"agent {agent_name!r}: its trainer {spec!r} cannot be loaded ({exc})") from None
+
+
 @main.command("train")
 @click.option("--agent", "agent_name", required=True, help="A trainable agent (dqn).")
 @click.option("--env", "env_name", required=True, help="Training environment: a short name or an id.")
@@ -480,14 +494,13 @@ def train_cmd(agent_name, env_name, steps, seed, out, log_dir, env_args, hyper_a
     if steps is not None:
         hyper["total_steps"] = steps
     agent, _card = load_agent(agent_name, hyper)
-    if not callable(getattr(agent, "train", None)):
-        raise InputError(f"agent {agent_name!r} has nothing to train (it has no train method)")
+    train = _trainer(agent_name, agent)
     env_kwargs = _parse_assignments(env_args, "-e")
     if out is None:
         out = f"cryobench-checkpoints/{agent_name}_{env_name.replace('/', '-')}_seed{seed}.pt"
     command = "cryobench " + " ".join(sys.argv[1:])
-    summary = agent.train(
-        env_name, env_kwargs, seed=seed, out=out, log_dir=log_dir, progress=not quiet, command=command
+    summary = train(
+        agent.config, env_name, env_kwargs, seed=seed, out=out, log_dir=log_dir, progress=not quiet, command=command
     )
     best = summary["best"]
     click.echo(

@@ -24,20 +24,11 @@ from cryobench import metrics
 from cryobench.agents.registry import load_agent
 from cryobench.errors import InputError
 from cryobench.files import utc_timestamp, write_atomic
-from cryobench.registration import resolve_env_id
+from cryobench.registration import make_env
 
 RESULTS_FORMAT = "cryobench-results/1"
 #: Fields every episode of a results file has (what compare, plot and the leaderboards read).
 EPISODE_FIELDS = ("seed", "good_exposures", "exposures", "bins", "good_curve", "trajectory", "squares_visited")
-
-
-def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
-    """``gym.make`` by short name or id, with argument errors reported as InputError."""
-    env_id = resolve_env_id(env)
-    try:
-        return gym.make(env_id, **(env_kwargs or {}))
-    except TypeError as exc:  # an unknown keyword argument
-        raise InputError(f"environment {env_id}: {exc}") from None
 
 
 def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) -> dict:

@@ -101,7 +101,7 @@ def plot_squares(results: list[dict], path: Path) -> Path:
 
 def plot_path(results: list[dict], path: Path, episode: int = 0) -> Path:
     """One episode's path drawn on the grid, per results file (rebuilds the environment)."""
-    from cryobench.evaluate import make_env
+    from cryobench.registration import make_env
     from cryobench.render import map_xy
 
     fig = _figure(4.2 * len(results), 4.4)

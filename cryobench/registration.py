@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import gymnasium as gym
 import yaml
@@ -62,3 +63,12 @@ def resolve_env_id(name: str) -> str:
     raise InputError(
         f"unknown environment {name!r}; expected one of {', '.join(names)} or an id like {next(iter(env_cards()))}"
     )
+
+
+def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
+    """``gym.make`` by short name or id, with argument errors reported as InputError."""
+    env_id = resolve_env_id(env)
+    try:
+        return gym.make(env_id, **(env_kwargs or {}))
+    except TypeError as exc:  # an unknown keyword argument
+        raise InputError(f"environment {env_id}: {exc}") from None

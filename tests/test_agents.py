@@ -10,7 +10,8 @@ import pytest
 from cryobench.agents.registry import agent_class, load_agent, load_card
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
-from cryobench.evaluate import make_env, play_episode
+from cryobench.evaluate import play_episode
+from cryobench.registration import make_env
 from cryobench.simulator import World, move_minutes
 from tests.conftest import make_world
 from tests.discover import agent_names

@@ -11,12 +11,11 @@ from cryobench.agents.dqn import (
     DQNAgent,
     DQNConfig,
     HoleQNetwork,
-    WorldIndex,
     context_from_features,
     load_checkpoint,
     save_checkpoint,
 )
-from cryobench.agents.dqn_train import greedy_good_exposures, train_on_worlds
+from cryobench.agents.dqn_train import WorldIndex, greedy_good_exposures, train_on_worlds
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.features import FEATURE_LAYOUT_VERSION, hole_features
@@ -333,3 +332,29 @@ def test_validation_can_include_the_twin_at_several_noise_levels():
     assert len(validation_worlds(DQNConfig(validation_twin="aldolase"))) == 1
     with pytest.raises(InputError, match="'validation_twin_noise'"):
         validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="high"))
+
+
+def test_the_agent_does_not_import_its_training_and_training_does_not_import_evaluate():
+    """No cycle: dqn_train imports dqn, never the reverse; make_env comes from the registration layer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, cryobench.agents.dqn; a = set(sys.modules); import cryobench.agents.dqn_train; "
+        "print('cryobench.agents.dqn_train' in a, 'cryobench.evaluate' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
+    from cryobench.agents.dqn_train import train
+
+    assert DQNAgent.trainer == f"{train.__module__}:{train.__name__}"
+
+
+def test_train_command_refuses_an_agent_without_a_trainer():
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    result = CliRunner().invoke(main, ["train", "--agent", "greedy", "--env", "aldolase"])
+    assert result.exit_code == 1
+    assert result.output == "Error: agent 'greedy' has nothing to train (it names no trainer)\n"

@@ -12,7 +12,8 @@ from cryobench.agents.common import Hierarchy
 from cryobench.agents.registry import load_agent
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
-from cryobench.evaluate import make_env, play_episode
+from cryobench.evaluate import play_episode
+from cryobench.registration import make_env
 from cryobench.simulator import World
 from tests.conftest import make_world
 

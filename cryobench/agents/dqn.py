@@ -13,13 +13,13 @@ Read top to bottom:
    splits exactly: ``W1 x = W1 context[patch] + pred * sum_k W1[:, pred column of slot k]``.
    The first layer then runs once per patch instead of once per hole; the masked argmax over
    unvisited holes is unchanged (a test checks it against the plain network).
-4. :class:`WorldIndex`, the context of a batch of sessions rebuilt from compact states (visited
-   and revealed masks, current hole, elapsed minutes): what the replay stores instead of
-   feature matrices. A test checks it against ``cryobench.features.hole_features``.
-5. Checkpoints (``torch.load(weights_only=True)``) that record the feature layout.
-6. :class:`DQNAgent`, the agent the registry loads (``cryobench run --agent dqn``).
+   :func:`context_from_features` builds those contexts from an observation.
+4. Checkpoints (``torch.load(weights_only=True)``) that record the feature layout.
+5. :class:`DQNAgent`, the agent the registry loads (``cryobench run --agent dqn``).
 
-Training (replay, n-step double DQN, parallel sessions) lives in ``cryobench.agents.dqn_train``.
+Training (replay, n-step double DQN, parallel sessions) lives in ``cryobench.agents.dqn_train``,
+which imports this module and never the other way round: the agent names its trainer as a
+string (``DQNAgent.trainer``) that ``cryobench train`` resolves.
 """
 
 from __future__ import annotations
@@ -42,12 +42,9 @@ from cryobench.features import (
     FEATURE_NAMES,
     N_FEATURES,
     first_hole_of_each_patch,
-    patch_features,
-    predicted_ctf_feature,
 )
 from cryobench.files import write_atomic
 from cryobench.resources import card_dir
-from cryobench.simulator import SessionState, World, recount_tables
 
 CHECKPOINT_FORMAT = "cryobench-dqn/1"
 
@@ -172,53 +169,9 @@ def make_network(config: DQNConfig) -> HoleQNetwork:
     return HoleQNetwork(config.history, config.hidden1, config.hidden2)
 
 
-# ---- 3/4. patch contexts from compact session states ---------------------------------------
+# ---- 3. patch contexts ----------------------------------------------------------------------
 #: Columns that belong to the hole itself; every other feature is shared by its patch.
 HOLE_COLUMNS = (0, 1, 32, 33)
-
-
-class WorldIndex:
-    """One world's patch contexts for many sessions at once, and the candidates of the target's maximum.
-
-    The contexts are ``cryobench.features.patch_features`` of the group tables that
-    ``simulator.recount_tables`` rebuilds from the masks a replay stores: the features are
-    computed in one place, the environment's.
-    """
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        grid = world.grid
-        self.n_holes = world.n_holes
-        self.hole_patch = grid.patch.astype(np.int64)
-        self.n_patches = int(grid.patch.max()) + 1
-        self.hole_pred = predicted_ctf_feature(world)
-        self.patch_representative = first_hole_of_each_patch(self.hole_patch)
-        # Holes sorted by patch, then predicted CTF: candidates for the target's maximum.
-        self.sorted_holes = np.lexsort((world.predicted_ctf, grid.patch))
-        self.sorted_patch = grid.patch[self.sorted_holes].astype(np.int64)
-        self.segment_start = np.searchsorted(self.sorted_patch, self.sorted_patch, side="left")
-
-    def candidates(self, visited: np.ndarray, per_patch: int) -> np.ndarray:
-        """(S, P * per_patch) the ``per_patch`` unvisited holes of lowest predicted CTF of every patch; -1 pads."""
-        unvisited = ~visited[:, self.sorted_holes]
-        seen = np.cumsum(unvisited, axis=1)
-        rank = seen - (seen[:, self.segment_start] - unvisited[:, self.segment_start]) - 1
-        state, position = np.nonzero(unvisited & (rank < per_patch))
-        out = np.full((len(visited), self.n_patches, per_patch), -1, dtype=np.int64)
-        out[state, self.sorted_patch[position], rank[state, position]] = self.sorted_holes[position]
-        return out.reshape(len(visited), -1)
-
-    def context_of_masks(
-        self, visited: np.ndarray, revealed: np.ndarray, current: np.ndarray, elapsed: np.ndarray
-    ) -> np.ndarray:
-        """Patch contexts (S, P, N_FEATURES) of sessions given by their masks (S, n_holes), current holes, minutes."""
-        tables = recount_tables(self.world, visited, revealed)
-        return patch_features(self.world, tables, current, elapsed)
-
-    def context_of_state(self, state: SessionState) -> np.ndarray:
-        """(P, N_FEATURES) context of one live session, from its incrementally kept tables."""
-        tables = tuple(t[None] for t in state.tables)
-        return patch_features(self.world, tables, np.array([state.current]), np.array([state.elapsed]))[0]
 
 
 def context_from_features(hole_features: np.ndarray, patch_representative: np.ndarray) -> np.ndarray:
@@ -228,7 +181,7 @@ def context_from_features(hole_features: np.ndarray, patch_representative: np.nd
     return context
 
 
-# ---- 5. checkpoints ------------------------------------------------------------------------------
+# ---- 4. checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, meta: dict[str, Any]) -> Path:
     """Weights, hyperparameters, feature layout and provenance in one small file."""
     document = {
@@ -288,12 +241,14 @@ def resolve_checkpoint(name: str) -> Path:
     return card_dir("agents") / name
 
 
-# ---- 6. the agent --------------------------------------------------------------------------
+# ---- 5. the agent --------------------------------------------------------------------------
 class DQNAgent(Agent):
     """cryoRL's deep-Q network: a per-hole MLP over 4 steps of features, greedy over unvisited holes."""
 
     name = "dqn"
     Config = DQNConfig
+    #: What ``cryobench train`` calls (see agents/README.md): training lives apart from the agent.
+    trainer = "cryobench.agents.dqn_train:train"
 
     def __init__(self, config: DQNConfig | None = None) -> None:
         super().__init__(config)
@@ -302,21 +257,6 @@ class DQNAgent(Agent):
     def fit(self, env, seed: int = 0) -> None:
         """Load the checkpoint (training is ``cryobench train --agent dqn``, not part of a run)."""
         self._load()
-
-    def train(
-        self,
-        env_name: str,
-        env_kwargs: dict[str, Any],
-        seed: int,
-        out: str | Path,
-        log_dir: str | Path | None = None,
-        progress: bool = True,
-        command: str = "",
-    ) -> dict[str, Any]:
-        """Train a network on an environment (``cryobench train``); the checkpoint goes to ``out``."""
-        from cryobench.agents.dqn_train import train
-
-        return train(self.config, env_name, env_kwargs, seed, out, log_dir, progress, command)
 
     def _load(self) -> HoleQNetwork:
         if self.network is None:

@@ -5,6 +5,9 @@ Read top to bottom:
 1. :func:`training_worlds`: the worlds to learn on. The training environment's own world plus
    ``extra_worlds`` more of the same layout (twins: new world seeds; measured data: new draws
    of a calibrated regressor on the same holes), so the network does not learn one grid by heart.
+   :class:`WorldIndex`: one world's patch contexts rebuilt from compact states (visited and
+   revealed masks, current hole, elapsed minutes), what the replay stores instead of feature
+   matrices (a test checks them against ``cryobench.features.hole_features``).
 2. :class:`CompactReplay`: per parallel session, a ring of compact states (visited and revealed
    masks as packed bits, current hole, elapsed minutes, step in episode, world), actions,
    rewards and ends. Contexts are rebuilt at sampling time (``WorldIndex``): about 330 bytes
@@ -35,16 +38,15 @@ import numpy as np
 import torch
 
 from cryobench import simulator
-from cryobench.agents.dqn import DQNConfig, HoleQNetwork, WorldIndex, make_network, save_checkpoint
+from cryobench.agents.dqn import DQNConfig, HoleQNetwork, make_network, save_checkpoint
 from cryobench.errors import InputError
-from cryobench.features import N_FEATURES
+from cryobench.features import N_FEATURES, first_hole_of_each_patch, patch_features, predicted_ctf_feature
+from cryobench.registration import make_env
 
 
 # ---- 1. worlds ---------------------------------------------------------------------------------
 def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig, seed: int) -> list[simulator.World]:
     """The training environment's world first, then ``extra_worlds`` more with the same holes' layout."""
-    from cryobench.evaluate import make_env
-
     env_kwargs = dict(env_kwargs)
     env_kwargs.pop("new_world_each_reset", None)  # the pool below plays that role
     base = make_env(env_name, env_kwargs).unwrapped.world
@@ -104,8 +106,6 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
     """Held-out worlds for checkpoint selection (a split of ``validation_twin``), never trained on."""
     if not config.validation_twin:
         return []
-    from cryobench.evaluate import make_env
-
     levels = _noise_levels(config.validation_twin_noise, "validation_twin_noise")
     kwargs = [{"split": config.validation_twin_split, "noise": level} for level in levels] or [
         {"split": config.validation_twin_split}
@@ -114,6 +114,50 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
         return [make_env(config.validation_twin, k).unwrapped.world for k in kwargs]
     except InputError as exc:
         raise InputError(f"DQN hyperparameters 'validation_twin' / 'validation_twin_split': {exc}") from None
+
+
+class WorldIndex:
+    """One world's patch contexts for many sessions at once, and the candidates of the target's maximum.
+
+    The contexts are ``cryobench.features.patch_features`` of the group tables that
+    ``simulator.recount_tables`` rebuilds from the masks a replay stores: the features are
+    computed in one place, the environment's.
+    """
+
+    def __init__(self, world: simulator.World) -> None:
+        self.world = world
+        grid = world.grid
+        self.n_holes = world.n_holes
+        self.hole_patch = grid.patch.astype(np.int64)
+        self.n_patches = int(grid.patch.max()) + 1
+        self.hole_pred = predicted_ctf_feature(world)
+        self.patch_representative = first_hole_of_each_patch(self.hole_patch)
+        # Holes sorted by patch, then predicted CTF: candidates for the target's maximum.
+        self.sorted_holes = np.lexsort((world.predicted_ctf, grid.patch))
+        self.sorted_patch = grid.patch[self.sorted_holes].astype(np.int64)
+        self.segment_start = np.searchsorted(self.sorted_patch, self.sorted_patch, side="left")
+
+    def candidates(self, visited: np.ndarray, per_patch: int) -> np.ndarray:
+        """(S, P * per_patch) the ``per_patch`` unvisited holes of lowest predicted CTF of every patch; -1 pads."""
+        unvisited = ~visited[:, self.sorted_holes]
+        seen = np.cumsum(unvisited, axis=1)
+        rank = seen - (seen[:, self.segment_start] - unvisited[:, self.segment_start]) - 1
+        state, position = np.nonzero(unvisited & (rank < per_patch))
+        out = np.full((len(visited), self.n_patches, per_patch), -1, dtype=np.int64)
+        out[state, self.sorted_patch[position], rank[state, position]] = self.sorted_holes[position]
+        return out.reshape(len(visited), -1)
+
+    def context_of_masks(
+        self, visited: np.ndarray, revealed: np.ndarray, current: np.ndarray, elapsed: np.ndarray
+    ) -> np.ndarray:
+        """Patch contexts (S, P, N_FEATURES) of sessions given by their masks (S, n_holes), current holes, minutes."""
+        tables = simulator.recount_tables(self.world, visited, revealed)
+        return patch_features(self.world, tables, current, elapsed)
+
+    def context_of_state(self, state: simulator.SessionState) -> np.ndarray:
+        """(P, N_FEATURES) context of one live session, from its incrementally kept tables."""
+        tables = tuple(t[None] for t in state.tables)
+        return patch_features(self.world, tables, np.array([state.current]), np.array([state.elapsed]))[0]
 
 
 # ---- 2. replay -----------------------------------------------------------------------------------

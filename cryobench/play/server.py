@@ -73,7 +73,7 @@ class SessionStore:
     """The live sessions of one server, all sharing one immutable World."""
 
     def __init__(self, config: PlayConfig) -> None:
-        from cryobench.evaluate import make_env
+        from cryobench.registration import make_env
 
         self.config = config
         self.lock = threading.Lock()

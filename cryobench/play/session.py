@@ -389,7 +389,7 @@ def replay_session(session_id: str, result: dict[str, Any], episode: int = 0) ->
     (times, CTFs, counts) is recomputed, and a file that does not reproduce is refused. (An
     agent's invalid actions, which cost minutes but are not in the trajectory, are not replayed.)
     """
-    from cryobench.evaluate import make_env
+    from cryobench.registration import make_env
 
     episodes = result["episodes"]
     if not 0 <= episode < len(episodes):

@@ -18,8 +18,8 @@ import pytest
 import torch
 
 import cryobench  # noqa: F401
-from cryobench.agents.dqn import DQNAgent, DQNConfig, WorldIndex, make_network
-from cryobench.agents.dqn_train import CompactReplay, Sessions, _step_and_record, gradient_step
+from cryobench.agents.dqn import DQNAgent, DQNConfig, make_network
+from cryobench.agents.dqn_train import CompactReplay, Sessions, WorldIndex, _step_and_record, gradient_step
 from tests.conftest import ALDOLASE_DATA
 
 
