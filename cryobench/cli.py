@@ -210,7 +210,7 @@ def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, ad
 
     Resumable: run the same command again after an interruption and only missing tasks run.
     """
-    from cryobench.leaderboard import save_submission, submit
+    from cryobench.leaderboard.submission import save_submission, submit
     from cryobench.protocol import CURRENT_VERSION
 
     work = work or f"cryobench-sweeps/{agent_name}-v{CURRENT_VERSION}"
@@ -253,7 +253,7 @@ def leaderboard_group() -> None:
 @_friendly_errors
 def leaderboard_build(check) -> None:
     """Regenerate every table in leaderboards/ from leaderboards/results/."""
-    from cryobench.leaderboard import build_tables
+    from cryobench.leaderboard.tables import build_tables
 
     changed = build_tables(check=check)
     if check and changed:
@@ -268,7 +268,7 @@ def leaderboard_build(check) -> None:
 @_friendly_errors
 def leaderboard_verify(files, data, workers) -> None:
     """Re-run submission FILES; accept each only if it reproduces exactly under the current protocol."""
-    from cryobench.leaderboard import verify
+    from cryobench.leaderboard.verify import verify
 
     rejected = 0
     for file in files:

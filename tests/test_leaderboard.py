@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 import yaml
 
-from cryobench import leaderboard
 from cryobench.agents.registry import list_agents
 from cryobench.errors import InputError
 from cryobench.evaluate import evaluate
+from cryobench.leaderboard import submission as submissions
+from cryobench.leaderboard import tables
+from cryobench.leaderboard.verify import static_problems, verify
 from cryobench.protocol import CURRENT_VERSION, MEASURED, Entry, load_protocol, parse_protocol, protocol_path
 from cryobench.registration import env_cards
 
@@ -81,8 +83,8 @@ def test_feedback_learners_are_not_applicable_to_blind_entries():
 def submission(tmp_path_factory) -> Path:
     """A reduced submission of the random agent (written as ``cryobench submit`` writes it)."""
     root = tmp_path_factory.mktemp("submission")
-    doc = leaderboard.submit("random", root / "work", workers=1, progress=False, **REDUCED)
-    return leaderboard.save_submission(doc, root / "random-v1.json")
+    doc = submissions.submit("random", root / "work", workers=1, progress=False, **REDUCED)
+    return submissions.save_submission(doc, root / "random-v1.json")
 
 
 def _edited(submission: Path, tmp_path: Path, change) -> Path:
@@ -94,7 +96,7 @@ def _edited(submission: Path, tmp_path: Path, change) -> Path:
 
 
 def test_submission_has_provenance_and_every_episode(submission):
-    doc = leaderboard.load_submission(submission)
+    doc = submissions.load_submission(submission)
     assert doc["protocol"] == {"version": 1, "seeds": [0, 1], "entries": list(REDUCED["entries"]), "complete": False}
     assert {"cryobench", "git_commit", "numpy", "gymnasium", "python", "platform"} <= set(doc["provenance"])
     assert doc["agent"]["name"] == "random" and doc["agent"]["card"]["name"] == "random"
@@ -103,18 +105,18 @@ def test_submission_has_provenance_and_every_episode(submission):
         assert block["env_id"] == "cryobench/Aldolase-v0"
         assert block["spec"]["id"] == "cryobench/Aldolase-v0"
         assert [ep["seed"] for ep in block["episodes"]] == [0, 1]
-        assert block["summary"] == leaderboard.episode_summary(block["episodes"])
+        assert block["summary"] == submissions.episode_summary(block["episodes"])
 
 
 def test_verify_accepts_an_exact_reproduction(submission):
-    report = leaderboard.verify(submission, workers=1)
+    report = verify(submission, workers=1)
     assert report == {"accepted": True, "reduced": True, "reasons": []}
 
 
 def _edit_score(doc: dict) -> None:
     block = doc["entries"]["aldolase"]
     block["episodes"][1]["good_exposures"] += 3
-    block["summary"] = leaderboard.episode_summary(block["episodes"])  # a careful forger
+    block["summary"] = submissions.episode_summary(block["episodes"])  # a careful forger
 
 
 @pytest.mark.parametrize(
@@ -133,7 +135,7 @@ def _edit_score(doc: dict) -> None:
          "false-complete"],
 )  # fmt: skip
 def test_verify_rejects_with_the_reason(submission, tmp_path, change, reason):
-    report = leaderboard.verify(_edited(submission, tmp_path, change), workers=1)
+    report = verify(_edited(submission, tmp_path, change), workers=1)
     assert report["accepted"] is False
     assert any(reason in r for r in report["reasons"]), report["reasons"]
 
@@ -150,11 +152,11 @@ def test_verify_command_prints_the_reasons_and_fails(submission, tmp_path):
 
 
 def test_submission_never_records_the_measured_data_path(aldolase_data, tmp_path):
-    doc = leaderboard.submit(
+    doc = submissions.submit(
         "random", tmp_path / "work", data=aldolase_data, workers=1, progress=False, seeds=(0,),
         entries=("measured-aldolase",),
     )  # fmt: skip
-    text = leaderboard.dumps_submission(doc)
+    text = submissions.dumps_submission(doc)
     assert str(aldolase_data) not in text and str(aldolase_data.resolve()) not in text
     assert doc["entries"]["measured-aldolase"]["kwargs"]["data"] == MEASURED
     assert len(doc["measured_data"]["checksum"]) == 64
@@ -162,7 +164,7 @@ def test_submission_never_records_the_measured_data_path(aldolase_data, tmp_path
 
 def test_measured_entries_are_skipped_saying_why_without_data(monkeypatch, tmp_path):
     monkeypatch.delenv("CRYOBENCH_ALDOLASE_DATA", raising=False)
-    doc = leaderboard.submit(
+    doc = submissions.submit(
         "random", tmp_path, workers=1, progress=False, seeds=(0,), entries=("aldolase", "measured-aldolase")
     )
     assert list(doc["entries"]) == ["aldolase"]
@@ -207,12 +209,12 @@ def test_example_agent_package_submits_and_verifies(tmp_path):
 
 # ---- tables -------------------------------------------------------------------------------
 def test_committed_tables_equal_what_build_writes():
-    stale = leaderboard.build_tables(check=True)
+    stale = tables.build_tables(check=True)
     assert stale == [], f"run `cryobench leaderboard build`: {stale} differ from the results"
 
 
 def test_tables_normalise_between_random_and_the_best_upper_bound(submission, tmp_path, monkeypatch):
-    random_doc = leaderboard.load_submission(submission)
+    random_doc = submissions.load_submission(submission)
     bound = copy.deepcopy(random_doc)
     bound["agent"].update(name="oracle-test", upper_bound=True)
     for block in bound["entries"].values():
@@ -227,15 +229,15 @@ def test_tables_normalise_between_random_and_the_best_upper_bound(submission, tm
     results.mkdir(parents=True)
     for doc in (random_doc, bound, middle):
         doc["protocol"]["complete"] = True
-        leaderboard.save_submission(doc, results / f"{doc['agent']['name']}.json")
+        submissions.save_submission(doc, results / f"{doc['agent']['name']}.json")
     root = tmp_path
     (root / "protocol-v1.yaml").write_text(protocol_path().read_text())
-    monkeypatch.setattr(leaderboard, "card_dir", lambda kind: root)
+    monkeypatch.setattr(tables, "card_dir", lambda kind: root)
     monkeypatch.setattr("cryobench.protocol.card_dir", lambda kind: root)
-    written = leaderboard.build_tables()
+    written = tables.build_tables()
     assert "tables/v1/overall.md" in written and "tables/v1/aldolase.md" in written
-    assert leaderboard.build_tables(check=True) == []
-    rows = {r["agent"]: r for r in leaderboard.entry_rows(leaderboard.load_leaderboard_results(), "aldolase")}
+    assert tables.build_tables(check=True) == []
+    rows = {r["agent"]: r for r in tables.entry_rows(tables.load_leaderboard_results(), "aldolase")}
     assert rows["random"]["score"] == pytest.approx(0.0)
     assert rows["oracle-test"]["score"] == pytest.approx(100.0)
     assert rows["halfway"]["score"] == pytest.approx(50.0)
@@ -243,20 +245,20 @@ def test_tables_normalise_between_random_and_the_best_upper_bound(submission, tm
     agents, bounds = table.split("## Upper bounds")
     assert "halfway" in agents and "oracle-test" not in agents and "oracle-test (upper bound)" in bounds
     (results / "halfway.json").unlink()
-    assert "tables/v1/overall.md" in leaderboard.build_tables(check=True)
+    assert "tables/v1/overall.md" in tables.build_tables(check=True)
 
 
 def test_a_reduced_submission_is_not_a_leaderboard_entry(submission, tmp_path, monkeypatch):
     (tmp_path / "results" / "v1").mkdir(parents=True)
     (tmp_path / "results" / "v1" / "random.json").write_text(submission.read_text())
-    monkeypatch.setattr(leaderboard, "card_dir", lambda kind: tmp_path)
+    monkeypatch.setattr(tables, "card_dir", lambda kind: tmp_path)
     with pytest.raises(InputError, match="random.json: a reduced submission"):
-        leaderboard.load_leaderboard_results()
+        tables.load_leaderboard_results()
 
 
 # ---- score guards -------------------------------------------------------------------------
 def _committed() -> list[dict]:
-    return leaderboard.load_leaderboard_results()
+    return tables.load_leaderboard_results()
 
 
 def test_every_built_in_agent_is_on_the_leaderboard():
@@ -264,7 +266,7 @@ def test_every_built_in_agent_is_on_the_leaderboard():
     loadable = {row["name"] for row in list_agents() if row["error"] is None and row["name"] in ours}
     on_board = {doc["agent"]["name"] for doc in _committed()}
     # Agents whose full run is still to come, each with the reason (leaderboards/pending-v1.yaml).
-    pending_file = leaderboard.results_dir().parents[1] / f"pending-v{CURRENT_VERSION}.yaml"
+    pending_file = tables.results_dir().parents[1] / f"pending-v{CURRENT_VERSION}.yaml"
     pending = (yaml.safe_load(pending_file.read_text()) or {}) if pending_file.is_file() else {}
     assert all(isinstance(reason, str) and reason for reason in pending.values()), f"{pending_file}: give reasons"
     missing = sorted(loadable - on_board - set(pending))
@@ -301,7 +303,7 @@ def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, reque
     committed = next(ep for ep in doc["entries"][entry_name]["episodes"] if ep["seed"] == seed)
     hyper = doc["agent"]["card"].get("hyperparameters") or {}
     result = evaluate(agent, entry.env, entry.resolved_kwargs(data), 1, seed, hyper, progress=False)
-    again = leaderboard.compact_episode(result["episodes"][0])
+    again = submissions.compact_episode(result["episodes"][0])
     assert again == committed, (
         f"{agent} on {entry_name} seed {seed} no longer reproduces its leaderboard entry: "
         f"good {committed['good_exposures']} -> {again['good_exposures']}. If the environment's dynamics "
@@ -313,13 +315,13 @@ def test_committed_results_follow_the_protocol_and_hold_no_machine_paths():
     from cryobench.agents.registry import agent_class
 
     protocol = load_protocol()
-    for path in sorted(leaderboard.results_dir().glob("*.json")):
+    for path in sorted(tables.results_dir().glob("*.json")):
         text = path.read_text()
         assert "/work/" not in text and "/home/" not in text and "datasets/cryorl-aldolase" not in text, path
-        doc = leaderboard.load_submission(path)
+        doc = submissions.load_submission(path)
         assert path.stem == doc["agent"]["name"]
         # Same environment ids (versions), arguments and seeds as the protocol, every entry present.
-        assert leaderboard.static_problems(doc, protocol, agent_class(doc["agent"]["name"])) == [], path
+        assert static_problems(doc, protocol, agent_class(doc["agent"]["name"])) == [], path
         for block in doc["entries"].values():
             assert np.isfinite(block["seconds_per_episode"])
 
@@ -344,11 +346,11 @@ def _played_session(player: str, holes: int) -> dict:
 def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
     from cryobench.evaluate import save_results
 
-    monkeypatch.setattr(leaderboard, "human_dir", lambda version=1: tmp_path)
-    assert "No sessions yet" in leaderboard.human_table(leaderboard.load_human_results(), 1)
+    monkeypatch.setattr(tables, "human_dir", lambda version=1: tmp_path)
+    assert "No sessions yet" in tables.human_table(tables.load_human_results(), 1)
     save_results(_played_session("Ada", 5), tmp_path / "ada.json")
     save_results(_played_session("Bob", 9), tmp_path / "bob.json")
-    table = leaderboard.human_table(leaderboard.load_human_results(), 1)
+    table = tables.human_table(tables.load_human_results(), 1)
     rows = [line for line in table.splitlines() if line.startswith("| Ada") or line.startswith("| Bob")]
     assert len(rows) == 2 and all("cryobench/Aldolase-v0" in row for row in rows)
     goods = [int(row.split("|")[5]) for row in rows]
@@ -358,4 +360,4 @@ def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
     agent["agent"].pop("track")
     (tmp_path / "agent.json").write_text(json.dumps(agent))
     with pytest.raises(InputError, match="agent.track"):
-        leaderboard.load_human_results()
+        tables.load_human_results()
