@@ -18,7 +18,7 @@ from cryobench.agents.dqn import (
 from cryobench.agents.dqn_train import WorldIndex, greedy_good_exposures, train_on_worlds
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
-from cryobench.features import FEATURE_LAYOUT_VERSION, hole_features
+from cryobench.features import FEATURE_LAYOUT_VERSION, PREDICTED_CTF_COLUMN, hole_features
 from cryobench.metrics import episode_metrics
 from tests.conftest import make_world
 
@@ -68,7 +68,7 @@ def test_patch_decomposition_equals_the_plain_network_on_unvisited_holes():
     fast = network.unvisited_q(
         torch.from_numpy(contexts)[None],
         torch.from_numpy(index.hole_patch[unvisited]),
-        torch.from_numpy(history[-1][unvisited, 0])[None],
+        torch.from_numpy(history[-1][unvisited, PREDICTED_CTF_COLUMN])[None],
     )[0].detach()
     np.testing.assert_allclose(fast.numpy(), plain[unvisited], rtol=1e-5, atol=1e-6)
 

@@ -40,7 +40,9 @@ from cryobench.errors import InputError
 from cryobench.features import (
     FEATURE_LAYOUT_VERSION,
     FEATURE_NAMES,
+    HOLE_OWN_COLUMNS,
     N_FEATURES,
+    PREDICTED_CTF_COLUMN,
     first_hole_of_each_patch,
 )
 from cryobench.files import write_atomic
@@ -147,13 +149,13 @@ class HoleQNetwork(nn.Module):
 
     def pred_weight(self) -> torch.Tensor:
         """First-layer weight of the predicted CTF summed over history slots (hidden1,)."""
-        return self.layer1.weight[:, 0 :: self.n_features].sum(dim=1)
+        return self.layer1.weight[:, PREDICTED_CTF_COLUMN :: self.n_features].sum(dim=1)
 
     def unvisited_q(self, context: torch.Tensor, hole_patch: torch.Tensor, hole_pred: torch.Tensor) -> torch.Tensor:
         """Q-values of holes given as unvisited, through the patch decomposition.
 
         context: (S, P, history * n_features) patch contexts (hole columns zero);
-        hole_patch: (H,) or (S, H) the holes' patch ids; hole_pred: (S, H) their column-0 feature.
+        hole_patch: (H,) or (S, H) the holes' patch ids; hole_pred: (S, H) their predicted-CTF feature.
         Returns (S, H).
         """
         n_states, n_patches = context.shape[0], context.shape[1]
@@ -170,14 +172,10 @@ def make_network(config: DQNConfig) -> HoleQNetwork:
 
 
 # ---- 3. patch contexts ----------------------------------------------------------------------
-#: Columns that belong to the hole itself; every other feature is shared by its patch.
-HOLE_COLUMNS = (0, 1, 32, 33)
-
-
 def context_from_features(hole_features: np.ndarray, patch_representative: np.ndarray) -> np.ndarray:
     """Patch contexts (P, N_FEATURES) from an observation's feature matrix (N, N_FEATURES)."""
     context = hole_features[patch_representative].copy()
-    context[:, list(HOLE_COLUMNS)] = 0.0
+    context[:, list(HOLE_OWN_COLUMNS)] = 0.0  # left to the hole's own input
     return context
 
 
@@ -308,7 +306,7 @@ class DQNAgent(Agent):
             self.contexts.append(context)
         mask = np.asarray(obs["action_mask"]).astype(bool)
         if self.config.act_candidates_per_patch > 0:
-            holes = self._candidates(mask, feats[:, 0])
+            holes = self._candidates(mask, feats[:, PREDICTED_CTF_COLUMN])
         else:
             holes = np.flatnonzero(mask)
         # HoleQNetwork.unvisited_q on detached weights with plain tensor calls: at one state and a few
@@ -316,7 +314,7 @@ class DQNAgent(Agent):
         w1, b1, w_pred, w2, b2, w3, b3 = self._weights
         per_patch = torch.addmm(b1, torch.from_numpy(np.concatenate(list(self.contexts), axis=1)), w1)
         hidden = per_patch.index_select(0, torch.from_numpy(self._hole_patch[holes]))
-        hidden.addcmul_(torch.from_numpy(feats[holes, 0:1]), w_pred).relu_()
+        hidden.addcmul_(torch.from_numpy(feats[holes, PREDICTED_CTF_COLUMN, None]), w_pred).relu_()
         hidden = torch.addmm(b2, hidden, w2).relu_()
         out = np.full(len(feats), -np.inf, dtype=np.float32)
         out[holes] = torch.addmv(b3, hidden, w3).numpy()

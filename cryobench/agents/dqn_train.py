@@ -40,7 +40,13 @@ import torch
 from cryobench import simulator
 from cryobench.agents.dqn import DQNConfig, HoleQNetwork, make_network, save_checkpoint
 from cryobench.errors import InputError
-from cryobench.features import N_FEATURES, first_hole_of_each_patch, patch_features, predicted_ctf_feature
+from cryobench.features import (
+    N_FEATURES,
+    PREDICTED_CTF_COLUMN,
+    first_hole_of_each_patch,
+    patch_features,
+    predicted_ctf_feature,
+)
 from cryobench.registration import make_env
 
 
@@ -380,7 +386,7 @@ def epsilon_at(step: int, config: DQNConfig) -> float:
 def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor, history: int) -> torch.Tensor:
     """Plain network input (B, history * N_FEATURES) of one unvisited hole per sample."""
     x = context[torch.arange(len(patch)), patch].clone()
-    x[:, 0::N_FEATURES] = pred[:, None]
+    x[:, PREDICTED_CTF_COLUMN::N_FEATURES] = pred[:, None]
     return x
 
 
