@@ -22,6 +22,13 @@ from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM
 from cryobench.seeding import draw_seed
 
 
+def _read_only_view(array: np.ndarray) -> np.ndarray:
+    """A view an agent can read but not write: the world's arrays are the simulator's rules."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
 @dataclass(frozen=True, eq=False)
 class PublicLayout:
     """What an agent may know before the session: the hierarchy, positions and predictions.
@@ -209,13 +216,13 @@ class CryoEMSessionEnv(gym.Env):
         self.world = world
         grid = world.grid
         self.layout = PublicLayout(
-            tile=grid.tile,
-            square=grid.square,
-            patch=grid.patch,
-            x_um=grid.x_um,
-            y_um=grid.y_um,
-            square_xy_um=grid.square_xy_um,
-            predicted_ctf=world.predicted_ctf,
+            tile=_read_only_view(grid.tile),
+            square=_read_only_view(grid.square),
+            patch=_read_only_view(grid.patch),
+            x_um=_read_only_view(grid.x_um),
+            y_um=_read_only_view(grid.y_um),
+            square_xy_um=_read_only_view(grid.square_xy_um),
+            predicted_ctf=_read_only_view(world.predicted_ctf),
             minutes=world.profile.minutes,
             threshold=world.threshold,
             duration=world.duration,

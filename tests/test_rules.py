@@ -88,3 +88,11 @@ def test_feedback_is_parsed_once_and_shared(text):
     assert isinstance(env.layout.feedback, Feedback)
     assert str(env.layout.feedback) == text
     assert env.layout.feedback.reveals == (text != "none")
+
+
+def test_the_public_layout_cannot_change_the_rules():
+    env = CryoEMSessionEnv(dataset="aldolase")
+    layout = env.layout
+    for name in ("tile", "square", "patch", "x_um", "y_um", "square_xy_um", "predicted_ctf"):
+        with pytest.raises(ValueError, match="read-only"):
+            getattr(layout, name)[:1] = 0

@@ -1,0 +1,289 @@
+"""Sealed evaluation: the agent runs in a worker process that never receives the ground truth.
+
+Threat model: an agent's own Python code trying to reach the truth during a protocol run
+(attribute walks such as ``env.unwrapped.world.grid.ctf``, ``gc``, ``inspect``) or to change
+the rules (writing the layout arrays). In a sealed run the simulator stays in the parent;
+the worker is a fresh interpreter (``spawn``: no copy of the parent's memory) that receives
+only what the environment publishes: the public layout (read-only copies), observations and
+``info``. Whatever the agent does to its copies cannot change the parent's session, and the
+parent records the trajectory and scores itself.
+
+Upper bounds (``uses_ground_truth``) get the truth through one explicit, privileged message
+at reset, and stay labelled as upper bounds in every table.
+
+:class:`SealedAgent` has the agent interface (``fit``, ``reset``, ``act``), so
+:func:`cryobench.evaluate.play_episode` runs it like any agent.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing as mp
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import fields, is_dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from cryobench.errors import InputError
+
+#: Observation and info arrays of at least this many entries cross through memory-mapped files.
+MAPPED_MIN_SIZE = 256
+#: Seconds the parent waits for a worker's answer before calling the agent hung.
+ANSWER_TIMEOUT_SECONDS = 600.0
+
+
+class SealedEnv:
+    """What an agent holds as ``env`` in a sealed run: the public view of the environment, nothing else."""
+
+    def __init__(self, layout: Any, feature_names: tuple[str, ...], observation_space, action_space, truth=None):
+        self.layout = layout
+        self.feature_names = feature_names
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self._privileged_truth = truth
+
+    @property
+    def unwrapped(self) -> SealedEnv:
+        return self
+
+    def ground_truth_ctf(self) -> np.ndarray:
+        """The truth, for upper bounds only (sent to them explicitly; never to a real agent)."""
+        if self._privileged_truth is None:
+            raise PermissionError(
+                "sealed evaluation: the ground truth is given only to upper bounds (agents with uses_ground_truth)"
+            )
+        return self._privileged_truth.copy()
+
+
+def public_layout_copy(layout: Any) -> Any:
+    """A copy of a public layout whose arrays are read-only (what crosses to the worker)."""
+    values = {}
+    for item in fields(layout):
+        value = getattr(layout, item.name)
+        if isinstance(value, np.ndarray):
+            value = value.copy()
+            value.flags.writeable = False
+        values[item.name] = value
+    return replace(layout, **values)
+
+
+def _read_only(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        value.flags.writeable = False
+    elif isinstance(value, dict):
+        for item in value.values():
+            _read_only(item)
+    elif is_dataclass(value):
+        for item in fields(value):
+            _read_only(getattr(value, item.name))
+    return value
+
+
+def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> None:
+    """The worker's loop: load the agent, then answer fit / reset / act messages until closed."""
+    # Imported here: the worker is a fresh interpreter and needs nothing of the parent's.
+    from cryobench.agents.registry import load_agent
+
+    def answer(kind: str, *payload: Any) -> None:
+        conn.send((kind, *payload))
+
+    try:
+        if ":" in agent_name:  # "module:Class", code that is not a registered package
+            module_name, _, attribute = agent_name.partition(":")
+            cls = getattr(importlib.import_module(module_name), attribute)
+            agent, card = cls(), {}
+        else:
+            agent, card = load_agent(agent_name, hyperparameters)
+    except BaseException as exc:  # reported to the parent, which raises it as one line
+        answer("error", f"{type(exc).__name__}: {exc}", "")
+        return
+    answer(
+        "loaded",
+        {
+            "uses_ground_truth": bool(getattr(agent, "uses_ground_truth", False)),
+            "needs_feedback": bool(getattr(agent, "needs_feedback", False)),
+            "card": card,
+            "pid": os.getpid(),
+        },
+    )
+    env: SealedEnv | None = None
+    views: dict[str, np.ndarray] = {}
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the parent is gone: so is the worker
+            return
+        kind = message[0]
+        try:
+            if kind == "close":
+                return
+            if kind == "env":  # a new public view (a new world or task)
+                _, layout, feature_names, observation_space, action_space, truth = message
+                env = SealedEnv(_read_only(layout), feature_names, observation_space, action_space, _read_only(truth))
+                answer("ok")
+            elif kind == "fit":
+                agent.fit(env, seed=message[1])
+                answer("ok")
+            elif kind == "reset":
+                agent.reset(env, message[1])
+                answer("ok")
+            elif kind == "act":
+                _, obs, info, mapped = message
+                # Fresh arrays every step: agents may keep last step's observation to compare.
+                for (where, key), (path, dtype, shape) in mapped.items():
+                    if path not in views:
+                        views[path] = np.memmap(path, dtype=dtype, mode="r", shape=shape)
+                    (obs if where == "obs" else info)[key] = np.array(views[path])
+                start = time.perf_counter()
+                action = agent.act(_read_only(obs), info)
+                seconds = time.perf_counter() - start
+                if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+                    action = action[()]
+                if isinstance(action, np.integer):
+                    action = int(action)
+                answer(
+                    "action",
+                    action if isinstance(action, int) and not isinstance(action, bool) else None,
+                    seconds,
+                    repr(action),
+                )
+            else:
+                answer("error", f"unknown message {kind!r}", "")
+        except BaseException as exc:
+            answer("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=-3))
+
+
+class _NotAnAction:
+    """Stands for what an agent returned that is not a hole index (recorded by its repr)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class SealedAgent:
+    """An agent, by name, run in a sealed worker process; has the agent interface.
+
+    Use it as a context manager (or call :meth:`close`) so the worker ends with the run.
+    """
+
+    def __init__(self, agent_name: str, hyperparameters: dict[str, Any] | None = None) -> None:
+        self.name = agent_name
+        context = mp.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self._process = context.Process(
+            target=_worker, args=(child, agent_name, hyperparameters), name=f"cryobench-sealed-{agent_name}"
+        )
+        self._process.daemon = True  # never outlives the run
+        self._process.start()
+        child.close()
+        meta = self._receive("loaded")[0]
+        self.uses_ground_truth: bool = meta["uses_ground_truth"]
+        self.needs_feedback: bool = meta["needs_feedback"]
+        self.card: dict[str, Any] = meta["card"]
+        self.worker_pid: int = meta["pid"]
+        self._sent_layout: Any = None
+        self._maps: dict[tuple[str, str], tuple[np.ndarray, tuple[str, str, tuple[int, ...]]]] = {}
+        # Observation arrays (the feature matrix is about 1 MB a step) go through memory-mapped
+        # files, not the pipe: sending 40 kB or more a step through it cost 1-2 ms (measured),
+        # several times a fast agent's whole decision.
+        self._folder = tempfile.mkdtemp(
+            prefix="cryobench-sealed-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None
+        )
+        self.decision_seconds: list[float] = []
+
+    # ---- the agent interface ---------------------------------------------------------------
+    def fit(self, env, seed: int = 0) -> None:
+        self._send_env(env)
+        self._send("fit", int(seed))
+        self._receive("ok")
+
+    def reset(self, env, seed: int) -> None:
+        self._send_env(env)
+        self._send("reset", int(seed))
+        self._receive("ok")
+
+    def act(self, obs: dict, info: dict) -> Any:
+        small_obs, small_info, mapped = {}, {}, {}
+        for where, source, small in (("obs", obs, small_obs), ("info", info, small_info)):
+            for key, value in source.items():
+                if isinstance(value, np.ndarray) and value.size >= MAPPED_MIN_SIZE:
+                    mapped[(where, key)] = self._mapped(where, key, value)
+                else:
+                    small[key] = value
+        self._send("act", small_obs, small_info, mapped)
+        action, seconds, text = self._receive("action")
+        self.decision_seconds.append(float(seconds))
+        return action if action is not None else _NotAnAction(text)
+
+    # ---- plumbing ------------------------------------------------------------------------------
+    def _send_env(self, env) -> None:
+        """Send the public view when the environment's world changed (a new layout object)."""
+        inner = env.unwrapped
+        if inner.layout is self._sent_layout:
+            return
+        truth = inner.ground_truth_ctf() if self.uses_ground_truth else None  # the privileged interface
+        feature_names = tuple(getattr(inner, "feature_names", ()))
+        layout = public_layout_copy(inner.layout)
+        self._send("env", layout, feature_names, env.observation_space, env.action_space, truth)
+        self._receive("ok")
+        self._sent_layout = inner.layout
+
+    def _mapped(self, where: str, key: str, value: np.ndarray) -> tuple[str, str, tuple[int, ...]]:
+        """Copy ``value`` into its memory-mapped file (made on first use, or when its shape changes)."""
+        entry = self._maps.get((where, key))
+        if entry is None or entry[0].shape != value.shape or entry[0].dtype != value.dtype:
+            path = os.path.join(self._folder, f"{where}-{key}-{len(self._maps)}-{value.size}.bin")
+            array = np.memmap(path, dtype=value.dtype, mode="w+", shape=value.shape)
+            entry = (array, (path, value.dtype.str, value.shape))
+            self._maps[(where, key)] = entry
+        np.copyto(entry[0], value)
+        return entry[1]
+
+    def _send(self, *message: Any) -> None:
+        try:
+            self._conn.send(message)
+        except (BrokenPipeError, OSError):
+            raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+
+    def _receive(self, expected: str) -> tuple:
+        if not self._conn.poll(ANSWER_TIMEOUT_SECONDS):
+            self.close()
+            raise InputError(f"agent {self.name!r} did not answer within {ANSWER_TIMEOUT_SECONDS:.0f} s in its worker")
+        try:
+            kind, *payload = self._conn.recv()
+        except (EOFError, OSError):
+            raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+        if kind == "error":
+            message, _trace = payload
+            raise InputError(f"agent {self.name!r} failed in sealed evaluation: {message}")
+        if kind != expected:
+            raise InputError(f"agent {self.name!r}: its worker answered {kind!r} where {expected!r} was expected")
+        return tuple(payload)
+
+    def close(self) -> None:
+        if self._process.is_alive():
+            try:
+                self._conn.send(("close",))
+            except (BrokenPipeError, OSError):
+                pass
+            self._process.join(timeout=5)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join()
+        self._conn.close()
+        self._maps.clear()
+        shutil.rmtree(self._folder, ignore_errors=True)
+
+    def __enter__(self) -> SealedAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
