@@ -54,6 +54,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         "measuring",
         (
             "cryobench.evaluate",
+            "cryobench.sealed",
             "cryobench.metrics",
             "cryobench.compare",
             "cryobench.plots",
