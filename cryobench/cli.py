@@ -431,23 +431,35 @@ def _jsonable(value):
 @click.option("--out-dir", type=click.Path(file_okay=False), default="cryobench-results", show_default=True)
 @click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None, help="Show a results file.")
 @click.option("--episode", type=click.IntRange(min=0), default=0, show_default=True, help="Episode to replay.")
+@click.option(
+    "--idle-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="An unfinished session untouched this long leaves memory; its journal stays, so it can be resumed.",
+)
 @_friendly_errors
-def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_file, episode) -> None:
+def play_cmd(env_name, feedback, seed, env_args, host, port, out_dir, replay_file, episode, idle_minutes) -> None:
     """Play a session yourself in a web page; the results file scores you like an agent."""
-    from cryobench.evaluate import load_results
+    from cryobench.play.replay import load_replay
     from cryobench.play.server import PlayConfig, serve
     from cryobench.simulator import Feedback
 
     if replay_file is not None:
-        config = PlayConfig(env_name, seed=seed, replay=load_results(replay_file), replay_episode=episode)
+        replay = load_replay(replay_file)
+        config = PlayConfig(env_name, seed=seed, replay=replay, replay_episode=episode, replay_source=replay_file)
     else:
         env_kwargs = {"split": "all", **_parse_assignments(env_args, "-e")}
         # The paper's human study used the whole AldolaseAu grid; feedback only recorded when not the default.
         if str(Feedback.parse(feedback)) != "inspection":
             env_kwargs["feedback"] = str(Feedback.parse(feedback))
-        config = PlayConfig(env_name, env_kwargs, seed=seed, results_dir=Path(out_dir))
+        config = PlayConfig(env_name, env_kwargs, seed=seed, results_dir=Path(out_dir), idle_minutes=idle_minutes)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        click.echo(f"warning: listening on {host}: anyone who can reach it can play and read sessions", err=True)
+        click.echo(
+            f"warning: listening on {host}: anyone who can reach it can play and read sessions "
+            f"(requests must address it as {host} or a loopback name; others are refused)",
+            err=True,
+        )
 
     def announce(url: str) -> None:
         what = f"replay of {replay_file}" if replay_file else f"{env_name}, feedback {feedback}, seed {seed}"

@@ -18,7 +18,7 @@ import cryobench  # noqa: F401  (registers the environments)
 from cryobench import metrics
 from cryobench.cli import main
 from cryobench.evaluate import load_results
-from cryobench.play import PlayConfig, create_app, hole_looks
+from cryobench.play import PlayConfig, create_app, hole_looks, make_play_server
 from cryobench.play.server import STATIC_DIR
 
 ENV_ID = "cryobench/AldolaseAu-v0"
@@ -102,7 +102,7 @@ def test_bad_holes_are_refused_and_change_nothing(client):
         response = client.post(f"/api/sessions/{sid}/expose", data=raw, content_type="application/json")
         assert response.status_code == 400
         assert "must be a JSON object" in response.json["error"]
-    huge = client.post(f"/api/sessions/{sid}/expose", data=b"{" + b" " * 20000 + b"}")
+    huge = client.post(f"/api/sessions/{sid}/expose", data=b"{" + b" " * 20000 + b"}", content_type="application/json")
     assert huge.status_code == 413 and "error" in huge.json
     assert client.get(f"/api/sessions/{sid}").json == before
 
@@ -313,10 +313,8 @@ def browser_or_skip():
 @pytest.fixture()
 def live_server(tmp_path):
     """The real server (werkzeug, threaded) on a free local port."""
-    from werkzeug.serving import make_server
-
-    app = create_app(PlayConfig("aldolaseau", dict(SHORT), seed=SEED, results_dir=tmp_path / "results"))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
+    config = PlayConfig("aldolaseau", dict(SHORT), seed=SEED, results_dir=tmp_path / "results")
+    server = make_play_server(config, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_port}/", tmp_path / "results"

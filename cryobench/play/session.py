@@ -217,10 +217,15 @@ class PlaySession:
             self.save_journal()
             return self.snapshot()
 
+    def _check_queue_mode(self) -> None:
+        if self.world.feedback.mode != "queue":
+            raise SessionConflict(f"{self.world.feedback.mode} mode has no queue: expose holes one at a time")
+
     def queue_add(self, hole: Any) -> dict[str, Any]:
-        """Plan ``hole`` for the next collection (costs no time)."""
+        """Plan ``hole`` for the next collection (costs no time; queue mode only)."""
         with self.lock:
             self._check_can_change()
+            self._check_queue_mode()
             hole = self._check_hole(hole)
             if hole in self.queue:
                 raise SessionConflict(f"hole {hole} is already in the queue")
@@ -232,6 +237,7 @@ class PlaySession:
         """Take ``hole`` out of the queue."""
         with self.lock:
             self._check_can_change()
+            self._check_queue_mode()
             if isinstance(hole, bool) or not isinstance(hole, int):
                 raise InputError(f"'hole' must be an integer hole id, got {hole!r}")
             if hole not in self.queue:
@@ -244,6 +250,7 @@ class PlaySession:
         """Expose the queued holes in order, stopping when the session's time runs out."""
         with self.lock:
             self._check_can_change()
+            self._check_queue_mode()
             if not self.queue:
                 raise SessionConflict("the queue is empty: click holes to queue them first")
             holes, self.queue = self.queue, []
@@ -294,7 +301,8 @@ class PlaySession:
                 "player": self.player,
                 "seed": self.seed,
                 "env": dict(self.env_record),
-                "results_path": str(self.results_path) if self.results_path is not None else None,
+                # The bare file name: a restarted server finds it in its own results folder, and nowhere else.
+                "results_path": self.results_path.name if self.results_path is not None else None,
                 "started": self.started,
                 "seconds_played": time.perf_counter() - self._wall_start,
                 "exposures": [int(h) for h in self.state.exposures],
@@ -349,81 +357,6 @@ class PlaySession:
                     "overlay_per_exposure": list(self.overlay_flags),
                 },
             }
-
-
-def restore_session(journal: dict[str, Any], env: CryoEMSessionEnv, journal_path: Path) -> PlaySession:
-    """An unfinished session rebuilt from its journal on ``env`` (the server's world): the same start,
-    the same exposures replayed through the simulator in order, the same queue."""
-    if journal.get("format") != JOURNAL_FORMAT:
-        raise InputError(f"{journal_path}: not a cryobench play journal (expected format {JOURNAL_FORMAT!r})")
-    try:
-        results_path = Path(journal["results_path"]) if journal.get("results_path") else None
-        session = PlaySession(
-            str(journal["session"]),
-            str(journal["player"]),
-            env,
-            dict(journal["env"]),
-            int(journal["seed"]),
-            results_path,
-            journal_path=journal_path,
-        )
-        overlays = [bool(flag) for flag in journal["overlay_per_exposure"]]
-        exposures = [int(hole) for hole in journal["exposures"]]
-        if len(overlays) != len(exposures):
-            raise ValueError("one overlay flag per exposure expected")
-        for hole, overlay in zip(exposures, overlays, strict=True):
-            session._check_hole(hole)
-            session._expose_checked([hole], overlay)
-        session.queue = [session._check_hole(int(hole)) for hole in journal["queue"]]
-    except (KeyError, TypeError, ValueError, InputError, SessionConflict) as exc:
-        raise InputError(f"{journal_path}: cannot rebuild the session ({type(exc).__name__}: {exc})") from None
-    session.started = str(journal.get("started", session.started))
-    session._wall_start -= float(journal.get("seconds_played", 0.0))
-    return session
-
-
-def replay_session(session_id: str, result: dict[str, Any], episode: int = 0) -> PlaySession:
-    """A read-only session that replays episode ``episode`` of a results document, through the simulator.
-
-    The trajectory is exposed again on the environment the file names, so what the page shows
-    (times, CTFs, counts) is recomputed, and a file that does not reproduce is refused. (An
-    agent's invalid actions, which cost minutes but are not in the trajectory, are not replayed.)
-    """
-    from cryobench.registration import make_env
-
-    episodes = result["episodes"]
-    if not 0 <= episode < len(episodes):
-        raise InputError(f"option --episode: the results file has episodes 0..{len(episodes) - 1}, got {episode}")
-    row = episodes[episode]
-    env_info = result["env"]
-    gym_env = make_env(env_info["id"], env_info.get("kwargs") or {})
-    inner = gym_env.unwrapped
-    if "world_seed" in env_info and inner.world_seed != env_info["world_seed"]:
-        raise InputError(
-            f"results file: world seed {env_info['world_seed']} differs from the environment's {inner.world_seed}"
-        )
-    name = str(result["agent"]["name"])
-    player = re.sub(r"[^A-Za-z0-9 _.\-]", "_", name.removeprefix("human:"))[:40] or "player"
-    session = PlaySession(session_id, player, inner, env_info, int(row["seed"]), None, display_name=name)
-    if int(session.state.start) != int(row.get("start", session.state.start)):
-        raise InputError(f"results file: episode {episode} starts at hole {row['start']}, the seed gives another")
-    overlay = (result.get("human") or {}).get("overlay_per_exposure") or []
-    for step, hole in enumerate(row["trajectory"]):
-        if session.is_over:
-            raise InputError(f"results file: the session ends before step {step + 1} of the trajectory")
-        hole = int(hole)
-        if not 0 <= hole < inner.world.n_holes or inner.state.visited[hole]:
-            raise InputError(f"results file: step {step + 1} exposes hole {hole}, which is not a valid hole")
-        session._expose_checked([hole], bool(overlay[step]) if step < len(overlay) else False)
-    replayed = metrics.episode_metrics(inner.world, inner.state)
-    if replayed["good_exposures"] != row["good_exposures"] or replayed["exposures"] != row["exposures"]:
-        raise InputError(
-            f"results file: the trajectory gives {replayed['good_exposures']} good of {replayed['exposures']} "
-            f"exposures here, the file says {row['good_exposures']} of {row['exposures']} (another world?)"
-        )
-    session.finished_early = bool((result.get("human") or {}).get("finished_early", False))
-    session.read_only = True
-    return session
 
 
 def env_record(gym_env, env_kwargs: dict[str, Any]) -> dict[str, Any]:

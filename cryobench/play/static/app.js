@@ -273,7 +273,7 @@ function drawSquare(view) {
   root.setAttribute("viewBox", `${-half} ${-half} ${2 * half} ${2 * half}`);
   svg("rect", { class: "foil", x: -half, y: -half, width: 2 * half, height: 2 * half }, root);
   const exposedHere = view.log.filter((e) => L.square[e.hole] === sq.id).length;
-  $("square-title").innerHTML = "";
+  clear($("square-title"));
   $("square-title").append(`Square ${sq.id} (tile ${sq.tile})`);
   const hint = document.createElement("span");
   hint.className = "hint";
@@ -332,7 +332,7 @@ function drawPatch(view) {
   root.setAttribute("viewBox", `${cx0 - size / 2} ${cy0 - size / 2} ${size} ${size}`);
   svg("rect", { class: "foil", x: cx0 - size / 2, y: cy0 - size / 2, width: size, height: size }, root);
   const title = $("patch-title");
-  title.innerHTML = "";
+  clear(title);
   title.append(`Patch ${patch.number} · square ${patch.square}`);
   const hint = document.createElement("span");
   hint.className = "hint";
@@ -396,7 +396,7 @@ function drawPatch(view) {
 function showHoleInfo(hole, view) {
   const L = app.layout;
   const el = $("hover-info");
-  el.innerHTML = "";
+  clear(el);
   const name = document.createElement("b");
   name.textContent = app.index.localName[hole];
   el.append(name, ` (hole ${hole}) `);
@@ -521,7 +521,7 @@ function drawReadouts(view) {
   $("awaiting-box").classList.toggle("hidden", app.config.feedback === "inspection");
   $("time-bar-fill").style.width = `${Math.min(100, 100 * view.elapsed / L.duration)}%`;
   const meta = $("session-meta");
-  meta.innerHTML = "";
+  clear(meta);
   const who = document.createElement("b");
   who.textContent = app.snapshot.display_name;
   const mode = app.config.mode === "replay" ? "replay" : `${app.config.feedback} mode`;
