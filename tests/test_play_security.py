@@ -566,6 +566,7 @@ class _ForeignSite(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow
 def test_in_chromium_a_markup_name_is_text_and_another_page_cannot_play(played_document, tmp_path):
     """The real browser: a replayed agent name full of markup is shown as text (no element, no script run),
     and a page of another web site cannot create a session: its no-cors text/plain POST, which a browser

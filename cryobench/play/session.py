@@ -119,7 +119,7 @@ class PlaySession:
         self.seed = int(seed)
         self.results_path = results_path
         # An unfinished session's journal: rewritten after every change, removed once results are saved,
-        # so a restarted server picks the session up where it was (see :func:`restore_session`).
+        # so a restarted server picks the session up where it was (see cryobench.play.journal.restore_session).
         self.journal_path = journal_path
         self.read_only = read_only
         self.lock = threading.RLock()
