@@ -93,7 +93,7 @@ def replay_session(
     ``source`` names the document in errors (its file). (An agent's invalid actions, which cost
     minutes but are not in the trajectory, are not replayed.)
     """
-    from cryobench.evaluate import make_env
+    from cryobench.registration import make_env
 
     if not isinstance(result, dict):
         raise InputError(f"{source}: a results document must be a JSON object")

@@ -93,7 +93,7 @@ class SessionStore:
     """
 
     def __init__(self, config: PlayConfig, clock: Callable[[], float] = time.monotonic) -> None:
-        from cryobench.evaluate import make_env
+        from cryobench.registration import make_env
 
         if config.max_live_sessions < 1 or config.finished_kept < 0 or not config.idle_minutes > 0:
             raise InputError(
