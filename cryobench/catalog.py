@@ -36,16 +36,22 @@ def _load_measured(path: str, mtime: float) -> Dataset:
 
 
 @functools.lru_cache(maxsize=64)
-def _twin(card_key: str, seed: int) -> Dataset:
+def _twin(card_key: str, seed: int, layout_seed: int | None) -> Dataset:
     from cryobench.cards import load_dataset_card
     from cryobench.twin import generate_dataset
 
-    return generate_dataset(load_dataset_card(card_key), seed)
+    return generate_dataset(load_dataset_card(card_key), seed, layout_seed)
 
 
-def load_dataset(dataset: str | None = None, data: str | Path | None = None, seed: int | None = None) -> Dataset:
-    """A dataset: a twin generated from its card (``dataset=NAME`` or a card's path) and ``seed``
-    (default: the card's ``world_seed``), or measured data from a CryoRL folder (``data=PATH``).
+def load_dataset(
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    seed: int | None = None,
+    layout_seed: int | None = None,
+) -> Dataset:
+    """A dataset: a twin generated from its card (``dataset=NAME`` or a card's path), ``seed``
+    (default: the card's ``world_seed``) and ``layout_seed`` (default: the card's), or measured
+    data from a CryoRL folder (``data=PATH``).
     """
     if data is not None:
         path = Path(data).expanduser()
@@ -62,7 +68,7 @@ def load_dataset(dataset: str | None = None, data: str | Path | None = None, see
         from cryobench.cards import load_dataset_card
 
         seed = int(load_dataset_card(card_key)["world_seed"])
-    return _twin(card_key, int(seed))
+    return _twin(card_key, int(seed), None if layout_seed is None else int(layout_seed))
 
 
 def check_noise(noise: Any) -> float:

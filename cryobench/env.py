@@ -19,7 +19,7 @@ from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
 from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM
-from cryobench.seeding import draw_seed
+from cryobench.seeding import SEED_BOUND, draw_training_seed
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -121,8 +121,16 @@ class CryoEMSessionEnv(gym.Env):
       ``measured-aldolase`` (1.52/3.1/3.1/3.2), or a mapping with ``minutes`` and ``beta``.
     - ``feedback``: ``inspection`` (default), ``queue:K`` or ``none``.
     - ``partial_reward``: the paper's partial reward above the threshold (default False).
-    - ``world_seed``: the twin world (default: the card's fixed world, like the paper's fixed dataset).
-    - ``new_world_each_reset``: draw a new twin world at every reset, for training agents that generalise.
+    - ``world_seed``: the twin world's quality and predictions (default: the card's fixed world, like
+      the paper's fixed dataset).
+    - ``layout_seed``: the twin world's layout (tiles, squares, patches, positions; default: the card's).
+      Every layout of a twin has the card's numbers of tiles, squares and holes. Seeds from 2**30
+      on are protocol v2's test worlds: never train or tune on them (``cryobench.seeding``).
+    - ``new_world_each_reset``: draw a new training world (same layout, new quality and predictions) at
+      every reset, for training agents that generalise; the draws come only from the training seeds
+      (below 2**30).
+    - ``new_layout_each_reset``: with ``new_world_each_reset``, draw a new training layout too; needs
+      ``split="all"`` (a split's hole count differs between layouts, the whole grid's does not).
     - ``render_mode``: ``None`` or ``"rgb_array"`` (the grid map with the path so far).
     """
 
@@ -141,7 +149,9 @@ class CryoEMSessionEnv(gym.Env):
         feedback: str | simulator.Feedback = "inspection",
         partial_reward: bool = False,
         world_seed: int | None = None,
+        layout_seed: int | None = None,
         new_world_each_reset: bool = False,
+        new_layout_each_reset: bool = False,
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -155,12 +165,24 @@ class CryoEMSessionEnv(gym.Env):
             raise InputError("give exactly one of the arguments 'dataset' (a twin's name) and 'data' (a CryoRL folder)")
         if data is not None and not isinstance(data, str | os.PathLike):
             raise InputError(f"argument 'data': expected the path of a CryoRL-format folder, got {data!r}")
-        if world_seed is not None and (
-            isinstance(world_seed, bool) or not isinstance(world_seed, int | np.integer) or world_seed < 0
-        ):
-            raise InputError(f"argument 'world_seed': expected a non-negative integer or None, got {world_seed!r}")
+        for name, value in (("world_seed", world_seed), ("layout_seed", layout_seed)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int | np.integer) or not 0 <= value < SEED_BOUND
+            ):
+                raise InputError(
+                    f"argument {name!r}: expected an integer from 0 to {SEED_BOUND - 1} or None, got {value!r}"
+                )
+        if layout_seed is not None and data is not None:
+            raise InputError("argument 'layout_seed': measured data has one fixed layout; use a twin")
         if not isinstance(new_world_each_reset, bool):
             raise InputError(f"argument 'new_world_each_reset': expected True or False, got {new_world_each_reset!r}")
+        if not isinstance(new_layout_each_reset, bool):
+            raise InputError(f"argument 'new_layout_each_reset': expected True or False, got {new_layout_each_reset!r}")
+        if new_layout_each_reset and not (new_world_each_reset and split == "all"):
+            raise InputError(
+                "argument 'new_layout_each_reset': needs new_world_each_reset=True and split='all' "
+                "(the hole count of a split differs between layouts)"
+            )
         if new_world_each_reset and data is not None:
             raise InputError("argument 'new_world_each_reset': measured data is one fixed world; use a twin")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -179,8 +201,10 @@ class CryoEMSessionEnv(gym.Env):
         )
         self._dataset_name, self._data = dataset, data
         self._new_world_each_reset = new_world_each_reset
-        base = load_dataset(dataset=dataset, data=data, seed=world_seed)
+        self._new_layout_each_reset = new_layout_each_reset
+        base = load_dataset(dataset=dataset, data=data, seed=world_seed, layout_seed=layout_seed)
         self.world_seed = int(base.grid.meta.get("seed", 0)) if world_seed is None else int(world_seed)
+        self.layout_seed = base.grid.meta.get("layout_seed")
         self._init_spaces(build_world(base, prediction_seed=self.world_seed, **self._world_args))
 
     @classmethod
@@ -189,8 +213,9 @@ class CryoEMSessionEnv(gym.Env):
         env = cls.__new__(cls)
         env.render_mode = render_mode
         env._world_args, env._dataset_name, env._data = {}, world.grid.name, None
-        env._new_world_each_reset = False
+        env._new_world_each_reset = env._new_layout_each_reset = False
         env.world_seed = int(world.grid.meta.get("seed", 0))
+        env.layout_seed = world.grid.meta.get("layout_seed")
         env._init_spaces(world)
         return env
 
@@ -241,12 +266,14 @@ class CryoEMSessionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         if self._new_world_each_reset:
-            world_seed = draw_seed(self.np_random)
-            base = load_dataset(dataset=self._dataset_name, seed=world_seed)
+            world_seed = draw_training_seed(self.np_random)
+            layout_seed = draw_training_seed(self.np_random) if self._new_layout_each_reset else self.layout_seed
+            base = load_dataset(dataset=self._dataset_name, seed=world_seed, layout_seed=layout_seed)
             world = build_world(base, prediction_seed=world_seed, **self._world_args)
             if world.n_holes != self.world.n_holes:
                 raise RuntimeError("a new twin world changed the number of holes; the card's layout must be fixed")
             self._set_world(world)
+            self.world_seed, self.layout_seed = world_seed, layout_seed
         start = int(self.np_random.integers(self.world.n_holes))
         if options and "start_hole" in options:
             start = int(options["start_hole"])

@@ -23,6 +23,7 @@ Predictions are not part of the twin: they come from the card's regressor model
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,19 +184,28 @@ def latent_to_ctf(card: dict[str, Any], latent: np.ndarray) -> tuple[np.ndarray,
     return np.where(failed, FAILED_FIT_CTF, ctf), failed
 
 
-_LAYOUTS: dict[str, Layout] = {}
+_LAYOUTS: OrderedDict[str, Layout] = OrderedDict()
+#: Layouts kept: the cards' own and the last few drawn (training draws a new one per world).
+_LAYOUTS_KEPT = 32
 
 
 def layout_for(card: dict[str, Any]) -> Layout:
-    """The card's layout, made once per (card contents) and reused by every world seed."""
+    """The card's layout, made once per (card contents, layout seed) and reused by every world seed."""
     key = repr((card["name"], card["layout_seed"], sorted((k, repr(v["value"])) for k, v in card["layout"].items())))
-    if key not in _LAYOUTS:
+    if key in _LAYOUTS:
+        _LAYOUTS.move_to_end(key)
+    else:
         _LAYOUTS[key] = make_layout(card)
+        if len(_LAYOUTS) > _LAYOUTS_KEPT:
+            _LAYOUTS.popitem(last=False)
     return _LAYOUTS[key]
 
 
-def generate_grid(card: dict[str, Any], seed: int) -> tuple[Grid, np.ndarray]:
-    """The twin's grid for world ``seed`` and each hole's split."""
+def generate_grid(card: dict[str, Any], seed: int, layout_seed: int | None = None) -> tuple[Grid, np.ndarray]:
+    """The twin's grid for world ``seed`` on the layout of ``layout_seed`` (default: the card's),
+    and each hole's split. Every layout of a card has the card's numbers of tiles, squares and holes."""
+    if layout_seed is not None:
+        card = {**card, "layout_seed": int(layout_seed)}
     layout = layout_for(card)
     ctf, failed = latent_to_ctf(card, quality_latent(card, layout, seed))
     rng = np.random.default_rng([int(seed), 2])
@@ -215,14 +225,21 @@ def generate_grid(card: dict[str, Any], seed: int) -> tuple[Grid, np.ndarray]:
         hole_names=layout.hole_names,
         square_xy_um=layout.square_xy_um,
         pitch_um=float(value(card, "layout", "pitch_um")),
-        meta={"kind": card["kind"], "card": card["name"], "seed": int(seed), "simulated": True},
+        meta={
+            "kind": card["kind"],
+            "card": card["name"],
+            "seed": int(seed),
+            "layout_seed": int(card["layout_seed"]),
+            "simulated": True,
+        },
     )
     return grid, layout.split
 
 
-def generate_dataset(card: dict[str, Any], seed: int) -> Dataset:
-    """A simulated twin Dataset: the card's layout and world ``seed``'s quality; no measured predictions."""
-    grid, split = generate_grid(card, seed)
+def generate_dataset(card: dict[str, Any], seed: int, layout_seed: int | None = None) -> Dataset:
+    """A simulated twin Dataset: the layout of ``layout_seed`` (default: the card's) and world
+    ``seed``'s quality; no measured predictions."""
+    grid, split = generate_grid(card, seed, layout_seed)
     twin_card = dict(card)
     twin_card["default_regressor"] = {
         "model": value(card, "regressor", "model"),

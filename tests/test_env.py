@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -181,9 +182,9 @@ def test_render_draws_the_grid():
         ({"profile": {"minutes": [1, 2, 3, 4], "beta": -1}}, "beta must be a non-negative number"),
         ({"partial_reward": "yes"}, "argument 'partial_reward': expected True or False"),
         ({"new_world_each_reset": "yes"}, "argument 'new_world_each_reset': expected True or False"),
-        ({"world_seed": 1.5}, "argument 'world_seed': expected a non-negative integer"),
-        ({"world_seed": -1}, "argument 'world_seed': expected a non-negative integer"),
-        ({"world_seed": "1"}, "argument 'world_seed': expected a non-negative integer"),
+        ({"world_seed": 1.5}, "argument 'world_seed': expected an integer from 0 to"),
+        ({"world_seed": -1}, "argument 'world_seed': expected an integer from 0 to"),
+        ({"world_seed": "1"}, "argument 'world_seed': expected an integer from 0 to"),
         ({"regressor": "psychic"}, "argument 'regressor': unknown model 'psychic'"),
         ({"regressor": 3}, "argument 'regressor': expected a model name or a mapping"),
         ({"dataset": 3}, "argument 'dataset': expected a dataset name or card path"),
@@ -232,3 +233,40 @@ def test_observation_features_are_fresh_arrays_equal_to_a_recomputation():
         done = terminated or truncated
     for handed_out, snapshot in history:
         np.testing.assert_array_equal(handed_out, snapshot)
+
+
+def test_layout_seed_draws_another_layout_with_the_cards_numbers():
+    card = gym.make("cryobench/Aldolase-v0", split="all")
+    other = gym.make("cryobench/Aldolase-v0", split="all", layout_seed=2**30 + 5, world_seed=2**30 + 5)
+    again = gym.make("cryobench/Aldolase-v0", split="all", layout_seed=2**30 + 5, world_seed=2**30 + 5)
+    a, b, c = card.unwrapped, other.unwrapped, again.unwrapped
+    assert a.world.n_holes == b.world.n_holes  # the card's hole count, whatever the layout
+    assert b.layout_seed == 2**30 + 5 and a.layout_seed != b.layout_seed
+    assert not np.array_equal(a.layout.patch, b.layout.patch)  # another hierarchy
+    assert np.array_equal(b.layout.patch, c.layout.patch)  # reproducible
+    assert np.array_equal(b.world.grid.ctf, c.world.grid.ctf)
+
+
+def test_new_layout_each_reset_draws_training_layouts_only():
+    env = gym.make("cryobench/Aldolase-v0", split="all", new_world_each_reset=True, new_layout_each_reset=True)
+    layouts = set()
+    for seed in range(3):
+        env.reset(seed=seed)
+        inner = env.unwrapped
+        assert inner.layout_seed < 2**30 and inner.world_seed < 2**30  # never a test world
+        layouts.add(inner.layout.patch.tobytes())
+    assert len(layouts) == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"new_layout_each_reset": True}, "needs new_world_each_reset=True and split='all'"),
+        ({"new_layout_each_reset": True, "new_world_each_reset": True}, "split='all'"),
+        ({"layout_seed": -1}, "argument 'layout_seed': expected an integer"),
+        ({"layout_seed": 2**31}, "argument 'layout_seed': expected an integer"),
+    ],
+)
+def test_bad_layout_arguments_are_refused(kwargs, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        gym.make("cryobench/Aldolase-v0", **kwargs)
