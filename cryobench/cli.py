@@ -11,6 +11,7 @@ import click
 
 import cryobench
 from cryobench.errors import InputError
+from cryobench.plots import PLOT_DESCRIPTIONS
 
 
 def _friendly_errors(func):
@@ -32,17 +33,52 @@ def main() -> None:
     """cryobench: benchmark environments and agents for planning cryo-EM data collection."""
 
 
+# ---- shell completion -------------------------------------------------------------------
+def _complete_agents(ctx, param, incomplete: str) -> list:
+    """Agent names for shell completion (entry point names: no agent module is imported)."""
+    from cryobench.agents.registry import agent_names
+
+    return [name for name in agent_names() if name.startswith(incomplete)]
+
+
+def _complete_envs(ctx, param, incomplete: str) -> list:
+    """Environment short names and ids for shell completion."""
+    from cryobench.registration import env_cards
+
+    names = [card["short_name"] for card in env_cards().values()] + list(env_cards())
+    return [name for name in names if name.startswith(incomplete)]
+
+
+def _complete_listed(names_of):
+    """Completion of a comma-separated list (``--agents a,b``): the last name is completed."""
+
+    def complete(ctx, param, incomplete: str) -> list:
+        done, _, last = incomplete.rpartition(",")
+        prefix = f"{done}," if done else ""
+        return [prefix + name for name in names_of(ctx, param, last)]
+
+    return complete
+
+
 # ---- list ---------------------------------------------------------------------------
 @main.group("list")
 def list_group() -> None:
-    """List environments (and, later, agents)."""
+    """List the environments and the agents."""
 
 
 @list_group.command("envs")
-def list_envs() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the environments as JSON.")
+def list_envs(as_json: bool) -> None:
     """The registered environments and their short names."""
     from cryobench.registration import env_cards
 
+    if as_json:
+        rows = [
+            {"id": env_id, "short_name": card["short_name"], "title": card["title"], "kwargs": card["kwargs"]}
+            for env_id, card in env_cards().items()
+        ]
+        click.echo(json.dumps(rows, indent=1))
+        return
     click.echo(f"{'short name':<12} {'environment id':<26} {'arguments':<24} title")
     for env_id, card in env_cards().items():
         args = ", ".join(f"{k}={v!r}" for k, v in card["kwargs"].items()) or "data=PATH"
@@ -50,11 +86,16 @@ def list_envs() -> None:
 
 
 @list_group.command("agents")
-def list_agents_cmd() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the agents as JSON.")
+@click.option("--check", is_flag=True, help="Import every agent (slower) and report those that fail to load.")
+def list_agents_cmd(as_json: bool, check: bool) -> None:
     """The agents that load by name (built-in and plugins), upper bounds apart."""
     from cryobench.agents.registry import list_agents
 
-    rows = list_agents()
+    rows = list_agents(load=check)
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
     for title, bound in (("agents", False), ("upper bounds (see the ground truth; not real agents)", True)):
         click.echo(f"{title}:")
         for row in rows:
@@ -86,11 +127,28 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 
 # ---- run / compare / plot --------------------------------------------------------------
 @main.command("run")
-@click.option("--agent", "agent_name", required=True, help="Agent name (cryobench list agents).")
-@click.option("--env", "env_name", required=True, help="aldolase, apoferritin, rnapii, aldolaseau, cryorl or an id.")
-@click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--agent",
+    "agent_name",
+    required=True,
+    shell_complete=_complete_agents,
+    help="Agent name (cryobench list agents).",
+)
+@click.option(
+    "--env",
+    "env_name",
+    required=True,
+    shell_complete=_complete_envs,
+    help="aldolase, apoferritin, rnapii, aldolaseau, cryorl or an id (cryobench list envs).",
+)
+@click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True, help="Seeded episodes to run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed + i.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Results file (JSON).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Results file (JSON). Default: cryobench-results/AGENT_ENV[_ARGUMENTS]_seedSEED.json, never overwritten.",
+)
 @click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument, e.g. -e noise=1.5.")
 @click.option("-H", "hyper_args", multiple=True, metavar="KEY=VALUE", help="Agent hyperparameter override.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -102,18 +160,49 @@ def run_cmd(agent_name, env_name, episodes, seed, out, env_args, hyper_args, qui
     env_kwargs = _parse_assignments(env_args, "-e")
     hyper = _parse_assignments(hyper_args, "-H")
     result = evaluate(agent_name, env_name, env_kwargs, episodes, seed, hyper, progress=not quiet)
+    note = ""
     if out is None:
-        out = f"cryobench-results/{agent_name}_{env_name.replace('/', '-')}_seed{seed}.json"
+        wanted = default_results_path(agent_name, env_name, env_kwargs, hyper, seed)
+        out = _unused_path(wanted)
+        if out != wanted:
+            note = f" ({wanted} exists and is kept; pass --out to choose the name)"
+    elif Path(out).exists():
+        note = " (replaced the file that was there)"
     path = save_results(result, out)
     _print_summary(result)
-    click.echo(f"results: {path}")
+    click.echo(f"results: {path}{note}")
+
+
+def default_results_path(agent: str, env: str, env_kwargs: dict, hyperparameters: dict, seed: int) -> Path:
+    """``cryobench-results/AGENT_ENV[_KEY-VALUE...][_H-KEY-VALUE...]_seedSEED.json``: runs that differ
+    in their -e arguments or hyperparameters get different names (a data folder by its name)."""
+
+    def words(prefix: str, mapping: dict) -> list[str]:
+        shown = {k: Path(str(v)).name if k in ("data", "checkpoint") else v for k, v in sorted(mapping.items())}
+        return [f"{prefix}{k}-{json.dumps(v) if isinstance(v, dict | list) else v}" for k, v in shown.items()]
+
+    stem = "_".join([agent, env, *words("", env_kwargs), *words("H-", hyperparameters), f"seed{seed}"])
+    safe = "".join(c if c.isalnum() or c in "-_.=" else "-" for c in stem)
+    return Path("cryobench-results") / f"{safe}.json"
+
+
+def _unused_path(path: Path) -> Path:
+    """``path``, or ``path`` with -2, -3, ... before the suffix when it exists already."""
+    candidate, number = path, 1
+    while candidate.exists():
+        number += 1
+        candidate = path.with_name(f"{path.stem}-{number}{path.suffix}")
+    return candidate
 
 
 def _print_summary(result: dict) -> None:
+    from cryobench.plots import env_argument
+
     agent = result["agent"]
     kind = " (UPPER BOUND: sees the ground truth)" if agent["upper_bound"] else ""
     click.echo(f"{agent['name']}{kind} on {result['env']['id']} {result['env']['kwargs'] or ''}")
-    click.echo(f"{len(result['episodes'])} episodes, {result['env']['n_holes']} holes")
+    split = env_argument(result, "split")
+    click.echo(f"{len(result['episodes'])} episodes on the {split} split: {result['env']['n_holes']} holes")
     click.echo(f"{'metric':<22}{'mean':>9}{'sd':>8}{'IQM':>9}   95% CI of IQM")
     for name, s in result["summary"].items():
         ci = f"[{s['iqm_ci_low']:.2f}, {s['iqm_ci_high']:.2f}]"
@@ -122,51 +211,127 @@ def _print_summary(result: dict) -> None:
 
 
 @main.command("compare")
-@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.argument("results", nargs=-1, required=True, type=click.Path())
 @click.option("--good-only", is_flag=True, help="Jaccard over good exposures only.")
+@click.option("--json", "as_json", is_flag=True, help="Print the table and the Jaccard matrix as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the table as CSV (without the Jaccard matrix).")
 @_friendly_errors
-def compare_cmd(results, good_only) -> None:
-    """Side-by-side table of RESULTS files with CIs, and the Jaccard matrix."""
+def compare_cmd(results, good_only, as_json, as_csv) -> None:
+    """Side-by-side table of RESULTS files with CIs, and the Jaccard matrix.
+
+    RESULTS are results files or sweep folders; a folder's files of one agent (with the same
+    hyperparameters) and one environment (with the same arguments) are merged into one row.
+    """
+    import numpy as np
     import pandas as pd
 
     from cryobench.compare import comparison_table, jaccard_between
-    from cryobench.evaluate import load_results
+    from cryobench.result_sets import load_many
 
-    docs = [load_results(p) for p in results]
+    if as_json and as_csv:
+        raise InputError("options --json and --csv: choose one")
+    docs = load_many(results)
     table = comparison_table(docs)
+    jaccard = jaccard_between(docs, good_only=good_only)
+    if as_csv:
+        click.echo(table.to_csv(index=False), nl=False)
+        return
+    if as_json:
+        # NaN (no normalised score; environments that do not compare) becomes null.
+        rows = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        matrix = [[None if np.isnan(v) else float(v) for v in row] for row in jaccard.to_numpy()]
+        document = {
+            "table": rows,
+            "jaccard": {"good_only": good_only, "labels": list(jaccard.index), "matrix": matrix},
+        }
+        click.echo(json.dumps(document, indent=1, default=_jsonable))
+        return
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.2f}".format):
         click.echo(table.to_string(index=False))
         click.echo("\nJaccard similarity of exposure sets" + (" (good only)" if good_only else ""))
         click.echo("(off-diagonal: same seeds, two agents; diagonal: one agent across seeds)")
-        click.echo(jaccard_between(docs, good_only=good_only).to_string())
+        click.echo(jaccard.to_string())
 
 
-@main.command("plot")
-@click.argument("results", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--kind", type=click.Choice(["curve", "bins", "jaccard", "path", "squares", "all"]), default="all")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="cryobench-plots", show_default=True)
+_PLOT_HELP = (
+    "Write figures from RESULTS files or sweep folders (a folder's files of one agent and "
+    "environment are merged), one file per kind.\n\n\b\nKinds (and the figure of the cryoRL paper each follows):\n"
+    + "\n".join(f"  {kind:<10} {text}" for kind, text in PLOT_DESCRIPTIONS.items())
+)
+
+
+@main.command("plot", help=_PLOT_HELP, short_help="Figures from results files: the cryoRL paper's kinds.")
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--kind",
+    type=click.Choice([*PLOT_DESCRIPTIONS, "all"]),
+    default="all",
+    show_default=True,
+    help="Which figure; all draws every kind.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="cryobench-plots",
+    show_default=True,
+    help="Folder for the figures (one file per kind, named after it).",
+)
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["png", "svg", "pdf"]),
+    default="png",
+    show_default=True,
+    help="File format: png (raster) or svg/pdf (vector, text kept as text).",
+)
+@click.option(
+    "--dpi",
+    type=click.IntRange(10, 2400),
+    default=150,
+    show_default=True,
+    help="Dots per inch of a PNG (and of the images inside SVG/PDF).",
+)
 @_friendly_errors
-def plot_cmd(results, kind, out_dir) -> None:
-    """Write PNG figures from RESULTS files: curve (Fig. 4B), bins (2C/4C), jaccard (4E), path, squares (4D)."""
-    from cryobench.evaluate import load_results
+def plot_cmd(results, kind, out_dir, form, dpi) -> None:
     from cryobench.plots import PLOT_KINDS, make_plot
+    from cryobench.result_sets import load_many
 
-    docs = [load_results(p) for p in results]
+    docs = load_many(results)
     for k in PLOT_KINDS if kind == "all" else (kind,):
-        click.echo(make_plot(k, docs, Path(out_dir) / f"{k}.png"))
+        click.echo(make_plot(k, docs, Path(out_dir) / f"{k}.{form}", dpi=dpi))
 
 
 # ---- sweeps, submissions, leaderboards ------------------------------------------------------
 @main.command("sweep")
-@click.option("--agents", required=True, help="Comma-separated agent names.")
-@click.option("--envs", required=True, help="Comma-separated environment short names.")
+@click.option(
+    "--agents", required=True, shell_complete=_complete_listed(_complete_agents), help="Comma-separated agent names."
+)
+@click.option(
+    "--envs",
+    required=True,
+    shell_complete=_complete_listed(_complete_envs),
+    help="Comma-separated environment short names.",
+)
 @click.option("--noise", "noises", default="", help="Comma-separated noise levels (default: each env's own).")
 @click.option("--seeds", default="0-49", show_default=True, help="A range FIRST-LAST.")
-@click.option("--seeds-per-task", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option(
+    "--seeds-per-task",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Seeds in one task (one results file; the unit of resuming).",
+)
 @click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument for every task.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True, help="Folder of task results.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Tasks run at once (local).")
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes here; ray: a Ray cluster.",
+)
 @click.option("--address", default=None, help="Ray cluster address (backend ray).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
@@ -194,14 +359,26 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
 
 
 @main.command("submit")
-@click.option("--agent", "agent_name", required=True, help="Agent name (cryobench list agents; plugins too).")
+@click.option(
+    "--agent",
+    "agent_name",
+    required=True,
+    shell_complete=_complete_agents,
+    help="Agent name (cryobench list agents; plugins too).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Submission file (JSON).")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder (optional).")
 @click.option("--work", type=click.Path(file_okay=False), default=None, help="Folder for resumable task results.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Tasks run at once (local).")
 @click.option("--seeds", default=None, help="A subset FIRST-LAST of the protocol's seeds (a reduced run).")
 @click.option("--entries", default=None, help="Comma-separated subset of the protocol's entries (a reduced run).")
-@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: worker processes here; ray: a Ray cluster.",
+)
 @click.option("--address", default=None, help="Ray cluster address (backend ray).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
@@ -264,15 +441,18 @@ def leaderboard_build(check) -> None:
 @leaderboard_group.command("verify")
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Tasks run at once.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly_errors
-def leaderboard_verify(files, data, workers) -> None:
+def leaderboard_verify(files, data, workers, quiet) -> None:
     """Re-run submission FILES; accept each only if it reproduces exactly under the current protocol."""
     from cryobench.leaderboard.verify import verify
 
     rejected = 0
-    for file in files:
-        report = verify(file, data=data, workers=workers)
+    for number, file in enumerate(files, start=1):
+        if not quiet:
+            click.echo(f"verifying {number} of {len(files)}: {file} (re-running every task)", err=True)
+        report = verify(file, data=data, workers=workers, progress=not quiet)
         if report["accepted"]:
             reduced = " (reduced protocol: a subset of seeds or entries, not a leaderboard entry)"
             note = reduced if report["reduced"] else ""
@@ -307,7 +487,9 @@ def datasets_list() -> None:
 
 @datasets_group.command("show")
 @click.argument("name")
-@click.option("--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True)
+@click.option(
+    "--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True, help="Which holes."
+)
 @click.option("--noise", type=float, default=1.0, show_default=True, help="Regressor noise (0 perfect, 1 default).")
 @click.option("--seed", type=int, default=None, help="World seed (default: the card's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -323,11 +505,14 @@ def datasets_show(name: str, split: str, noise: float, seed: int | None, as_json
 
 @datasets_group.command("import-cryorl")
 @click.argument("path", type=click.Path(file_okay=False))
-@click.option("--noise", type=float, default=1.0, show_default=True)
+@click.option("--noise", type=float, default=1.0, show_default=True, help="Regressor noise for the summary.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_friendly_errors
 def datasets_import(path: str, noise: float, as_json: bool) -> None:
-    """Import a CryoRL-format folder PATH and summarise it (use it with --env cryorl -e data=PATH)."""
+    """Check a CryoRL-format folder PATH and summarise it; nothing is copied or registered.
+
+    The folder stays where it is and is read each time it is used: --env cryorl -e data=PATH.
+    """
     from cryobench.catalog import load_dataset
     from cryobench.cryorl_format import summarize_import
 
@@ -336,7 +521,11 @@ def datasets_import(path: str, noise: float, as_json: bool) -> None:
         click.echo(json.dumps(summarize_import(dataset), indent=2, default=str))
     _show_dataset(dataset, "all", noise, None, as_json)
     if not as_json:
-        click.echo(f"\nUse it: gym.make('cryobench/CryoRL-v0', data={path!r}, split='test')")
+        click.echo(
+            f"\n{path}: a valid CryoRL folder. Nothing was copied or registered; use it by its path:\n"
+            f"  cryobench run --agent predict-rank --env cryorl -e data={path}\n"
+            f"  gym.make('cryobench/CryoRL-v0', data={path!r}, split='test')"
+        )
 
 
 def _show_dataset(dataset, split: str, noise: float, seed: int | None, as_json: bool) -> None:
@@ -422,13 +611,26 @@ def _jsonable(value):
 
 # ---- play ---------------------------------------------------------------------------
 @main.command("play")
-@click.option("--env", "env_name", default="aldolaseau", show_default=True, help="Environment short name or id.")
+@click.option(
+    "--env",
+    "env_name",
+    default="aldolaseau",
+    show_default=True,
+    shell_complete=_complete_envs,
+    help="Environment short name or id.",
+)
 @click.option("--feedback", default="inspection", show_default=True, help="inspection, queue:K or none.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode seed: sets the starting hole.")
 @click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument (default split=all).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local only by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
-@click.option("--out-dir", type=click.Path(file_okay=False), default="cryobench-results", show_default=True)
+@click.option(
+    "--out-dir",
+    type=click.Path(file_okay=False),
+    default="cryobench-results",
+    show_default=True,
+    help="Folder for the results files of finished sessions.",
+)
 @click.option("--replay", "replay_file", type=click.Path(dir_okay=False), default=None, help="Show a results file.")
 @click.option("--episode", type=click.IntRange(min=0), default=0, show_default=True, help="Episode to replay.")
 @click.option(

@@ -38,18 +38,42 @@ def map_xy(grid: Grid) -> np.ndarray:
 
 def draw_session(world: World, state: SessionState | None, size_px: int = 640) -> np.ndarray:
     """An RGB image (H, W, 3) uint8 of the grid: predicted quality in grey, revealed holes
-    green (good) or red (bad), exposures joined in order by a line, the current hole ringed."""
+    green (good) or red (bad), exposures joined in order by a line, the current hole ringed.
+
+    The map fills the frame edge to edge (the image takes the mosaic's proportions, its longer
+    side ``size_px``); the title and the legend have strips of their own. Every frame of one
+    world has the same size, so frames make a video.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = session_figure(world, state, size_px)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def session_figure(world: World, state: SessionState | None, size_px: int = 640):
+    """The matplotlib Figure :func:`draw_session` rasterises."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     xy = map_xy(world.grid)
-    fig = Figure(figsize=(size_px / 100, size_px / 100), dpi=100)
-    canvas = FigureCanvasAgg(fig)
-    ax = fig.add_axes((0.02, 0.02, 0.96, 0.92))
-    ax.set_aspect("equal")
+    low, high = xy.min(axis=0), xy.max(axis=0)
+    pad = 0.02 * float(np.max(high - low)) + world.grid.pitch_um
+    low, high = low - pad, high + pad
+    scale = size_px / float(np.max(high - low))
+    map_w, map_h = (high - low) * scale
+    map_w = max(map_w, 0.6 * size_px)  # room for the title and legend; the map is centred in it
+    title_px, legend_px = 34.0, 44.0
+    width, height = 2 * round(map_w / 2), 2 * round((map_h + title_px + legend_px) / 2)
+    fig = Figure(figsize=(width / 100, height / 100), dpi=100)
+    ax = fig.add_axes((0.0, legend_px / height, 1.0, map_h / height))
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_aspect("equal", adjustable="datalim")
     ax.axis("off")
     shade = np.clip(world.predicted_ctf / 20.0, 0.0, 1.0)
     ax.scatter(xy[:, 0], xy[:, 1], s=2, c=shade, cmap="Greys_r", vmin=0.0, vmax=1.3, linewidths=0)
@@ -62,8 +86,19 @@ def draw_session(world: World, state: SessionState | None, size_px: int = 640) -
         path = [state.start, *state.exposures]
         ax.plot(xy[path, 0], xy[path, 1], lw=0.6, c="tab:blue", alpha=0.7)
         ax.scatter(*xy[state.current], s=40, facecolors="none", edgecolors="tab:orange")
-        title += f" | {state.elapsed:.0f} min, {state.n_exposures} exposures"
-    ax.set_title(title, fontsize=9)
-    canvas.draw()
-    image = np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
-    return image
+        exposed = np.asarray(state.exposures, dtype=np.int64)
+        good_exposures = int(world.true_good[exposed].sum())
+        title += f" | {state.elapsed:.0f} of {world.duration:.0f} min"
+        title += f" | {good_exposures} good of {state.n_exposures} exposures"
+    fig.text(0.5, 1.0 - 0.5 * title_px / height, title, ha="center", va="center", fontsize=9)
+    dot = {"linestyle": "none", "marker": "o", "markersize": 4}
+    handles = [
+        Line2D([], [], color="#777777", **dot),
+        Line2D([], [], color="tab:green", **dot),
+        Line2D([], [], color="tab:red", **dot),
+        Line2D([], [], color="tab:blue", lw=1),
+        Line2D([], [], linestyle="none", marker="o", markersize=7, markerfacecolor="none", color="tab:orange"),
+    ]
+    names = ["hole (darker: predicted better)", "good (revealed)", "bad (revealed)", "path", "current hole"]
+    fig.legend(handles, names, loc="lower center", ncols=3, fontsize=7, frameon=False, borderaxespad=0.2)
+    return fig

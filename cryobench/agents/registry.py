@@ -25,16 +25,43 @@ def _entry_points() -> dict:
     return {ep.name: ep for ep in entry_points(group=GROUP)}
 
 
-def list_agents() -> list[dict[str, Any]]:
-    """Every agent that can be loaded, with a load error instead of a crash for a broken plugin."""
+#: Card fields that let an agent be listed without importing its module (and torch with it).
+CARD_LISTING_FIELDS = ("summary", "upper_bound", "needs_feedback")
+
+
+def agent_names() -> list[str]:
+    """The names of every agent that can be asked for (entry points; nothing is imported)."""
+    return sorted(_entry_points())
+
+
+def list_agents(load: bool = False) -> list[dict[str, Any]]:
+    """Every agent by name, with its summary, whether it is an upper bound and needs feedback.
+
+    Read from the agent's card where the card has those fields, so listing imports no agent
+    module (the DQN's imports torch: seconds). Agents without such a card, and every agent
+    when ``load`` is true, are imported; a broken one is reported in ``error``, never fatal.
+    """
     rows = []
     for name, ep in sorted(_entry_points().items()):
         row: dict[str, Any] = {"name": name, "source": ep.value, "error": None}
         try:
-            cls = ep.load()
-            row.update(upper_bound=cls.uses_ground_truth, needs_feedback=cls.needs_feedback, doc=_first_line(cls))
-        except Exception as exc:  # a broken plugin is reported, never fatal to the listing
-            row["error"] = f"{type(exc).__name__}: {exc}"
+            card = load_card(name)
+        except InputError as exc:
+            card = {}
+            row["error"] = str(exc)
+        if not load and all(field in card for field in CARD_LISTING_FIELDS):
+            row.update(
+                upper_bound=bool(card["upper_bound"]),
+                needs_feedback=bool(card["needs_feedback"]),
+                doc=" ".join(str(card["summary"]).split()),
+            )
+        else:
+            try:
+                cls = ep.load()
+                row.update(upper_bound=bool(cls.uses_ground_truth), needs_feedback=bool(cls.needs_feedback))
+                row["doc"] = _first_line(cls)
+            except Exception as exc:  # a broken plugin is reported, never fatal to the listing
+                row["error"] = f"{type(exc).__name__}: {exc}"
         rows.append(row)
     return rows
 
