@@ -58,7 +58,8 @@ def load_dataset(
         if not path.is_dir():
             raise InputError(f"argument 'data': {str(data)!r} is not a folder (expected a CryoRL-format data folder)")
         resolved = path.resolve()
-        return _load_measured(str(resolved), max(f.stat().st_mtime for f in resolved.rglob("*") if f.is_file()))
+        newest = max((f.stat().st_mtime for f in resolved.rglob("*") if f.is_file()), default=0.0)
+        return _load_measured(str(resolved), newest)
     if not isinstance(dataset, str) or not dataset:
         raise InputError(f"argument 'dataset': expected a dataset name or card path, got {dataset!r}")
     card_key = dataset

@@ -58,6 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.metrics",
             "cryobench.compare",
             "cryobench.plots",
+            "cryobench.result_sets",
             "cryobench.sweep",
             "cryobench.protocol",
             "cryobench.leaderboard",
