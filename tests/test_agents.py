@@ -48,7 +48,7 @@ def test_agent_plays_legal_deterministic_episodes(name):
     agent, _ = load_agent(name)
     env = small_env(duration=60.0)
     first = rollout(agent, env, seed=3)
-    assert len(first) > 10
+    assert env.unwrapped.state.elapsed > 60.0  # the session ran until its minutes were spent
     assert len(set(first)) == len(first)
     assert first == rollout(agent, env, seed=3)
     # The whole grid, until every hole is visited, without an illegal move.

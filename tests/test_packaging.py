@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 import zipfile
+from importlib.metadata import distribution
 from pathlib import Path
 
 import gymnasium as gym
@@ -27,6 +29,18 @@ def test_cards_load_from_the_checkout():
     on_disk = env_cards_on_disk()
     assert cryobench.env_cards() == on_disk
     assert {env_id: gym.spec(env_id).kwargs for env_id in on_disk} == {i: c["kwargs"] for i, c in on_disk.items()}
+
+
+def test_installed_entry_points_are_those_of_pyproject():
+    """Agents are found through the installed metadata, which pip writes from pyproject.toml: an
+    entry point added there is not seen until cryobench is installed again."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["cryobench.agents"]
+    installed = {ep.name: ep.value for ep in distribution("cryobench").entry_points if ep.group == "cryobench.agents"}
+    assert installed == declared, (
+        "the installed cryobench's agent entry points differ from pyproject.toml: run `pip install -e .` "
+        f"(only in pyproject: {sorted(set(declared) - set(installed))}, "
+        f"only installed: {sorted(set(installed) - set(declared))})"
+    )
 
 
 @pytest.fixture(scope="module")
