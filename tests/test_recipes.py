@@ -136,8 +136,10 @@ def test_a_new_agent_is_listed_loaded_and_run_by_name(dummy_agent, tmp_path):
     listing = runner.invoke(main, ["list", "agents"])
     assert listing.exit_code == 0, listing.output
     agents_part = listing.output.split("upper bounds")[0]
-    assert f"  {AGENT} " in agents_part and "Recipe dummy: lowest predicted CTF" in agents_part
-    assert "failed to load" not in listing.output
+    assert f"  {AGENT} " in agents_part and "A dummy agent that follows DEVELOPERS.md's recipe." in agents_part
+    checked = runner.invoke(main, ["list", "agents", "--check"])  # imports every agent
+    assert checked.exit_code == 0 and f"  {AGENT} " in checked.output
+    assert "failed to load" not in checked.output
     row = next(r for r in list_agents() if r["name"] == AGENT)
     assert row["error"] is None and row["source"] == "cryobench_recipe_dummy:RecipeDummyAgent"
     agent, card = load_agent(AGENT, {"jitter": 0.5})
