@@ -21,7 +21,7 @@ import numpy as np
 
 import cryobench
 from cryobench import metrics
-from cryobench.agents.registry import load_agent
+from cryobench.agents.registry import agent_version, load_agent
 from cryobench.errors import InputError
 from cryobench.files import utc_timestamp, write_atomic
 from cryobench.registration import make_env
@@ -96,45 +96,79 @@ def evaluate(
     seed: int = 0,
     hyperparameters: dict[str, Any] | None = None,
     progress: bool = True,
+    sealed: bool = False,
+    worlds: tuple[int, ...] = (),
 ) -> dict[str, Any]:
-    """Run ``episodes`` seeded sessions of an agent and return the results document."""
+    """Run ``episodes`` seeded sessions of an agent and return the results document.
+
+    ``worlds``: play the seeds on each of these twin worlds (``world_seed = layout_seed = w``),
+    one agent throughout; each episode row then names its ``world``. ``sealed`` runs the agent
+    in a worker process that never receives the ground truth (:mod:`cryobench.sealed`): what
+    protocol runs do.
+    """
     if episodes < 1:
         raise InputError(f"argument 'episodes': expected a positive integer, got {episodes}")
-    environment = make_env(env, env_kwargs)
-    agent, card = load_agent(agent_name, hyperparameters)
+    kwargs = dict(env_kwargs or {})
+    if worlds:
+        environments = [
+            (int(w), make_env(env, {**kwargs, "world_seed": int(w), "layout_seed": int(w)})) for w in worlds
+        ]
+    else:
+        environments = [(None, make_env(env, kwargs))]
+    if sealed:
+        from cryobench.sealed import SealedAgent
+
+        agent: Any = SealedAgent(agent_name, hyperparameters)
+        card = agent.card
+    else:
+        agent, card = load_agent(agent_name, hyperparameters)
+    try:
+        return _evaluate_agent(agent, card, agent_name, environments, kwargs, episodes, seed, progress)
+    finally:
+        if sealed:
+            agent.close()
+        for _world, environment in environments:
+            environment.close()
+
+
+def _evaluate_agent(agent, card, agent_name, environments, env_kwargs, episodes, seed, progress) -> dict[str, Any]:
+    first = environments[0][1]
     fit_start = time.perf_counter()
-    agent.fit(environment, seed=seed)
+    agent.fit(first, seed=seed)
     fit_seconds = time.perf_counter() - fit_start
     seeds = [seed + i for i in range(episodes)]
+    plan = [(world, environment, episode_seed) for world, environment in environments for episode_seed in seeds]
     rows, seconds = [], []
-    iterator = seeds
+    iterator: Any = plan
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(seeds, desc=f"{agent_name} on {environment.spec.id}", unit="episode", leave=False)
-    for episode_seed in iterator:
+        iterator = tqdm(plan, desc=f"{agent_name} on {first.spec.id}", unit="episode", leave=False)
+    for world, environment, episode_seed in iterator:
         start = time.perf_counter()
         row = play_episode(environment, agent, episode_seed)
         seconds.append(time.perf_counter() - start)
-        rows.append({"seed": episode_seed, **row})
+        rows.append({"seed": episode_seed, **row} if world is None else {"world": world, "seed": episode_seed, **row})
         if progress:
             iterator.set_postfix(good=row["good_exposures"])
-    inner = environment.unwrapped
+    inner = first.unwrapped
     result = {
         "format": RESULTS_FORMAT,
         "provenance": provenance(),
         "env": {
-            "id": environment.spec.id,
-            "kwargs": env_kwargs or {},
-            "spec": json.loads(environment.spec.to_json()),
+            "id": first.spec.id,
+            "kwargs": env_kwargs,
+            "spec": json.loads(first.spec.to_json()),
             "n_holes": inner.world.n_holes,
             "world_seed": inner.world_seed,
+            "layout_seed": getattr(inner, "layout_seed", None),
             "grid": inner.world.grid.name,
         },
         "agent": {
             "name": agent_name,
             "upper_bound": bool(agent.uses_ground_truth),
             "card": card,
+            "version": agent.version if hasattr(agent, "version") else agent_version(agent, card),
         },
         "seeds": seeds,
         "episodes": rows,
@@ -145,7 +179,14 @@ def evaluate(
             "note": "wall-clock figures vary between machines and runs; everything else is reproducible",
         },
     }
-    environment.close()
+    if environments[0][0] is not None:
+        result["worlds"] = [
+            {"world": world, "n_holes": environment.unwrapped.world.n_holes} for world, environment in environments
+        ]
+    decisions = getattr(agent, "decision_seconds", None)  # measured in the sealed worker, around act alone
+    if decisions:
+        result["timing"]["decision_seconds_median"] = float(np.median(decisions))
+        result["sealed"] = True
     return result
 
 

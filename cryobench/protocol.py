@@ -29,7 +29,7 @@ from cryobench.rules import Feedback
 CURRENT_VERSION = 1
 MEASURED = "$MEASURED"
 GROUPS = ("core", "measured", "noise")
-_VERSIONED_ID = re.compile(r"^cryobench/[A-Za-z0-9]+-v\d+$")
+VERSIONED_ID = re.compile(r"^cryobench/[A-Za-z0-9]+-v\d+$")
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def parse_protocol(doc: Any, source: str, version: int | None = None) -> Protoco
             raise InputError(f"{where}: unknown field(s) {sorted(unknown)}")
         if not isinstance(raw.get("name"), str) or not raw["name"]:
             raise InputError(f"{where}: field 'name' must be a non-empty string")
-        if not isinstance(raw.get("env"), str) or not _VERSIONED_ID.match(raw["env"]):
+        if not isinstance(raw.get("env"), str) or not VERSIONED_ID.match(raw["env"]):
             raise InputError(
                 f"{where}: field 'env' must be a versioned environment id like 'cryobench/Aldolase-v0', "
                 f"got {raw.get('env')!r}"

@@ -87,7 +87,7 @@ def _read_only(value: Any) -> Any:
 def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> None:
     """The worker's loop: load the agent, then answer fit / reset / act messages until closed."""
     # Imported here: the worker is a fresh interpreter and needs nothing of the parent's.
-    from cryobench.agents.registry import load_agent
+    from cryobench.agents.registry import agent_version, load_agent
 
     def answer(kind: str, *payload: Any) -> None:
         conn.send((kind, *payload))
@@ -108,6 +108,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             "uses_ground_truth": bool(getattr(agent, "uses_ground_truth", False)),
             "needs_feedback": bool(getattr(agent, "needs_feedback", False)),
             "card": card,
+            "version": agent_version(agent, card) if card else {"card_sha256": None, "checkpoint_sha256": None},
             "pid": os.getpid(),
         },
     )
@@ -188,6 +189,7 @@ class SealedAgent:
         self.uses_ground_truth: bool = meta["uses_ground_truth"]
         self.needs_feedback: bool = meta["needs_feedback"]
         self.card: dict[str, Any] = meta["card"]
+        self.version: dict[str, str | None] = meta["version"]
         self.worker_pid: int = meta["pid"]
         self._sent_layout: Any = None
         self._maps: dict[tuple[str, str], tuple[np.ndarray, tuple[str, str, tuple[int, ...]]]] = {}

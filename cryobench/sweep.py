@@ -34,10 +34,18 @@ class Task:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    #: Run the agent in a worker that never receives the ground truth (protocol runs).
+    sealed: bool = False
+    #: Twin test worlds to play the seeds on (protocol v2), each world_seed = layout_seed; none: the env's own.
+    worlds: tuple[int, ...] = ()
 
     def key(self) -> str:
         """A stable id: the same task always maps to the same results file."""
-        text = json.dumps(asdict(self), sort_keys=True, default=list)
+        fields = asdict(self)
+        for name in ("sealed", "worlds"):  # keys of other tasks stay what they were before these existed
+            if not fields[name]:
+                del fields[name]
+        text = json.dumps(fields, sort_keys=True, default=list)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def filename(self) -> str:
@@ -89,7 +97,17 @@ def evaluate_seeds(task: Task) -> dict:
     seeds = list(task.seeds)
     if seeds != list(range(seeds[0], seeds[0] + len(seeds))):
         raise InputError(f"task {task.key()}: seeds must be a contiguous range, got {seeds}")
-    return evaluate(task.agent, task.env, task.env_kwargs, len(seeds), seeds[0], task.hyperparameters, progress=False)
+    return evaluate(
+        task.agent,
+        task.env,
+        task.env_kwargs,
+        len(seeds),
+        seeds[0],
+        task.hyperparameters,
+        progress=False,
+        sealed=task.sealed,
+        worlds=task.worlds,
+    )
 
 
 def pending(tasks: Iterable[Task], out_dir: str | Path) -> list[Task]:

@@ -61,6 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.result_sets",
             "cryobench.sweep",
             "cryobench.protocol",
+            "cryobench.heldout",
             "cryobench.leaderboard",
         ),
     ),

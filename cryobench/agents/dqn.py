@@ -46,7 +46,6 @@ from cryobench.features import (
     first_hole_of_each_patch,
 )
 from cryobench.files import write_atomic
-from cryobench.resources import card_dir
 
 CHECKPOINT_FORMAT = "cryobench-dqn/1"
 
@@ -232,11 +231,10 @@ def _cached_checkpoint(path: str, mtime: float) -> tuple[HoleQNetwork, dict[str,
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """A checkpoint path: absolute or relative to the working directory, else to the agents' card folder."""
-    path = Path(name).expanduser()
-    if path.is_absolute() or path.is_file():
-        return path
-    return card_dir("agents") / name
+    """A checkpoint path (:func:`cryobench.agents.registry.checkpoint_path`)."""
+    from cryobench.agents.registry import checkpoint_path
+
+    return checkpoint_path(name)
 
 
 # ---- 5. the agent --------------------------------------------------------------------------

@@ -8,6 +8,8 @@ cryobench's own agents are declared the same way in its ``pyproject.toml``. An a
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,31 @@ def make_config(cls: type[Agent], hyperparameters: dict[str, Any], source: str) 
                 )
         values[key] = value
     return cls.Config(**values)
+
+
+def agent_version(agent: Agent, card: dict[str, Any]) -> dict[str, str | None]:
+    """Digests that pin which version of an agent ran: its card's name and hyperparameters
+    (canonical JSON) and, for a trained agent (a Config with ``checkpoint``), its checkpoint's bytes.
+
+    An improved agent is a new version: a new checkpoint file (the old one stays in the
+    repository) or new hyperparameters; results record the version, and verification re-runs it.
+    """
+    defining = {"name": card.get("name"), "hyperparameters": card.get("hyperparameters")}
+    card_digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
+    checkpoint = getattr(agent.config, "checkpoint", None)
+    checkpoint_digest = None
+    if isinstance(checkpoint, str) and checkpoint:
+        path = checkpoint_path(checkpoint)
+        checkpoint_digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "missing"
+    return {"card_sha256": card_digest, "checkpoint_sha256": checkpoint_digest}
+
+
+def checkpoint_path(name: str) -> Path:
+    """A checkpoint's path: absolute or relative to the working directory, else in the agents' card folder."""
+    path = Path(name).expanduser()
+    if path.is_absolute() or path.is_file():
+        return path
+    return card_dir("agents") / name
 
 
 def load_agent(name: str, overrides: dict[str, Any] | None = None, card_path: str | Path | None = None):
