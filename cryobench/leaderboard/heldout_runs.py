@@ -1,0 +1,339 @@
+"""Protocol v2 submissions (``cryobench-submission/2``): an agent's sealed runs on every test world.
+
+:func:`submit_heldout` runs an agent on every task of protocol v2 (``leaderboards/protocol-v2.yaml``)
+and every held-out test world, sealed (the agent in a worker that never receives the ground
+truth), through the resumable sweep runner; it returns the submission document. The document
+holds one *run* per (task, test world): the world's seed, size and grid, its score (the mean
+good exposures over the protocol's start seeds) and every episode, compacted as in protocol v1.
+Its JSON Schema is published in ``leaderboards/schema/submission-v2.schema.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryobench.errors import InputError
+from cryobench.evaluate import load_results, provenance
+from cryobench.files import write_atomic
+from cryobench.heldout import HeldOutProtocol, ProtocolTask, load_heldout_protocol
+from cryobench.leaderboard.submission import compact_episode
+from cryobench.protocol import folder_checksum, measured_data_folder
+from cryobench.resources import card_dir
+from cryobench.sweep import Task, run_sweep
+
+SUBMISSION_FORMAT = "cryobench-submission/2"
+TIERS = ("full", "quick")
+
+
+def protocol_for(tier: str, worlds: tuple[int, ...] | None = None) -> HeldOutProtocol:
+    """Protocol v2 at a tier (``full`` or ``quick``), optionally on another draw of test worlds."""
+    if tier not in TIERS:
+        raise InputError(f"option --tier: expected one of {', '.join(TIERS)}, got {tier!r}")
+    protocol = load_heldout_protocol()
+    if tier == "quick":
+        protocol = protocol.quick()
+    if worlds is not None:
+        protocol = protocol.with_worlds(tuple(worlds))
+    return protocol
+
+
+def _sweep_task(agent: str, task: ProtocolTask, protocol: HeldOutProtocol, folder: Path | None, hyper: dict) -> Task:
+    if task.measured:
+        return Task(agent, task.env, task.world_kwargs(None, folder), task.starts, hyper, sealed=True)
+    return Task(agent, task.env, dict(task.kwargs), protocol.starts, hyper, sealed=True, worlds=protocol.worlds)
+
+
+def _runs(result: dict, task: ProtocolTask, starts: tuple[int, ...]) -> list[dict]:
+    """The result file's episodes grouped into runs, one per world, in the protocol's order."""
+    if task.measured:
+        episodes = [compact_episode(row) for row in result["episodes"]]
+        return [_run(None, result["env"]["n_holes"], episodes)]
+    size = {block["world"]: block["n_holes"] for block in result["worlds"]}
+    by_world: dict[int, list[dict]] = {}
+    for row in result["episodes"]:
+        by_world.setdefault(int(row["world"]), []).append(compact_episode(row))
+    return [_run(world, size[world], by_world[world]) for world in size]
+
+
+def _run(world: int | None, n_holes: int, episodes: list[dict]) -> dict:
+    return {
+        "world": world,
+        "n_holes": int(n_holes),
+        "score": run_score(episodes),
+        "episodes": episodes,
+    }
+
+
+def run_score(episodes: list[dict]) -> float:
+    """A run's score: the mean good exposures over its start seeds (rounded so it reads the same everywhere)."""
+    return round(float(np.mean([episode["good_exposures"] for episode in episodes])), 6)
+
+
+def submit_heldout(
+    agent: str,
+    work_dir: str | Path,
+    data: str | Path | None = None,
+    workers: int = 2,
+    tier: str = "full",
+    worlds: tuple[int, ...] | None = None,
+    progress: bool = True,
+    hyperparameters: dict[str, Any] | None = None,
+    backend: str = "local",
+    address: str | None = None,
+) -> dict:
+    """Run ``agent`` sealed on every task and test world of protocol v2; return its submission document.
+
+    The per-task results in ``work_dir`` make the run resumable: run the same call again after
+    an interruption and only the missing tasks run.
+    """
+    from cryobench.agents.registry import agent_class
+
+    protocol = protocol_for(tier, worlds)
+    cls = agent_class(agent)  # class attributes only; the agent's code runs in the sealed workers
+    folder = measured_data_folder(data)
+    hyper = dict(hyperparameters or {})
+    not_applicable, skipped, planned = {}, {}, []
+    for task in (*protocol.tasks, *protocol.measured):
+        reason = task.not_applicable_reason(bool(getattr(cls, "needs_feedback", False)))
+        if reason:
+            not_applicable[task.name] = reason
+        elif task.measured and folder is None:
+            skipped[task.name] = "no measured data (--data PATH or $CRYOBENCH_ALDOLASE_DATA)"
+        else:
+            planned.append((task, _sweep_task(agent, task, protocol, folder, hyper)))
+    if not planned:
+        raise InputError(f"agent {agent!r}: no protocol v2 task it can run")
+    paths = run_sweep(
+        [t for _, t in planned], work_dir, workers=workers, backend=backend, address=address, progress=progress
+    )
+    tasks: dict[str, dict] = {}
+    agent_doc: dict = {}
+    decisions = []
+    for (task, _sweep), path in zip(planned, paths, strict=True):
+        result = load_results(path)
+        agent_doc = result["agent"]
+        decisions.append(result["timing"].get("decision_seconds_median"))
+        tasks[task.name] = {
+            "family": task.family,
+            "env_id": result["env"]["id"],
+            "kwargs": task.public_kwargs(None) if task.measured else dict(task.kwargs),
+            "grid": result["env"]["grid"] if not task.measured else "measured",
+            "runs": _runs(result, task, protocol.starts),
+            "seconds_per_episode": round(float(result["timing"]["seconds_per_episode"]), 4),
+            "decision_seconds_median": round(float(result["timing"].get("decision_seconds_median", 0.0)), 6),
+        }
+    complete = protocol.tier == "full" and not skipped
+    card = agent_doc.get("card") or {}
+    return {
+        "format": SUBMISSION_FORMAT,
+        "protocol": {
+            "version": protocol.version,
+            "tier": protocol.tier,
+            "worlds": list(protocol.worlds),
+            "starts": list(protocol.starts),
+            "tasks": [task.name for task, _ in planned],
+            "complete": complete,
+        },
+        "agent": {
+            "name": agent,
+            "upper_bound": bool(agent_doc.get("upper_bound")),
+            "version": agent_doc.get("version"),
+            "hyperparameters": card.get("hyperparameters") or {},
+            "training": card.get("training"),
+        },
+        "sealed": True,
+        "measured_data": {"checksum": folder_checksum(folder)}
+        if folder and any(t.measured for t, _ in planned)
+        else None,
+        "provenance": provenance(),
+        "not_applicable": not_applicable,
+        "skipped": skipped,
+        "tasks": tasks,
+    }
+
+
+# ---- reading and writing -------------------------------------------------------------------------
+def schema_path() -> Path:
+    return card_dir("leaderboards") / "schema" / "submission-v2.schema.json"
+
+
+def check_schema(doc: Any, source: str) -> None:
+    """Refuse a document that does not follow the published schema, naming the field that is wrong."""
+    import jsonschema
+
+    schema = json.loads(schema_path().read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        error = errors[0]
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise InputError(f"{source}: field {where}: {error.message[:200]}")
+    for name, block in doc["tasks"].items():
+        for i, run in enumerate(block["runs"]):
+            if run["score"] != run_score(run["episodes"]):
+                raise InputError(f"{source}: field tasks.{name}.runs.{i}.score does not match its episodes")
+
+
+def load_submission(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such submission file") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    check_schema(doc, str(path))
+    return doc
+
+
+def dumps_submission(doc: dict) -> str:
+    """JSON with one episode per line: reviewable diffs at a modest size."""
+    head = {k: v for k, v in doc.items() if k != "tasks"}
+    lines = [json.dumps(head, indent=1, sort_keys=True)[:-2] + ",", ' "tasks": {']
+    names = list(doc["tasks"])
+    for i, name in enumerate(names):
+        block = doc["tasks"][name]
+        lines.append(f"  {json.dumps(name)}: {{")
+        for key, value in sorted((k, v) for k, v in block.items() if k != "runs"):
+            lines.append(f"   {json.dumps(key)}: {json.dumps(value, sort_keys=True)},")
+        lines.append('   "runs": [')
+        for j, run in enumerate(block["runs"]):
+            meta = {k: v for k, v in run.items() if k != "episodes"}
+            lines.append("    {" + json.dumps(meta, sort_keys=True)[1:-1] + ', "episodes": [')
+            for k, episode in enumerate(run["episodes"]):
+                comma = "," if k < len(run["episodes"]) - 1 else ""
+                lines.append("     " + json.dumps(episode, sort_keys=True) + comma)
+            lines.append("    ]}" + ("," if j < len(block["runs"]) - 1 else ""))
+        lines.append("   ]")
+        lines.append("  }" + ("," if i < len(names) - 1 else ""))
+    lines += [" }", "}", ""]
+    text = "\n".join(lines)
+    assert json.loads(text) == json.loads(json.dumps(doc))  # the layout never changes the content
+    return text
+
+
+def save_submission(doc: dict, path: str | Path) -> Path:
+    """Write a submission atomically (after checking it against the schema)."""
+    check_schema(json.loads(json.dumps(doc)), str(path))
+    return write_atomic(path, dumps_submission(doc))
+
+
+# ---- verification ------------------------------------------------------------------------------------
+#: Fields a table publishes that cannot be re-derived by re-running (marked so in the tables).
+UNVERIFIABLE = ("provenance", "seconds_per_episode", "decision_seconds_median", "agent.training")
+
+
+def static_problems(doc: dict, protocol: HeldOutProtocol) -> list[str]:
+    """What is wrong with a schema-valid v2 submission before anything is re-run."""
+    from cryobench.agents.registry import agent_class
+
+    reasons = []
+    declared = doc["protocol"]
+    if list(protocol.worlds) != declared["worlds"] or list(protocol.starts) != declared["starts"]:
+        reasons.append(f"field 'protocol': worlds or starts are not those of the {protocol.tier} tier of protocol v2")
+    cls = agent_class(doc["agent"]["name"])
+    needs_feedback = bool(getattr(cls, "needs_feedback", False))
+    known = {task.name: task for task in (*protocol.tasks, *protocol.measured)}
+    for name in declared["tasks"]:
+        if name not in known:
+            reasons.append(f"task {name!r} is not a task of protocol v2's {protocol.tier} tier")
+        elif name not in doc["tasks"]:
+            reasons.append(f"task {name!r} is declared but has no runs")
+    for name in sorted(set(doc["tasks"]) - set(declared["tasks"])):
+        reasons.append(f"task {name!r} is not declared in field 'protocol.tasks'")
+    if declared["complete"]:
+        missing = [t.name for t in protocol.tasks if t.name not in doc["tasks"] and t.name not in doc["not_applicable"]]
+        if missing or protocol.tier != "full":
+            reasons.append(f"claims a complete run but lacks tasks {missing} or is not the full tier")
+    for name, reason in doc["not_applicable"].items():
+        task = known.get(name)
+        if task is None or task.not_applicable_reason(needs_feedback) != reason:
+            reasons.append(f"task {name!r} is marked not applicable, but the agent can run it")
+    for name, block in doc["tasks"].items():
+        task = known.get(name)
+        if task is None:
+            continue
+        expected_kwargs = task.public_kwargs(None) if task.measured else dict(task.kwargs)
+        if block["env_id"] != task.env or block["kwargs"] != expected_kwargs or block["family"] != task.family:
+            reasons.append(f"task {name!r}: environment, arguments or family are not the protocol's")
+        worlds = [run["world"] for run in block["runs"]]
+        if worlds != ([None] if task.measured else list(protocol.worlds)):
+            reasons.append(f"task {name!r}: its runs are not one per test world of the protocol, in order")
+        starts = list(task.starts if task.measured else protocol.starts)
+        for run in block["runs"]:
+            if [episode["seed"] for episode in run["episodes"]] != starts:
+                reasons.append(f"task {name!r} world {run['world']}: episodes are not the protocol's start seeds")
+                break
+    return reasons
+
+
+def verify_heldout(path: str | Path, data: str | Path | None = None, workers: int = 2, progress: bool = False) -> dict:
+    """Re-run a v2 submission (sealed) and accept it only if every verifiable field reproduces.
+
+    Returns ``{"accepted", "reduced", "reasons", "unverifiable"}``. Wall-clock figures, the
+    provenance and the declared training budget cannot be re-derived: they are listed in
+    ``unverifiable`` (and marked in the tables), never silently trusted.
+    """
+    try:
+        doc = load_submission(path)
+    except InputError as exc:
+        return {"accepted": False, "reduced": False, "reasons": [f"schema: {exc}"], "unverifiable": []}
+    tier = doc["protocol"]["tier"]
+    reduced = not doc["protocol"]["complete"]
+    worlds = tuple(doc["protocol"]["worlds"]) if tier == "draw" else None
+    try:
+        protocol = protocol_for("full" if tier == "draw" else tier, worlds)
+        reasons = static_problems(doc, protocol)
+    except InputError as exc:
+        return {"accepted": False, "reduced": reduced, "reasons": [str(exc)], "unverifiable": []}
+    folder = measured_data_folder(data)
+    measured = [t.name for t in protocol.measured if t.name in doc["tasks"]]
+    if measured:
+        if folder is None:
+            reasons.append(f"tasks {measured} need the measured data to re-run (--data PATH)")
+        elif (doc.get("measured_data") or {}).get("checksum") != folder_checksum(folder):
+            reasons.append("the measured data given (--data) is not the data the submission was run on (checksum)")
+    if reasons:
+        return {"accepted": False, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        rerun = submit_heldout(
+            doc["agent"]["name"],
+            work,
+            data=folder,
+            workers=workers,
+            tier="full" if tier == "draw" else tier,
+            worlds=worlds,
+            progress=progress,
+            hyperparameters=doc["agent"]["hyperparameters"],
+        )
+    for key in ("upper_bound", "version", "hyperparameters"):
+        if doc["agent"][key] != rerun["agent"][key]:
+            reasons.append(f"field 'agent.{key}' does not reproduce (submitted {doc['agent'][key]!r})")
+    if doc["not_applicable"] != rerun["not_applicable"]:
+        reasons.append("field 'not_applicable' does not reproduce")
+    for name, block in doc["tasks"].items():
+        again = rerun["tasks"].get(name)
+        if again is None:
+            reasons.append(f"task {name!r}: the agent does not run there")
+            continue
+        if block["grid"] != again["grid"]:
+            reasons.append(f"task {name!r}: field 'grid' does not reproduce")
+        for run, run_again in zip(block["runs"], again["runs"], strict=True):
+            fields = [k for k in ("world", "n_holes", "score") if run[k] != run_again[k]]
+            for episode, episode_again in zip(run["episodes"], run_again["episodes"], strict=True):
+                fields += [f"episodes.{k}" for k in episode if episode[k] != episode_again.get(k)]
+            if fields:
+                reasons.append(
+                    f"task {name!r} world {run['world']}: {', '.join(sorted(set(fields)))} do not reproduce "
+                    f"(submitted score {run['score']}, re-run {run_again['score']})"
+                )
+                break  # one run per task says enough
+    return {"accepted": not reasons, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
