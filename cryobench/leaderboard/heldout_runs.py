@@ -180,10 +180,16 @@ def check_schema(doc: Any, source: str) -> None:
 
 def load_submission(path: str | Path) -> dict:
     path = Path(path)
+
+    def refuse_non_finite(token: str) -> None:
+        raise InputError(f"{path}: holds the non-finite number {token}; every number must be finite")
+
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_non_finite)
     except FileNotFoundError:
         raise InputError(f"{path}: no such submission file") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a submission file") from None
     except UnicodeDecodeError:
         raise InputError(f"{path}: not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -314,6 +320,13 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
             progress=progress,
             hyperparameters=doc["agent"]["hyperparameters"],
         )
+    reasons += reproduction_problems(doc, rerun)
+    return {"accepted": not reasons, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
+
+
+def reproduction_problems(doc: dict, rerun: dict) -> list[str]:
+    """Every verifiable field of ``doc`` that the re-run ``rerun`` does not reproduce."""
+    reasons = []
     for key in ("upper_bound", "version", "hyperparameters"):
         if doc["agent"][key] != rerun["agent"][key]:
             reasons.append(f"field 'agent.{key}' does not reproduce (submitted {doc['agent'][key]!r})")
@@ -336,4 +349,4 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
                     f"(submitted score {run['score']}, re-run {run_again['score']})"
                 )
                 break  # one run per task says enough
-    return {"accepted": not reasons, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
+    return reasons

@@ -1,0 +1,184 @@
+"""Protocol v2: held-out test worlds, sealed runs, submissions that verify field by field."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+
+from cryobench.errors import InputError
+from cryobench.heldout import load_heldout_protocol, parse_heldout_protocol, second_draw
+from cryobench.leaderboard import heldout_runs
+from cryobench.protocol import protocol_path
+from cryobench.seeding import TEST_SEED_START
+
+
+def test_the_protocol_plays_held_out_test_worlds_in_families():
+    protocol = load_heldout_protocol()
+    assert all(world >= TEST_SEED_START for world in protocol.worlds)
+    assert len(protocol.worlds) >= 10 and len(protocol.starts) >= 2
+    families = {family.name for family in protocol.families}
+    assert {"twins", "perfect-regressor", "poor-regressor", "timings", "session-length", "threshold"} <= families
+    names = [task.name for task in protocol.tasks]
+    assert len(names) == len(set(names))
+    assert protocol.measured and all(task.measured for task in protocol.measured)
+    draw = second_draw(protocol)
+    assert len(draw) == len(protocol.worlds) and not set(draw) & set(protocol.worlds)
+    quick = protocol.quick()
+    assert quick.tier == "quick" and len(quick.tasks) < len(protocol.tasks) and not quick.measured
+
+
+def _protocol_doc() -> dict:
+    return yaml.safe_load(protocol_path(2).read_text())
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda d: d["test_worlds"].update(first=5), "test_worlds"),
+        (lambda d: d["families"][0]["tasks"][0].update(kwargs={"world_seed": 3}), "world_seed"),
+        (lambda d: d["families"][0]["tasks"].append(dict(d["families"][0]["tasks"][0])), "unique"),
+        (lambda d: d["families"][0]["tasks"][0].update(env="cryobench/Aldolase"), "versioned environment id"),
+        (lambda d: d.update(starts=[3, 1]), "starts"),
+        (lambda d: d["quick"].update(tasks=["no-such-task"]), "quick"),
+        (lambda d: d.update(references={"aldolase": {"random": 1.0}}), "references"),
+        (lambda d: d.update(extra=1), "unknown field"),
+    ],
+)
+def test_a_malformed_protocol_names_the_field(change, field):
+    doc = _protocol_doc()
+    change(doc)
+    with pytest.raises(InputError, match=field) as caught:
+        parse_heldout_protocol(doc, "protocol-v2.yaml")
+    assert str(caught.value).startswith("protocol-v2.yaml")
+
+
+@pytest.fixture(scope="module")
+def quick_submission(tmp_path_factory):
+    work = tmp_path_factory.mktemp("quick")
+    doc = heldout_runs.submit_heldout("predict-rank", work / "sweep", tier="quick", workers=2, progress=False)
+    path = heldout_runs.save_submission(doc, work / "predict-rank.json")
+    return path, doc
+
+
+@pytest.mark.slow
+def test_a_quick_submission_follows_the_schema_and_the_protocol(quick_submission):
+    path, doc = quick_submission
+    protocol = heldout_runs.protocol_for("quick")
+    loaded = heldout_runs.load_submission(path)
+    assert loaded == json.loads(json.dumps(doc))
+    assert loaded["sealed"] is True and loaded["protocol"]["tier"] == "quick" and not loaded["protocol"]["complete"]
+    assert sorted(loaded["tasks"]) == sorted(task.name for task in protocol.tasks)
+    for block in loaded["tasks"].values():
+        assert [run["world"] for run in block["runs"]] == list(protocol.worlds)
+        for run in block["runs"]:
+            goods = [episode["good_exposures"] for episode in run["episodes"]]
+            assert run["score"] == pytest.approx(sum(goods) / len(goods))
+            assert 0 < run["score"] <= run["n_holes"]
+    assert heldout_runs.static_problems(loaded, protocol) == []
+
+
+@pytest.mark.slow
+def test_verify_accepts_an_exact_reproduction_and_lists_what_it_cannot_verify(quick_submission):
+    path, _ = quick_submission
+    report = heldout_runs.verify_heldout(path, workers=2)
+    assert report["accepted"], report["reasons"]
+    assert report["reduced"] is True
+    assert "provenance" in report["unverifiable"] and "seconds_per_episode" in report["unverifiable"]
+
+
+def _first_run(doc):
+    return next(iter(doc["tasks"].values()))["runs"][0]
+
+
+TAMPERINGS = [
+    ("world size", lambda d: _first_run(d).update(n_holes=_first_run(d)["n_holes"] + 1), "n_holes"),
+    (
+        "good exposures",
+        lambda d: (
+            _first_run(d)["episodes"][0].update(good_exposures=_first_run(d)["episodes"][0]["good_exposures"] + 1),
+            _first_run(d).update(score=heldout_runs.run_score(_first_run(d)["episodes"])),
+        ),
+        "episodes.good_exposures",
+    ),
+    ("trajectory", lambda d: _first_run(d)["episodes"][0].update(trajectory_sha256="0" * 64), "trajectory_sha256"),
+    ("minutes", lambda d: _first_run(d)["episodes"][0].update(minutes=1.0), "episodes.minutes"),
+    ("squares", lambda d: _first_run(d)["episodes"][0].update(squares_visited=1), "episodes.squares_visited"),
+    ("version", lambda d: d["agent"]["version"].update(card_sha256="f" * 64), "agent.version"),
+    ("upper bound flag", lambda d: d["agent"].update(upper_bound=True), "agent.upper_bound"),
+    ("hyperparameters", lambda d: d["agent"]["hyperparameters"].update(extra=1), "agent.hyperparameters"),
+    ("not applicable", lambda d: d["not_applicable"].update(x="y"), "not_applicable"),
+    ("grid", lambda d: next(iter(d["tasks"].values())).update(grid="other"), "grid"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("what", "change", "reason"), TAMPERINGS, ids=[t[0] for t in TAMPERINGS])
+def test_a_tampered_field_does_not_reproduce(quick_submission, what, change, reason):
+    _, doc = quick_submission
+    tampered = copy.deepcopy(doc)
+    change(tampered)
+    reasons = heldout_runs.reproduction_problems(tampered, doc)  # doc is what a re-run gives (tested above)
+    assert any(reason in r for r in reasons), reasons
+    assert heldout_runs.reproduction_problems(copy.deepcopy(doc), doc) == []
+
+
+STATIC_TAMPERINGS = [
+    ("world seed", lambda d: _first_run(d).update(world=_first_run(d)["world"] + 100), "one per test world"),
+    (
+        "protocol worlds",
+        lambda d: d["protocol"].update(worlds=[TEST_SEED_START + 900, TEST_SEED_START + 901]),
+        "worlds",
+    ),
+    ("arguments", lambda d: next(iter(d["tasks"].values()))["kwargs"].update(noise=0.0), "arguments"),
+    ("environment", lambda d: next(iter(d["tasks"].values())).update(env_id="cryobench/RNAPII-v0"), "environment"),
+    ("starts", lambda d: _first_run(d)["episodes"][0].update(seed=7), "start seeds"),
+    ("complete", lambda d: d["protocol"].update(complete=True), "complete"),
+    ("undeclared task", lambda d: d["protocol"]["tasks"].pop(), "not declared"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("what", "change", "reason"), STATIC_TAMPERINGS, ids=[t[0] for t in STATIC_TAMPERINGS])
+def test_a_submission_off_the_protocol_is_refused_before_any_run(quick_submission, what, change, reason):
+    _, doc = quick_submission
+    tampered = copy.deepcopy(doc)
+    change(tampered)
+    reasons = heldout_runs.static_problems(tampered, heldout_runs.protocol_for("quick"))
+    assert any(reason in r for r in reasons), reasons
+
+
+SCHEMA_TAMPERINGS = [
+    ("wrong version", lambda d: d["protocol"].update(version=1), "protocol.version"),
+    ("unsafe agent name", lambda d: d["agent"].update(name="<img onerror=x>"), "agent.name"),
+    ("unsealed", lambda d: d.update(sealed=False), "sealed"),
+    ("score off its episodes", lambda d: _first_run(d).update(score=_first_run(d)["score"] + 1), "score"),
+    ("negative count", lambda d: _first_run(d)["episodes"][0].update(exposures=-1), "exposures"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("what", "change", "field"), SCHEMA_TAMPERINGS, ids=[t[0] for t in SCHEMA_TAMPERINGS])
+def test_a_malformed_submission_names_the_field_and_nothing_is_written(quick_submission, tmp_path, what, change, field):
+    _, doc = quick_submission
+    tampered = copy.deepcopy(doc)
+    change(tampered)
+    out = tmp_path / "out.json"
+    with pytest.raises(InputError, match=field) as caught:
+        heldout_runs.save_submission(tampered, out)
+    assert "\n" not in str(caught.value)
+    assert not out.exists()
+
+
+@pytest.mark.slow
+def test_non_finite_numbers_are_refused(quick_submission, tmp_path):
+    path, _ = quick_submission
+    text = path.read_text().replace('"score": ', '"score": NaN, "x": ', 1)
+    bad = tmp_path / "nan.json"
+    bad.write_text(text)
+    with pytest.raises(InputError, match="non-finite number NaN"):
+        heldout_runs.load_submission(bad)
+    report = heldout_runs.verify_heldout(bad)
+    assert not report["accepted"] and "non-finite" in report["reasons"][0]
