@@ -9,7 +9,9 @@ See ``datasets/README.md`` for the fields and ``cryobench/twin.py`` for what the
 
 from __future__ import annotations
 
+import copy
 import functools
+import math
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
 _TOP = {"name": str, "kind": str, "title": str, "description": str, "world_seed": int, "layout_seed": int}
 _OPTIONAL_TOP = {"paper": str, "notes": str}
 _SIZE_KEYS = ("min", "median", "max")
+#: The largest grid a card may ask for (the synthetic benchmark grid has 100,000 holes).
+MAX_HOLES = 1_000_000
 _VARIANCE_KEYS = ("tile", "square", "patch", "field", "hole")
 
 
@@ -119,11 +123,27 @@ def validate_card(card: Any, path: Path, text: str = "") -> dict[str, Any]:
     return card
 
 
+def _numbers(value: Any) -> list[float]:
+    """Every number inside a card value (nested lists and mappings)."""
+    if isinstance(value, dict):
+        return [x for v in value.values() for x in _numbers(v)]
+    if isinstance(value, list):
+        return [x for v in value for x in _numbers(v)]
+    return [value] if _is(value, _NUMBER) else []
+
+
 def _check_values(card: dict, path: Path) -> None:
     layout, quality = card["layout"], card["quality"]
+    for section in ("layout", "quality"):
+        for key, entry in card[section].items():
+            if not all(math.isfinite(x) for x in _numbers(entry["value"])):
+                raise InputError(f"{path}: {section}.{key} must hold finite numbers, got {entry['value']!r}")
     for key in ("tiles", "squares", "holes"):
-        if layout[key]["value"] < 1:
-            raise InputError(f"{path}: layout.{key} must be at least 1, got {layout[key]['value']}")
+        if not 1 <= layout[key]["value"] <= MAX_HOLES:
+            raise InputError(f"{path}: layout.{key} must be from 1 to {MAX_HOLES:,}, got {layout[key]['value']}")
+    for section, key in (("layout", "pitch_um"), ("quality", "field_length_pitches")):
+        if not card[section][key]["value"] > 0:
+            raise InputError(f"{path}: {section}.{key} must be positive, got {card[section][key]['value']}")
     if layout["squares"]["value"] < layout["tiles"]["value"]:
         raise InputError(f"{path}: layout.squares must be at least layout.tiles (every tile has a square)")
     for key in ("patches_per_square", "holes_per_patch"):
@@ -152,10 +172,31 @@ def _check_values(card: dict, path: Path) -> None:
         raise InputError(f"{path}: quality.failed_fraction must be in [0, 0.5)")
 
 
+MAX_CARD_BYTES = 1 * 2**20
+
+
+def read_card_text(path: Path) -> str:
+    """The text of a card file; an unreadable or non-UTF-8 file is an InputError naming it."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CARD_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the card: {exc.strerror or type(exc).__name__}") from None
+    if len(data) > MAX_CARD_BYTES:
+        raise InputError(f"{path}: larger than {MAX_CARD_BYTES // 2**20} MB; expected a YAML dataset card")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); expected a YAML card"
+        ) from None
+
+
+# Keyed by the card's text, not its path or time: an edited card is parsed again.
 @functools.lru_cache(maxsize=32)
-def _load(path: str, mtime: float) -> dict[str, Any]:
+def _parse(path: str, text: str) -> dict[str, Any]:
     file = Path(path)
-    text = file.read_text()
     try:
         card = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -165,12 +206,15 @@ def _load(path: str, mtime: float) -> dict[str, Any]:
     return validate_card(card, file, text)
 
 
+def parse_dataset_card(path: str | Path, text: str) -> dict[str, Any]:
+    """A validated dataset card from its file's text (``path`` names it in errors); a copy the caller may change."""
+    return copy.deepcopy(_parse(str(path), text))
+
+
 def load_dataset_card(name_or_path: str | Path) -> dict[str, Any]:
     """A validated dataset card by name (``aldolase``) or path; a copy the caller may change."""
-    import copy
-
     path = card_path(name_or_path).resolve()
-    return copy.deepcopy(_load(str(path), path.stat().st_mtime))
+    return parse_dataset_card(path, read_card_text(path))
 
 
 def value(card: dict[str, Any], section: str, key: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,6 +17,9 @@ from cryobench.errors import InputError
 from cryobench.grid import Dataset
 from cryobench.profiles import InstrumentProfile, get_profile
 from cryobench.simulator import Feedback, World
+
+if TYPE_CHECKING:
+    from cryobench.cryorl_format import CryoRLFiles
 
 MAX_NOISE = 5.0
 
@@ -28,19 +31,20 @@ def dataset_names() -> list[str]:
     return list_dataset_cards()
 
 
+# Caches keyed by content (a hash of the files' bytes), so a dataset edited on disk is read again.
 @functools.lru_cache(maxsize=16)
-def _load_measured(path: str, mtime: float) -> Dataset:
-    from cryobench.cryorl_format import load_cryorl
+def _parse_measured(files: CryoRLFiles) -> Dataset:
+    from cryobench.cryorl_format import parse_cryorl
 
-    return load_cryorl(path)
+    return parse_cryorl(files)
 
 
 @functools.lru_cache(maxsize=64)
-def _twin(card_key: str, seed: int, layout_seed: int | None) -> Dataset:
-    from cryobench.cards import load_dataset_card
+def _twin(card_path: str, card_text: str, seed: int, layout_seed: int | None) -> Dataset:
+    from cryobench.cards import parse_dataset_card
     from cryobench.twin import generate_dataset
 
-    return generate_dataset(load_dataset_card(card_key), seed, layout_seed)
+    return generate_dataset(parse_dataset_card(card_path, card_text), seed, layout_seed)
 
 
 def load_dataset(
@@ -52,24 +56,25 @@ def load_dataset(
     """A dataset: a twin generated from its card (``dataset=NAME`` or a card's path), ``seed``
     (default: the card's ``world_seed``) and ``layout_seed`` (default: the card's), or measured
     data from a CryoRL folder (``data=PATH``).
+
+    Datasets are cached by the content of their files, so the same files give the same
+    (read-only) arrays and an edited file gives a new dataset.
     """
     if data is not None:
+        from cryobench.cryorl_format import read_folder
+
         path = Path(data).expanduser()
         if not path.is_dir():
             raise InputError(f"argument 'data': {str(data)!r} is not a folder (expected a CryoRL-format data folder)")
-        resolved = path.resolve()
-        newest = max((f.stat().st_mtime for f in resolved.rglob("*") if f.is_file()), default=0.0)
-        return _load_measured(str(resolved), newest)
+        return _parse_measured(read_folder(path.resolve()))
     if not isinstance(dataset, str) or not dataset:
         raise InputError(f"argument 'dataset': expected a dataset name or card path, got {dataset!r}")
-    card_key = dataset
-    if dataset.endswith((".yaml", ".yml")):
-        card_key = str(Path(dataset).expanduser().resolve())
-    if seed is None:
-        from cryobench.cards import load_dataset_card
+    from cryobench.cards import card_path, parse_dataset_card, read_card_text
 
-        seed = int(load_dataset_card(card_key)["world_seed"])
-    return _twin(card_key, int(seed), None if layout_seed is None else int(layout_seed))
+    path = card_path(dataset).resolve()
+    text = read_card_text(path)
+    world_seed = int(parse_dataset_card(path, text)["world_seed"]) if seed is None else int(seed)
+    return _twin(str(path), text, world_seed, None if layout_seed is None else int(layout_seed))
 
 
 def check_noise(noise: Any) -> float:
@@ -88,6 +93,16 @@ def regressor_spec(dataset: Dataset, regressor: str | Mapping | None) -> dict:
     if regressor is None:
         if dataset.measured_predictions is not None:
             return {"model": "measured"}
+        if not dataset.card.get("default_regressor"):
+            from cryobench.regressors import MODELS
+
+            where = dataset.grid.meta.get("source", dataset.name)
+            models = ", ".join(m for m in MODELS if m != "measured")
+            raise InputError(
+                f"argument 'regressor': {where} has no prediction files (*_train_by_hl.txt, *_val_by_hl.txt), "
+                "so there is no regressor to default to; add them or choose a model: regressor=NAME "
+                f"(on the command line -e regressor=NAME), NAME one of {models}"
+            )
         return dict(dataset.card["default_regressor"])
     if isinstance(regressor, str):
         return {"model": regressor}

@@ -70,7 +70,7 @@ def list_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the environments as JSON.")
 def list_envs(as_json: bool) -> None:
     """The registered environments and their short names."""
-    from cryobench.registration import env_cards
+    from cryobench.registration import env_card_errors, env_cards
 
     if as_json:
         rows = [
@@ -83,6 +83,8 @@ def list_envs(as_json: bool) -> None:
     for env_id, card in env_cards().items():
         args = ", ".join(f"{k}={v!r}" for k, v in card["kwargs"].items()) or "data=PATH"
         click.echo(f"{card['short_name']:<12} {env_id:<26} {args:<24} {card['title']}")
+    for message in env_card_errors():
+        click.echo(f"not loaded: {message}", err=True)
 
 
 @list_group.command("agents")
@@ -534,7 +536,8 @@ def _show_dataset(dataset, split: str, noise: float, seed: int | None, as_json: 
     from cryobench.stats import grid_statistics
 
     check_noise(noise)
-    spec = regressor_spec(dataset, None)
+    # A folder without prediction files has no default regressor: summarise it with perfect predictions, saying so.
+    spec = regressor_spec(dataset, None if dataset.card.get("default_regressor") else "perfect")
     grid, measured = dataset.select_split(split) if split != "all" else (dataset.grid, dataset.measured_predictions)
     stats = grid_statistics(grid)
     predicted = predict(

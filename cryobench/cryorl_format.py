@@ -26,8 +26,12 @@ Costs never depend on positions (as in the paper).
 from __future__ import annotations
 
 import csv
+import dataclasses
+import hashlib
+import io
 import math
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -38,40 +42,49 @@ from cryobench.grid import FAILED_FIT_CTF, Dataset, Grid, dense_ids
 
 #: A Leginon exposure name: session/grid prefix, tile, square, patch, exposure, optional suffix.
 LEGINON_NAME = re.compile(
-    r"^(?P<prefix>.+?)_(?P<tile>\d+gr)_(?P<square>\d+sq)(?:_v\d+)?_(?P<patch>\d+hl)(?:_v\d+)?_(?P<hole>\d+en)(?:-\w+)?$"
+    r"^(?P<prefix>[\w.+-]+?)_(?P<tile>\d+gr)_(?P<square>\d+sq)(?:_v\d+)?_(?P<patch>\d+hl)(?:_v\d+)?_(?P<hole>\d+en)(?:-\w+)?$"
 )
 #: Quantifoil / UltrAuFoil 1.2/1.3: hole centre to hole centre (µm).
 HOLE_PITCH_UM = 2.5
 #: Hole lattice pitch in the patch (hole-magnification) images of the measured Aldolase data (px).
 PATCH_PITCH_PX = 182.0
 
+# Limits of plausible values. A CTF fit cannot resolve beyond Nyquist, 1 Å even at 0.5 Å/px;
+# image offsets are a few thousand pixels (the measured files: at most 2745).
+MIN_CTF_RESOLUTION = 1.0
+MAX_OFFSET_PX = 100_000.0
+MAX_NAME_CHARS = 200
+MAX_FILE_BYTES = 256 * 2**20
+#: A decimal number as the CryoRL files write them: no "inf", "nan", "1_000" or hex.
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
-def _read_rows(path: Path, n_fields: int, sep: str | None) -> list[tuple[int, list[str]]]:
-    """(line number, fields) of every non-empty line; a malformed line is an error naming it."""
-    rows = []
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle) if sep == "," else (line.split() for line in handle)
-        for lineno, fields in enumerate(reader, start=1):
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if len(fields) != n_fields:
-                raise InputError(
-                    f"{path}, line {lineno}: expected {n_fields} fields "
-                    f"({'name, x, y, CTFMaxRes, confidence' if n_fields == 5 else 'name and predicted CTFMaxRes'}), "
-                    f"got {len(fields)}: {sep.join(fields) if sep else ' '.join(fields)!r}"
-                )
-            rows.append((lineno, [f.strip() for f in fields]))
-    return rows
+#: The files of a CryoRL folder, by role: (glob pattern, what it holds, required).
+FILE_ROLES = {
+    "train": ("target_CTF_*_train.csv", "training-split ground truth", True),
+    "test": ("target_CTF_*_val.csv", "test-split (val) ground truth", True),
+    "train_predictions": ("*_train_by_hl.txt", "training-split predictions", False),
+    "test_predictions": ("*_val_by_hl.txt", "test-split predictions", False),
+}
+_SPLIT_NAMES = {"train": "training", "test": "test (val)"}
 
 
-def _number(path: Path, lineno: int, field: str, text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise InputError(f"{path}, line {lineno}: {field} must be a number, got {text!r}") from None
-    if math.isnan(value):
-        raise InputError(f"{path}, line {lineno}: {field} is NaN; expected a number")
-    return value
+def _show(text: str, limit: int = 60) -> str:
+    """``repr`` of a piece of a file, cut short: error messages stay one short line."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} characters)"
+
+
+@dataclasses.dataclass(frozen=True)
+class CryoRLFiles:
+    """The text of every file a CryoRL folder's import reads; ``digest`` hashes names and bytes.
+
+    Two reads of unchanged files compare equal (folder and digest), so the catalogue caches
+    datasets by content: an edit on disk is a new digest, whatever the file times say.
+    """
+
+    folder: Path
+    digest: str
+    paths: dict[str, Path] = dataclasses.field(compare=False, hash=False)
+    texts: dict[str, str] = dataclasses.field(compare=False, hash=False)
 
 
 def _find(folder: Path, pattern: str, what: str, required: bool = True) -> Path | None:
@@ -86,48 +99,161 @@ def _find(folder: Path, pattern: str, what: str, required: bool = True) -> Path 
     return matches[0]
 
 
-def read_holes(path: Path) -> dict[str, dict[str, Any]]:
+def _decode(path: Path, data: bytes) -> str:
+    """UTF-8 text (a leading byte-order mark allowed, as spreadsheets write it), else a clear error."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(data) > 1 and data.count(0) > len(data) // 4):
+        raise InputError(f"{path}: the file is UTF-16 text; expected UTF-8 (save it as UTF-8 or plain ASCII)")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"{path}, line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "expected a UTF-8 or ASCII text file"
+        ) from None
+
+
+def _read_text(path: Path) -> tuple[bytes, str]:
+    """The bytes and the text of one file; what is not a readable text file is an InputError naming it."""
+    try:
+        if path.is_dir():
+            raise InputError(f"{path}: is a folder; expected a file")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        hint = " (a broken or looping symbolic link?)" if path.is_symlink() else ""
+        raise InputError(f"{path}: cannot read the file: {reason}{hint}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB; expected a CryoRL text file")
+    return data, _decode(path, data)
+
+
+def read_folder(folder: str | Path) -> CryoRLFiles:
+    """Find and read the files of a CryoRL folder (no parsing yet); missing or unreadable files are errors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: not a folder (expected a CryoRL-format data folder)")
+    paths = {role: _find(folder, pattern, what, required) for role, (pattern, what, required) in FILE_ROLES.items()}
+    if (paths["train_predictions"] is None) != (paths["test_predictions"] is None):
+        raise InputError(
+            f"{folder}: predictions exist for one split only; expected *_train_by_hl.txt and *_val_by_hl.txt"
+        )
+    tags = {
+        role: paths[role].name[len("target_CTF_") : -len(suffix)]
+        for role, suffix in (("train", "_train.csv"), ("test", "_val.csv"))
+    }
+    if tags["train"] != tags["test"]:
+        raise InputError(
+            f"{folder}: the split files are of two datasets ({paths['train'].name}, {paths['test'].name}); "
+            "expected target_CTF_<tag>_train.csv and target_CTF_<tag>_val.csv with one tag"
+        )
+    all_images = folder / f"target_CTF_{tags['train']}.csv"
+    paths["all"] = all_images if all_images.exists() or all_images.is_symlink() else None
+    digest = hashlib.sha256()
+    texts = {}
+    for role, path in paths.items():
+        if path is None:
+            continue
+        data, texts[role] = _read_text(path)
+        digest.update(f"{role}\0{path.name}\0{len(data)}\0".encode())
+        digest.update(data)
+    present = {role: path for role, path in paths.items() if path is not None}
+    return CryoRLFiles(folder=folder, digest=digest.hexdigest(), paths=present, texts=texts)
+
+
+def _read_rows(path: Path, text: str, n_fields: int, sep: str | None) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of every non-empty line; a malformed line is an error naming it."""
+    rows = []
+    handle = io.StringIO(text, newline="" if sep == "," else None)
+    reader = csv.reader(handle) if sep == "," else (line.split() for line in handle)
+    lineno = 0
+    try:
+        for lineno, fields in enumerate(reader, start=1):
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if len(fields) != n_fields:
+                got = (sep or " ").join(fields)
+                raise InputError(
+                    f"{path}, line {lineno}: expected {n_fields} fields "
+                    f"({'name, x, y, CTFMaxRes, confidence' if n_fields == 5 else 'name and predicted CTFMaxRes'}), "
+                    f"got {len(fields)}: {_show(got)}"
+                )
+            rows.append((lineno, [f.strip() for f in fields]))
+    except csv.Error as exc:
+        raise InputError(
+            f"{path}, line {lineno + 1}: not valid CSV ({exc}); expected {n_fields} short fields"
+        ) from None
+    return rows
+
+
+def _number(path: Path, lineno: int, field: str, text: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """A finite decimal number in [low, high]; anything else names the file, line and field."""
+    if not _NUMBER.fullmatch(text):
+        raise InputError(f"{path}, line {lineno}: {field} must be a decimal number, got {_show(text)}")
+    value = float(text)
+    if not math.isfinite(value) or not low <= value <= high:
+        expected = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise InputError(f"{path}, line {lineno}: {field} must be a finite number {expected}, got {text}")
+    return value
+
+
+def _ctf(path: Path, lineno: int, field: str, text: str) -> float:
+    """A CTF resolution (Å): at least MIN_CTF_RESOLUTION; 100000 (a failed fit) and above count as failed."""
+    return _number(path, lineno, f"{field} (Å)", text, low=MIN_CTF_RESOLUTION)
+
+
+def _exposure(hole: dict[str, Any]) -> tuple[str, ...]:
+    """What identifies an exposure: its session, tile, square, patch and number (not image versions or suffixes)."""
+    return hole["prefix"], hole["tile"], hole["square"], hole["patch"], hole["hole"]
+
+
+def read_holes(path: Path, text: str) -> dict[str, dict[str, Any]]:
     """The holes of one split file: name -> parsed fields; bad values name the file and line."""
     holes: dict[str, dict[str, Any]] = {}
-    for lineno, (name, x, y, ctf, conf) in _read_rows(path, 5, ","):
-        match = LEGINON_NAME.match(name)
+    exposures: dict[tuple[str, ...], str] = {}
+    for lineno, (name, x, y, ctf, conf) in _read_rows(path, text, 5, ","):
+        match = LEGINON_NAME.match(name) if len(name) <= MAX_NAME_CHARS else None
         if match is None:
             raise InputError(
-                f"{path}, line {lineno}: {name!r} is not a Leginon exposure name "
-                "(expected ..._<n>gr_<n>sq[_vNN]_<n>hl[_vNN]_<n>en[-a])"
+                f"{path}, line {lineno}: {_show(name)} is not a Leginon exposure name "
+                "(expected <session>_<n>gr_<n>sq[_vNN]_<n>hl[_vNN]_<n>en[-a])"
             )
         if name in holes:
             raise InputError(f"{path}, line {lineno}: duplicate hole {name!r} (first on line {holes[name]['line']})")
-        ctf_value = _number(path, lineno, "CTFMaxRes", ctf)
-        if ctf_value <= 0:
-            raise InputError(f"{path}, line {lineno}: CTFMaxRes must be positive (Å), got {ctf_value}")
-        conf_value = _number(path, lineno, "confidence", conf)
-        holes[name] = {
+        hole = {
             "line": lineno,
-            "x": _number(path, lineno, "x", x),
-            "y": _number(path, lineno, "y", y),
-            "ctf": ctf_value,
-            "confidence": conf_value if conf_value >= 0 else float("nan"),
+            "x": _number(path, lineno, "x (px)", x, -MAX_OFFSET_PX, MAX_OFFSET_PX),
+            "y": _number(path, lineno, "y (px)", y, -MAX_OFFSET_PX, MAX_OFFSET_PX),
+            "ctf": _ctf(path, lineno, "CTFMaxRes", ctf),
             **match.groupdict(),
         }
+        # -1: no confidence; the measured fits also give slightly negative ones (read as unknown).
+        conf_value = _number(path, lineno, "confidence", conf, -1.0, 1.0)
+        hole["confidence"] = conf_value if conf_value >= 0 else float("nan")
+        first = exposures.setdefault(_exposure(hole), name)
+        if first != name:
+            raise InputError(
+                f"{path}, line {lineno}: {name!r} is the same exposure as {first!r} "
+                f"(line {holes[first]['line']}: same session, tile, square, patch and exposure number); "
+                "expected each exposure once"
+            )
+        holes[name] = hole
     if not holes:
-        raise InputError(f"{path}: no holes")
+        raise InputError(f"{path}: no holes (expected lines of name, x, y, CTFMaxRes, confidence)")
     return holes
 
 
-def read_predictions(path: Path, holes: dict[str, dict]) -> dict[str, float]:
+def read_predictions(path: Path, text: str, holes: dict[str, dict]) -> dict[str, float]:
     """Predicted CTFMaxRes per hole name; every name must be a hole of the split, once."""
     predictions: dict[str, float] = {}
     lines: dict[str, int] = {}
-    for lineno, (name, value) in _read_rows(path, 2, None):
+    for lineno, (name, value) in _read_rows(path, text, 2, None):
         if name not in holes:
-            raise InputError(f"{path}, line {lineno}: prediction for {name!r}, which matches no hole of the split")
+            raise InputError(f"{path}, line {lineno}: prediction for {_show(name)}, which matches no hole of the split")
         if name in predictions:
             raise InputError(f"{path}, line {lineno}: duplicate prediction for {name!r} (first on line {lines[name]})")
-        predicted = _number(path, lineno, "predicted CTFMaxRes", value)
-        if predicted <= 0:
-            raise InputError(f"{path}, line {lineno}: predicted CTFMaxRes must be positive (Å), got {predicted}")
-        predictions[name] = predicted
+        predictions[name] = _ctf(path, lineno, "predicted CTFMaxRes", value)
         lines[name] = lineno
     missing = [name for name in holes if name not in predictions]
     if missing:
@@ -135,11 +261,75 @@ def read_predictions(path: Path, holes: dict[str, dict]) -> dict[str, float]:
     return predictions
 
 
-def _image_offsets(path: Path | None) -> dict[str, tuple[float, float]]:
+def _image_offsets(path: Path | None, text: str) -> dict[str, tuple[float, float]]:
     """x, y of every image in the all-images file, by name (absent file: no offsets)."""
     if path is None:
         return {}
-    return {fields[0]: (float(fields[1]), float(fields[2])) for _, fields in _read_rows(path, 5, ",")}
+    offsets: dict[str, tuple[float, float]] = {}
+    lines: dict[str, int] = {}
+    for lineno, (name, x, y, ctf, conf) in _read_rows(path, text, 5, ","):
+        if name in offsets:
+            raise InputError(f"{path}, line {lineno}: duplicate image {_show(name)} (first on line {lines[name]})")
+        # -1 marks an absent CTF or confidence here (atlas, square and patch images have none).
+        _number(path, lineno, "CTFMaxRes (Å)", ctf, low=-1.0)
+        _number(path, lineno, "confidence", conf, -1.0, 1.0)
+        offsets[name] = (
+            _number(path, lineno, "x (px)", x, -MAX_OFFSET_PX, MAX_OFFSET_PX),
+            _number(path, lineno, "y (px)", y, -MAX_OFFSET_PX, MAX_OFFSET_PX),
+        )
+        lines[name] = lineno
+    return offsets
+
+
+def _where(hole: dict[str, Any]) -> str:
+    return f"{hole['path']}, line {hole['line']}"
+
+
+def _check_one_session(records: list[dict[str, Any]]) -> None:
+    """Every hole comes from one session and grid: the name prefix is part of a hole's identity."""
+    prefixes = Counter(r["prefix"] for r in records)
+    if len(prefixes) > 1:
+        session = prefixes.most_common(1)[0][0]
+        stray = next(r for r in records if r["prefix"] != session)
+        raise InputError(
+            f"{_where(stray)}: hole {stray['name']!r} is from session/grid {stray['prefix']!r}, but "
+            f"{prefixes[session]} holes are from {session!r}; expected one session's grid per folder"
+        )
+
+
+def _check_split_by_tile(records: list[dict[str, Any]]) -> None:
+    """The train and test splits share no atlas tile (cryobench's splits, as in the measured data)."""
+    splits_of_tile: dict[str, Counter] = {}
+    for r in records:
+        splits_of_tile.setdefault(r["tile"], Counter())[r["split"]] += 1
+    for tile, counts in splits_of_tile.items():
+        if len(counts) > 1:
+            minority = min(counts, key=lambda s: (counts[s], s))
+            majority = next(s for s in counts if s != minority)
+            stray = next(r for r in records if r["tile"] == tile and r["split"] == minority)
+            other = next(r for r in records if r["tile"] == tile and r["split"] == majority)
+            raise InputError(
+                f"{_where(stray)}: {_SPLIT_NAMES[minority]} hole {stray['name']!r} is in tile {tile}, which holds "
+                f"{counts[majority]} {_SPLIT_NAMES[majority]} holes (e.g. {_where(other)}); "
+                "expected the train and val splits to share no atlas tile"
+            )
+
+
+def _check_across_splits(records: list[dict[str, Any]]) -> None:
+    """No hole, and no exposure under another name, in both splits."""
+    first: dict[tuple[str, ...], dict[str, Any]] = {}
+    for r in records:
+        seen = first.setdefault(_exposure(r), r)
+        if seen is r:
+            continue
+        if seen["name"] == r["name"]:
+            raise InputError(
+                f"{_where(r)}: hole {r['name']!r} is in both the train and the test split ({_where(seen)})"
+            )
+        raise InputError(
+            f"{_where(r)}: {r['name']!r} is the same exposure as {seen['name']!r} ({_where(seen)}); "
+            "expected each exposure once"
+        )
 
 
 def _patch_scale_um(patch_xy_px: np.ndarray, patch_square: np.ndarray, footprint_um: float) -> float:
@@ -158,39 +348,33 @@ def _patch_scale_um(patch_xy_px: np.ndarray, patch_square: np.ndarray, footprint
 
 def load_cryorl(folder: str | Path) -> Dataset:
     """A measured Dataset from a CryoRL-format folder (see the module docstring)."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder (expected a CryoRL-format data folder)")
-    split_files = {
-        "train": _find(folder, "target_CTF_*_train.csv", "training-split ground truth"),
-        "test": _find(folder, "target_CTF_*_val.csv", "test-split (val) ground truth"),
-    }
-    prediction_files = {
-        "train": _find(folder, "*_train_by_hl.txt", "training-split predictions", required=False),
-        "test": _find(folder, "*_val_by_hl.txt", "test-split predictions", required=False),
-    }
-    if (prediction_files["train"] is None) != (prediction_files["test"] is None):
-        raise InputError(
-            f"{folder}: predictions exist for one split only; expected *_train_by_hl.txt and *_val_by_hl.txt"
-        )
-    all_images = next(
-        (p for p in sorted(folder.glob("target_CTF_*.csv")) if not p.stem.endswith(("_train", "_val"))), None
-    )
+    return parse_cryorl(read_folder(folder))
 
+
+def parse_cryorl(files: CryoRLFiles) -> Dataset:
+    """The Dataset of a folder's files read by :func:`read_folder`; every bad value names its file and line."""
+    folder, paths, texts = files.folder, files.paths, files.texts
+    has_predictions = "train_predictions" in paths
     records: list[dict[str, Any]] = []
-    for split, path in split_files.items():
-        holes = read_holes(path)
-        predictions = read_predictions(prediction_files[split], holes) if prediction_files[split] else None
+    for split in ("train", "test"):
+        holes = read_holes(paths[split], texts[split])
+        predictions = (
+            read_predictions(paths[f"{split}_predictions"], texts[f"{split}_predictions"], holes)
+            if has_predictions
+            else None
+        )
         for name, hole in holes.items():
-            hole.update(name=name, split=split, predicted=predictions[name] if predictions else np.nan)
+            hole.update(name=name, split=split, path=paths[split])
+            hole["predicted"] = predictions[name] if predictions else np.nan
             records.append(hole)
+    _check_one_session(records)
+    _check_across_splits(records)
+    _check_split_by_tile(records)
     names = [r["name"] for r in records]
-    if len(set(names)) != len(names):
-        seen: set[str] = set()
-        dup = next(n for n in names if n in seen or seen.add(n))
-        raise InputError(f"{folder}: hole {dup!r} is in both the train and the test split")
+    split_files = {split: paths[split] for split in ("train", "test")}
+    all_images = paths.get("all")
 
-    offsets = _image_offsets(all_images)
+    offsets = _image_offsets(all_images, texts.get("all", ""))
     tile_key = np.array([r["tile"] for r in records])
     square_key = np.array([f"{r['tile']}_{r['square']}" for r in records])
     patch_key = np.array([f"{r['tile']}_{r['square']}_{r['patch']}" for r in records])
@@ -257,12 +441,12 @@ def load_cryorl(folder: str | Path) -> Dataset:
             ),
         },
     )
-    has_predictions = prediction_files["train"] is not None
     card = {
         "name": grid.name,
         "kind": "measured",
         "title": f"measured data from {folder}",
-        "default_regressor": {"model": "measured"} if has_predictions else {"model": "perfect"},
+        # Without prediction files there is no regressor to assume: the user chooses one (catalog.regressor_spec).
+        "default_regressor": {"model": "measured"} if has_predictions else None,
     }
     return Dataset(
         grid=grid,
@@ -287,6 +471,10 @@ def summarize_import(dataset: Dataset) -> dict[str, Any]:
             "failed fits (100000, counted bad)": int(grid.failed[mask].sum()),
         }
     out["failed_fits"] = int(grid.failed.sum())
-    out["predictions"] = "measured" if dataset.measured_predictions is not None else "none (regressor: perfect)"
+    out["predictions"] = (
+        "measured"
+        if dataset.measured_predictions is not None
+        else "none: choose a regressor model (regressor=NAME; on the command line -e regressor=NAME)"
+    )
     out["approximate"] = grid.meta.get("approximate")
     return out

@@ -161,7 +161,12 @@ class CryoEMSessionEnv(gym.Env):
                 f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; "
                 f"expected some of {', '.join(ENV_ARGUMENTS)} (see the class docstring)"
             )
-        if (dataset is None) == (data is None):
+        if dataset is None and data is None:
+            raise InputError(
+                "argument 'data': no data given; pass data=PATH, a folder in the CryoRL format "
+                "(on the command line: -e data=PATH), or dataset=NAME for a simulated twin"
+            )
+        if dataset is not None and data is not None:
             raise InputError("give exactly one of the arguments 'dataset' (a twin's name) and 'data' (a CryoRL folder)")
         if data is not None and not isinstance(data, str | os.PathLike):
             raise InputError(f"argument 'data': expected the path of a CryoRL-format folder, got {data!r}")

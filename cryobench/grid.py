@@ -28,6 +28,17 @@ CTF_BIN_EDGES = (0.0, 4.0, 5.0, 6.0, 8.0, np.inf)
 CTF_BIN_LABELS = ("<4", "4-5", "5-6", "6-8", ">8")
 
 
+def _read_only(obj: Any, attrs: tuple[str, ...]) -> None:
+    """Hand out read-only views of a frozen dataclass's arrays: datasets are cached and shared,
+    so a consumer writing into one would silently change every later world built from it."""
+    for attr in attrs:
+        array = getattr(obj, attr)
+        if isinstance(array, np.ndarray) and array.flags.writeable:
+            view = array.view()
+            view.flags.writeable = False
+            object.__setattr__(obj, attr, view)
+
+
 def dense_ids(values: np.ndarray) -> np.ndarray:
     """Map arbitrary labels to dense int32 ids ``0..k-1`` in order of first sorted value."""
     _, inverse = np.unique(values, return_inverse=True)
@@ -93,6 +104,7 @@ class Grid:
             raise ValueError(f"Grid {self.name!r}: CTFMaxRes must be positive numbers")
         if self.square_xy_um.shape != (self.n_squares, 2):
             raise ValueError(f"Grid {self.name!r}: square_xy_um must have shape ({self.n_squares}, 2)")
+        _read_only(self, ("tile", "square", "patch", "x_um", "y_um", "ctf", "confidence", "failed", "square_xy_um"))
 
     # ---- sizes and parent tables -------------------------------------------------
     @property
@@ -175,6 +187,9 @@ class Dataset:
     split: np.ndarray
     measured_predictions: np.ndarray | None
     card: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        _read_only(self, ("split", "measured_predictions"))
 
     @property
     def name(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -22,23 +24,85 @@ _CARD_FIELDS = {
     "simulated": bool,
 }
 
+_ID_PATTERN = re.compile(r"cryobench/[A-Za-z][A-Za-z0-9]*-v\d+")
+_SHORT_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
+
+
+def _read_env_card(path: Path, taken: dict[str, Path]) -> dict:
+    """One environment card, validated; a bad one is an InputError naming the file and the field."""
+    try:
+        card = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the environment card: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text (byte offset {exc.start}); expected a YAML card") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        raise InputError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    if not isinstance(card, dict):
+        raise InputError(f"{path}: an environment card must be a mapping of fields")
+    for field, kind in _CARD_FIELDS.items():
+        if not isinstance(card.get(field), kind):
+            raise InputError(f"{path}: field {field!r} must be a {kind.__name__}, got {card.get(field)!r}")
+    for field, pattern, expected in (
+        ("id", _ID_PATTERN, "cryobench/<Name>-v<N>"),
+        ("short_name", _SHORT_NAME_PATTERN, "lower-case letters, digits and '-'"),
+    ):
+        if not pattern.fullmatch(card[field]):
+            raise InputError(f"{path}: field {field!r} must look like {expected}, got {card[field]!r}")
+    unknown = set(card) - set(_CARD_FIELDS)
+    if unknown:
+        raise InputError(f"{path}: unknown field(s) {sorted(unknown)}; expected {sorted(_CARD_FIELDS)}")
+    for field in ("id", "short_name"):
+        other = taken.get(f"{field}:{card[field]}")
+        if other is not None:
+            raise InputError(f"{path}: field {field!r}: {card[field]!r} is already the {field} of {other}")
+    return card
+
 
 @functools.cache
-def env_cards() -> dict[str, dict]:
-    """Environment id -> its card, from ``envs/*.yaml``, validated."""
-    cards = {}
+def _load_env_cards() -> tuple[dict[str, dict], dict[Path, tuple[str, str]]]:
+    """(environment id -> card) of the good cards and (card file -> (id or name, one-line error)) of the bad.
+
+    A bad card must not make ``import cryobench`` fail: it is left out, and its error is
+    raised when that environment is asked for (by id, short name or file name) or listed.
+    """
+    cards: dict[str, dict] = {}
+    errors: dict[Path, tuple[str, str]] = {}
+    taken: dict[str, Path] = {}
     for path in sorted(card_dir("envs").glob("*.yaml")):
-        card = yaml.safe_load(path.read_text())
-        if not isinstance(card, dict):
-            raise InputError(f"{path}: an environment card must be a mapping")
-        for field, kind in _CARD_FIELDS.items():
-            if not isinstance(card.get(field), kind):
-                raise InputError(f"{path}: field {field!r} must be a {kind.__name__}, got {card.get(field)!r}")
-        unknown = set(card) - set(_CARD_FIELDS)
-        if unknown:
-            raise InputError(f"{path}: unknown field(s) {sorted(unknown)}; expected {sorted(_CARD_FIELDS)}")
+        try:
+            card = _read_env_card(path, taken)
+        except InputError as exc:
+            errors[path] = (_card_id(path), str(exc))
+            continue
         cards[card["id"]] = card
-    return cards
+        taken.update({f"id:{card['id']}": path, f"short_name:{card['short_name']}": path})
+    return cards, errors
+
+
+def _card_id(path: Path) -> str:
+    """The id a bad card declares, if it can be read at all (to refuse ``gym.make`` of it clearly)."""
+    try:
+        card = yaml.safe_load(path.read_bytes().decode("utf-8-sig"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return ""
+    return card["id"] if isinstance(card, dict) and isinstance(card.get("id"), str) else ""
+
+
+def env_cards() -> dict[str, dict]:
+    """Environment id -> its card, from ``envs/*.yaml``: the cards that are valid."""
+    return _load_env_cards()[0]
+
+
+def env_card_errors() -> list[str]:
+    """One line per environment card that could not be loaded (file, field and what was expected)."""
+    return [message for _, message in _load_env_cards()[1].values()]
+
+
+def _refuse_bad_card(message: str, **_kwargs: object) -> None:
+    raise InputError(message)
 
 
 def short_names() -> dict[str, str]:
@@ -47,10 +111,13 @@ def short_names() -> dict[str, str]:
 
 
 def register_envs() -> None:
-    """Register every cryobench environment (idempotent)."""
+    """Register every cryobench environment (idempotent); a bad card's id, where readable, refuses with its error."""
     for env_id, card in env_cards().items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(card["kwargs"]))
+    for env_id, message in _load_env_cards()[1].values():
+        if env_id and env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=functools.partial(_refuse_bad_card, message))
 
 
 def resolve_env_id(name: str) -> str:
@@ -60,9 +127,11 @@ def resolve_env_id(name: str) -> str:
     names = short_names()
     if name.lower() in names:
         return names[name.lower()]
-    raise InputError(
-        f"unknown environment {name!r}; expected one of {', '.join(names)} or an id like {next(iter(env_cards()))}"
-    )
+    for path, (env_id, message) in _load_env_cards()[1].items():
+        if name in (env_id, path.stem) or name.lower() == path.stem.lower():
+            raise InputError(message)
+    example = f" or an id like {next(iter(env_cards()))}" if env_cards() else ""
+    raise InputError(f"unknown environment {name!r}; expected one of {', '.join(names)}{example}")
 
 
 def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:

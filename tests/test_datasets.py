@@ -83,17 +83,17 @@ def _edit_line(path: Path, number: int, edit) -> str:
         (
             "target_CTF_Y1_val.csv",
             lambda line: ",".join(line.split(",")[:3] + ["nan", "0.9"]),
-            "line 5: CTFMaxRes is NaN",
+            r"line 5: CTFMaxRes \(Å\) must be a decimal number, got 'nan'",
         ),
         (
             "target_CTF_Y1_val.csv",
             lambda line: ",".join(line.split(",")[:3] + ["-4.0", "0.9"]),
-            "line 5: CTFMaxRes must be positive",
+            r"line 5: CTFMaxRes \(Å\) must be a finite number at least 1, got -4.0",
         ),
         (
             "target_CTF_Y1_val.csv",
             lambda line: ",".join(line.split(",")[:3] + ["abc", "0.9"]),
-            "line 5: CTFMaxRes must be a number",
+            r"line 5: CTFMaxRes \(Å\) must be a decimal number, got 'abc'",
         ),
         (
             "target_CTF_Y1_val.csv",
