@@ -530,6 +530,38 @@ def datasets_import(path: str, noise: float, as_json: bool) -> None:
         )
 
 
+@datasets_group.command("fit-profile")
+@click.argument("path", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the profile here (YAML).")
+@click.option("--name", default=None, help="The profile's name (default: fitted-<session>).")
+@click.option("--beta", type=float, default=0.1, show_default=True, help="The reward's decay per minute.")
+@_friendly_errors
+def datasets_fit_profile(path: str, out: str | None, name: str | None, beta: float) -> None:
+    """Fit an instrument profile's minutes from PATH's timestamps (a CryoRL folder or its timestamps.csv).
+
+    Use the written file with -e profile=FILE.yaml (cryobench run, play, sweep).
+    """
+    import yaml
+
+    from cryobench.files import write_atomic
+    from cryobench.profiles import fit_profile, profile_mapping
+
+    fit = fit_profile(path, beta=beta, name=name)
+    profile = fit.profile
+    click.echo(f"session {fit.session}: minutes per move level (median gap between exposures)")
+    moves = ("same patch", "other patch", "other square", "other tile")
+    for move, minutes, gaps in zip(moves, profile.minutes, fit.gaps_per_level, strict=True):
+        click.echo(f"  {move:<15} {minutes:6.2f} min   ({gaps} gaps)")
+    if profile.square_minutes is not None:
+        click.echo(f"  {'square imaging':<15} {profile.square_minutes:6.2f} min   ({fit.square_images} squares)")
+    text = yaml.safe_dump(profile_mapping(profile), sort_keys=False, width=100)
+    if out:
+        write_atomic(Path(out), text.encode())
+        click.echo(f"wrote {out}; use it with -e profile={out}")
+    else:
+        click.echo(text, nl=False)
+
+
 def _show_dataset(dataset, split: str, noise: float, seed: int | None, as_json: bool) -> None:
     from cryobench.catalog import check_noise, regressor_spec
     from cryobench.regressors import predict, regressor_quality
