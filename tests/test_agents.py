@@ -227,7 +227,8 @@ def test_bandit_tallies_match_a_recount(feedback):
 @pytest.mark.parametrize("name", AGENTS)
 def test_agent_fits_through_the_evaluation_entry_point(name):
     """``evaluate`` calls ``fit(env, seed=...)``: no agent may shadow that hook with another signature.
-    The results it writes describe the episode that was played."""
+    The results it writes describe the episodes that were played (same seed, same trajectory: see
+    test_agent_plays_legal_deterministic_episodes)."""
     from cryobench.evaluate import evaluate
 
     result = evaluate(name, "aldolase", {"duration": 20.0}, episodes=2, seed=5, progress=False)
@@ -243,8 +244,6 @@ def test_agent_fits_through_the_evaluation_entry_point(name):
         assert episode["good_exposures"] == int(good.sum())
         assert episode["trajectory_good"] == good.astype(int).tolist()
         assert 20.0 <= episode["minutes"]
-    again = evaluate(name, "aldolase", {"duration": 20.0}, episodes=1, seed=5, progress=False)
-    assert again["episodes"][0]["trajectory"] == result["episodes"][0]["trajectory"]
 
 
 def test_hierarchical_fast_path_matches_the_full_posterior():

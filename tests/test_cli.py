@@ -75,6 +75,7 @@ def test_the_readmes_main_job_runs_the_shipped_dqn_on_aldolaseau(tmp_path):
     assert episode["exposures"] > 100 and episode["good_exposures"] > 50 and not episode["invalid_actions"]
 
 
+@pytest.mark.slow  # three runs and every plot kind (tests/test_plots.py checks the figures themselves)
 def test_compare_and_plot(tmp_path):
     random_file, _ = _run(tmp_path, "random", "random")
     rank_file, _ = _run(tmp_path, "predict-rank", "rank")

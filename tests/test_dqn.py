@@ -334,6 +334,7 @@ def test_validation_can_include_the_twin_at_several_noise_levels():
         validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="high"))
 
 
+@pytest.mark.slow  # a fresh interpreter that imports torch; tests/test_layering.py checks the imports statically
 def test_the_agent_does_not_import_its_training_and_training_does_not_import_evaluate():
     """No cycle: dqn_train imports dqn, never the reverse; make_env comes from the registration layer."""
     import subprocess
