@@ -69,6 +69,13 @@ class RecipeDummyAgent(Agent):
 '''
 
 
+def forget_env_cards() -> None:
+    """Drop registration's cached reading of envs/ (whatever its cached functions are called)."""
+    for value in vars(registration).values():
+        if callable(getattr(value, "cache_clear", None)):
+            value.cache_clear()
+
+
 @pytest.fixture
 def cards(tmp_path, monkeypatch):
     """A card tree like a wheel's ``cryobench/_cards``: every real card linked in, new ones addable."""
@@ -79,9 +86,9 @@ def cards(tmp_path, monkeypatch):
         for entry in card_dir(kind).iterdir():
             (folder / entry.name).symlink_to(entry)
     monkeypatch.setattr(cryobench.resources, "_PACKAGE_DIR", root)
-    registration.env_cards.cache_clear()
+    forget_env_cards()
     yield root / "_cards"
-    registration.env_cards.cache_clear()
+    forget_env_cards()
 
 
 @pytest.fixture
@@ -208,7 +215,7 @@ def dummy_twin(cards):
         "simulated": True,
     }
     (cards / "envs" / f"{TWIN}.yaml").write_text(yaml.safe_dump(env_card, sort_keys=False))
-    registration.env_cards.cache_clear()
+    forget_env_cards()
     registration.register_envs()  # what `import cryobench` does
     yield TWIN
     gym.registry.pop(TWIN_ID, None)
