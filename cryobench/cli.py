@@ -157,7 +157,8 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @_friendly_errors
 def run_cmd(agent_name, env_name, episodes, seed, out, env_args, hyper_args, quiet) -> None:
     """Run an agent for seeded episodes; print a table and write a results file."""
-    from cryobench.evaluate import evaluate, save_results
+    from cryobench.evaluate import evaluate
+    from cryobench.results import save_results
 
     env_kwargs = _parse_assignments(env_args, "-e")
     hyper = _parse_assignments(hyper_args, "-H")

@@ -14,47 +14,40 @@ def _key(result: dict) -> str:
     return env["id"] + (f"[{extra}]" if extra else "")
 
 
-def good_by_seed(result: dict) -> dict[int, int]:
-    return {row["seed"]: row["good_exposures"] for row in result["episodes"]}
-
-
 def comparison_table(results: list[dict]) -> pd.DataFrame:
-    """One row per results file: headline metrics with IQM CIs; normalised score where a
-    ``random`` and an ``oracle-*`` result on the same environment are among the inputs.
-    Upper bounds (agents that see the ground truth) are flagged and sorted last."""
-    random_mean, oracle_mean = {}, {}
+    """One row per results file: good exposures with IQM CIs, the mean of every registered metric
+    (:data:`cryobench.metrics.METRICS`), and the normalised score where a ``random`` and an upper-bound
+    result on the same environment are among the inputs. Upper bounds (agents that see the ground
+    truth) are flagged and sorted last."""
+    good = metrics.metric("good_exposures")
+    runs: dict[str, list[tuple[str, bool, float]]] = {}
     for r in results:
-        goods = np.array([row["good_exposures"] for row in r["episodes"]], dtype=float)
-        if r["agent"]["name"] == "random":
-            random_mean[_key(r)] = goods.mean()
-        if r["agent"].get("upper_bound"):
-            oracle_mean[_key(r)] = max(oracle_mean.get(_key(r), -np.inf), goods.mean())
+        runs.setdefault(_key(r), []).append(
+            (r["agent"]["name"], bool(r["agent"].get("upper_bound")), float(good.values(r["episodes"]).mean()))
+        )
+    references = {key: metrics.reference_points(key_runs) for key, key_runs in runs.items()}
     rows = []
     for r in results:
-        goods = np.array([row["good_exposures"] for row in r["episodes"]], dtype=float)
-        exposures = np.array([row["exposures"] for row in r["episodes"]], dtype=float)
+        goods = good.values(r["episodes"])
         summary = metrics.summarise(goods)
-        key = _key(r)
+        random_mean, bound = references[_key(r)]
         score = np.nan
-        if key in random_mean and key in oracle_mean and oracle_mean[key] > random_mean[key]:
-            score = float(metrics.normalised_score(goods.mean(), random_mean[key], oracle_mean[key]))
-        rows.append(
-            {
-                "agent": r["agent"]["name"],
-                "env": key,
-                "upper_bound": bool(r["agent"].get("upper_bound")),
-                "episodes": len(goods),
-                "good_mean": summary["mean"],
-                "good_sd": summary["sd"],
-                "good_iqm": summary["iqm"],
-                "iqm_ci95": f"[{summary['iqm_ci_low']:.1f}, {summary['iqm_ci_high']:.1f}]",
-                "exposures": float(exposures.mean()),
-                "good_fraction": float(np.mean([row["good_fraction"] for row in r["episodes"]])),
-                "squares_visited": float(np.mean([row["squares_visited"] for row in r["episodes"]])),
-                "exposures_per_square": float(np.mean([row["exposures_per_square"] for row in r["episodes"]])),
-                "normalised_score": score,
-            }
-        )
+        if random_mean is not None and bound is not None:
+            score = float(metrics.normalised_score(goods.mean(), random_mean, bound))
+        row = {
+            "agent": r["agent"]["name"],
+            "env": _key(r),
+            "upper_bound": bool(r["agent"].get("upper_bound")),
+            "episodes": len(goods),
+            "good_mean": summary["mean"],
+            "good_sd": summary["sd"],
+            "good_iqm": summary["iqm"],
+            "iqm_ci95": f"[{summary['iqm_ci_low']:.1f}, {summary['iqm_ci_high']:.1f}]",
+        }
+        for name, metric in metrics.METRICS.items():
+            if name != good.name:
+                row[name] = float(metric.values(r["episodes"]).mean())
+        rows.append({**row, "normalised_score": score})
     table = pd.DataFrame(rows)
     return table.sort_values(["env", "upper_bound", "good_mean"], ascending=[True, True, False], kind="stable")
 

@@ -1,6 +1,6 @@
 """Run an agent on an environment for seeded episodes and collect results with full provenance.
 
-The results format (``cryobench-results/1``, JSON) is documented in the README. Every
+The results document (``cryobench-results/1``) is built by :mod:`cryobench.results`. Every
 random choice flows from ``seed``: episode ``i`` resets the environment with
 ``seed + i`` and the agent with ``seed + i``; offline fitting uses ``seed``. Only the
 ``provenance.created`` timestamp and the ``timing`` section differ between two runs of
@@ -9,26 +9,17 @@ the same command.
 
 from __future__ import annotations
 
-import json
-import platform
-import subprocess
 import time
-from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-import cryobench
 from cryobench import metrics
 from cryobench.agents.registry import agent_version, load_agent
 from cryobench.errors import InputError
-from cryobench.files import utc_timestamp, write_atomic
 from cryobench.registration import make_env
-
-RESULTS_FORMAT = "cryobench-results/1"
-#: Fields every episode of a results file has (what compare, plot and the leaderboards read).
-EPISODE_FIELDS = ("seed", "good_exposures", "exposures", "bins", "good_curve", "trajectory", "squares_visited")
+from cryobench.results import env_record, results_document
 
 
 def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) -> dict:
@@ -51,41 +42,6 @@ def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) ->
         obs, _reward, terminated, truncated, info = env.step(int(action))
     inner = env.unwrapped
     return {**metrics.episode_metrics(inner.world, inner.state), "invalid_actions": invalid_actions}
-
-
-def provenance() -> dict[str, Any]:
-    """Versions, platform and git commit of the code that made a result."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    def installed(package: str) -> str | None:
-        # Versions from the package metadata: importing torch only to read its version costs seconds.
-        try:
-            return version(package)
-        except PackageNotFoundError:
-            return None
-
-    commit = None
-    try:
-        root = Path(cryobench.__file__).resolve().parent.parent
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
-        )
-        if out.returncode == 0:
-            commit = out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = None
-    return {
-        "cryobench": cryobench.__version__,
-        "git_commit": commit,
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": installed("scipy"),
-        "pandas": installed("pandas"),
-        "gymnasium": gym.__version__,
-        "torch": installed("torch"),
-        "platform": platform.platform(),
-        "created": utc_timestamp(),
-    }
 
 
 def evaluate(
@@ -151,34 +107,19 @@ def _evaluate_agent(agent, card, agent_name, environments, env_kwargs, episodes,
         rows.append({"seed": episode_seed, **row} if world is None else {"world": world, "seed": episode_seed, **row})
         if progress:
             iterator.set_postfix(good=row["good_exposures"])
-    inner = first.unwrapped
-    result = {
-        "format": RESULTS_FORMAT,
-        "provenance": provenance(),
-        "env": {
-            "id": first.spec.id,
-            "kwargs": env_kwargs,
-            "spec": json.loads(first.spec.to_json()),
-            "n_holes": inner.world.n_holes,
-            "world_seed": inner.world_seed,
-            "layout_seed": getattr(inner, "layout_seed", None),
-            "grid": inner.world.grid.name,
-        },
-        "agent": {
+    result = results_document(
+        env_record(first, env_kwargs),
+        {
             "name": agent_name,
             "upper_bound": bool(agent.uses_ground_truth),
             "card": card,
             "version": agent.version if hasattr(agent, "version") else agent_version(agent, card),
         },
-        "seeds": seeds,
-        "episodes": rows,
-        "summary": summarise_episodes(rows),
-        "timing": {
-            "fit_seconds": fit_seconds,
-            "seconds_per_episode": float(np.mean(seconds)),
-            "note": "wall-clock figures vary between machines and runs; everything else is reproducible",
-        },
-    }
+        seeds,
+        rows,
+        fit_seconds=fit_seconds,
+        seconds_per_episode=float(np.mean(seconds)),
+    )
     if environments[0][0] is not None:
         result["worlds"] = [
             {"world": world, "n_holes": environment.unwrapped.world.n_holes} for world, environment in environments
@@ -187,45 +128,4 @@ def _evaluate_agent(agent, card, agent_name, environments, env_kwargs, episodes,
     if decisions:
         result["timing"]["decision_seconds_median"] = float(np.median(decisions))
         result["sealed"] = True
-    return result
-
-
-SUMMARY_METRICS = (
-    "good_exposures",
-    "exposures",
-    "good_fraction",
-    "total_reward",
-    "squares_visited",
-    "exposures_per_square",
-)
-
-
-def summarise_episodes(rows: list[dict]) -> dict[str, dict[str, float]]:
-    """Mean, sd, IQM and CI of the headline metrics over episodes."""
-    return {name: metrics.summarise(np.array([r[name] for r in rows], dtype=float)) for name in SUMMARY_METRICS}
-
-
-def save_results(result: dict, path: str | Path) -> Path:
-    """Write a results document atomically (a temporary file renamed into place)."""
-    return write_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
-
-
-def load_results(path: str | Path) -> dict:
-    """Read a results document, refusing files that are not cryobench results."""
-    path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    if not isinstance(result, dict) or result.get("format") != RESULTS_FORMAT:
-        raise InputError(f"{path}: not a cryobench results file (expected format {RESULTS_FORMAT!r})")
-    for key in ("env", "agent", "episodes", "seeds"):
-        if key not in result:
-            raise InputError(f"{path}: results file lacks the field {key!r}")
-    for index, row in enumerate(result["episodes"]):
-        missing = [k for k in EPISODE_FIELDS if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise InputError(f"{path}: episode {index} lacks the field(s) {missing}")
     return result

@@ -9,10 +9,13 @@ intervals and the probability of improvement, implemented on numpy/scipy.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from cryobench.errors import InputError
 from cryobench.grid import CTF_BIN_EDGES, CTF_BIN_LABELS
 from cryobench.profiles import MOVE_LEVELS
 from cryobench.simulator import SessionState, World
@@ -51,6 +54,67 @@ def episode_metrics(world: World, state: SessionState) -> dict:
         "trajectory_good": good.astype(int).tolist(),
         "trajectory_ctf": ctf.tolist(),
     }
+
+
+# ---- the registry of headline metrics ---------------------------------------------------------
+@dataclass(frozen=True)
+class Metric:
+    """One per-episode metric, registered once and shown by everything that lists metrics:
+    results summaries, ``cryobench compare``, the human-track table and plots (see DEVELOPERS.md)."""
+
+    name: str  # key in results summaries and compare tables (and, by default, in episode rows)
+    label: str  # words for a column header or an axis
+    digits: int = 1  # decimals of a mean in tables
+    integer: bool = False  # one episode's value is a whole number (shown without decimals)
+    unit: str = ""  # shown on axes, e.g. "min"
+    higher_is_better: bool = True
+    # From an episode row (a results file's or a submission's); None reads row[name].
+    compute: Callable[[Mapping[str, Any]], float] | None = None
+
+    def value(self, row: Mapping[str, Any]) -> float:
+        return float(row[self.name] if self.compute is None else self.compute(row))
+
+    def values(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
+        return np.array([self.value(row) for row in rows], dtype=float)
+
+    def format(self, value: float, one_episode: bool = False) -> str:
+        """``value`` as tables print it: a mean with :attr:`digits` decimals, one episode's whole number bare."""
+        return f"{value:.0f}" if one_episode and self.integer else f"{value:.{self.digits}f}"
+
+    @property
+    def axis_label(self) -> str:
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
+#: Every registered metric, in the order tables show them; add one with :func:`register_metric`.
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(metric: Metric) -> Metric:
+    """Add ``metric`` to :data:`METRICS` (its name must be new); returns it."""
+    if metric.name in METRICS:
+        raise ValueError(f"metric {metric.name!r} is registered already")
+    METRICS[metric.name] = metric
+    return metric
+
+
+def metric(name: str) -> Metric:
+    """The registered metric called ``name``."""
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise InputError(f"unknown metric {name!r}; registered: {', '.join(METRICS)}") from None
+
+
+for _metric in (
+    Metric("good_exposures", "good exposures", integer=True),
+    Metric("exposures", "exposures", integer=True),
+    Metric("good_fraction", "good fraction", digits=2),
+    Metric("total_reward", "total reward"),
+    Metric("squares_visited", "squares visited", integer=True),
+    Metric("exposures_per_square", "exposures / square"),
+):
+    register_metric(_metric)
 
 
 def ctf_bin_counts(ctf: np.ndarray) -> dict[str, int]:
@@ -109,6 +173,26 @@ def normalised_score(value: np.ndarray | float, random: float, oracle: float) ->
     if span <= 0:
         raise ValueError(f"normalised score undefined: oracle ({oracle}) does not beat random ({random})")
     return 100.0 * (np.asarray(value, dtype=float) - random) / span
+
+
+def reference_points(runs: Iterable[tuple[str, bool, float]]) -> tuple[float | None, float | None]:
+    """The two ends of the normalised score on one setting, from ``(agent name, upper bound?, mean
+    good exposures)`` of the runs on it: the ``random`` agent's mean and the best upper bound's.
+
+    Either is None when absent; the bound is None too when it does not beat random (the score
+    is then undefined, shown blank rather than as a division by ~0).
+    """
+    random_mean = None
+    bounds = []
+    for name, upper_bound, mean in runs:
+        if name == "random":
+            random_mean = float(mean)
+        if upper_bound:
+            bounds.append(float(mean))
+    bound = max(bounds) if bounds else None
+    if random_mean is not None and bound is not None and bound <= random_mean:
+        bound = None
+    return random_mean, bound
 
 
 def iqm(values: np.ndarray, axis: int | None = None) -> float | np.ndarray:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryobench.errors import InputError
-from cryobench.evaluate import load_results, summarise_episodes
+from cryobench.results import load_results, summarise_episodes
 
 
 def series_key(result: dict) -> str:

@@ -81,7 +81,7 @@ def run_task(task: Task, out_dir: str | Path) -> Path:
     """Run one task and write its results file atomically; return its path."""
     import time
 
-    from cryobench.evaluate import save_results
+    from cryobench.results import save_results
 
     start = time.perf_counter()
     result = evaluate_seeds(task)

@@ -18,8 +18,9 @@ from click.testing import CliRunner
 import cryobench  # noqa: F401
 from cryobench.agents.base import Agent
 from cryobench.cli import main
-from cryobench.evaluate import evaluate, play_episode, save_results
+from cryobench.evaluate import evaluate, play_episode
 from cryobench.plots import PLOT_DESCRIPTIONS, PLOT_KINDS
+from cryobench.results import save_results
 
 
 def _run(tmp_path, agent: str, name: str, *extra: str):

@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "measuring",
         (
+            "cryobench.results",
             "cryobench.evaluate",
             "cryobench.sealed",
             "cryobench.metrics",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -331,7 +332,8 @@ def _played_session(player: str, holes: int) -> dict:
     """The results file a person's `cryobench play` session writes (the session driven directly)."""
     import gymnasium as gym
 
-    from cryobench.play.session import PlaySession, env_record
+    from cryobench.play.session import PlaySession
+    from cryobench.results import env_record
 
     kwargs = {"duration": 30.0, "split": "all"}
     env = gym.make("cryobench/Aldolase-v0", **kwargs)
@@ -344,7 +346,7 @@ def _played_session(player: str, holes: int) -> dict:
 
 
 def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
-    from cryobench.evaluate import save_results
+    from cryobench.results import save_results
 
     monkeypatch.setattr(tables, "human_dir", lambda version=1: tmp_path)
     assert "No sessions yet" in tables.human_table(tables.load_human_results(), 1)
@@ -361,3 +363,52 @@ def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
     (tmp_path / "agent.json").write_text(json.dumps(agent))
     with pytest.raises(InputError, match="agent.track"):
         tables.load_human_results()
+
+
+# ---- names from other people's files, made inert in the generated Markdown --------------------------
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("dqn-noise-robust", "dqn-noise-robust"),  # ordinary names and sentences come out as they were
+        ("the agent learns (feedback: none)", "the agent learns (feedback: none)"),
+        ("a|b", r"a\|b"),
+        ("two\nlines\r\n| x |", r"two lines \| x \|"),
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("[click](javascript:alert(1))", r"\[click\](javascript&#58;alert(1))"),
+        ("![img](https://evil.example/x.png)", r"!\[img\](https&#58;//evil.example/x.png)"),
+        ("JavaScript:void(0)", "JavaScript&#58;void(0)"),
+        ("www.evil.example", "www&#46;evil.example"),
+        ("`code` *bold* _it_ ~~del~~ back\\slash &amp;", r"\`code\` \*bold\* \_it\_ \~\~del\~\~ back\\slash &amp;amp;"),
+    ],
+)
+def test_names_are_escaped_for_markdown(name, shown):
+    assert tables.escape_markdown(name) == shown
+
+
+def _cells(line: str) -> int:
+    """Cells of a Markdown table row: pipes not escaped with a backslash."""
+    return len(re.findall(r"(?<!\\)\|", line)) - 1
+
+
+EVIL = "x|y\n| z <img src=x onerror=alert(1)> [a](javascript:alert(1))"
+
+
+def test_an_agent_name_cannot_break_a_table_or_inject_html(submission):
+    honest = submissions.load_submission(submission)
+    evil = copy.deepcopy(honest)
+    evil["agent"]["name"] = EVIL
+    evil["not_applicable"] = {"aldolaseau": "</table> <b>reason</b>"}
+    text = tables.entry_table([honest, evil], load_protocol().entry("aldolase"), 1)
+    rows = [line for line in text.splitlines() if line.startswith("|")]
+    assert len(rows) == 4 and {_cells(line) for line in rows} == {7}
+    assert "<img" not in text and "](javascript:" not in text
+    assert r"x\|y \| z &lt;img src=x onerror=alert(1)&gt; \[a\](javascript&#58;alert(1))" in text
+
+
+def test_a_player_name_cannot_break_the_human_table():
+    played = _played_session("Ada", 3)
+    played["agent"]["name"] = "human:" + EVIL
+    table = tables.human_table([played], 1)
+    rows = [line for line in table.splitlines() if line.startswith("|")]
+    assert len(rows) == 3 and len({_cells(line) for line in rows}) == 1
+    assert "<img" not in table and rows[2].startswith(r"| x\|y \| z &lt;img")

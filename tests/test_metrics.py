@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cryobench import metrics, simulator
+from cryobench.errors import InputError
 
 from .conftest import make_world
 
@@ -88,3 +89,36 @@ def test_probability_of_improvement():
     assert metrics.probability_of_improvement(x, y) == 1.0
     assert metrics.probability_of_improvement(y, x) == 0.0
     assert metrics.probability_of_improvement(x, x) == pytest.approx(0.5)
+
+
+# ---- normalised-score reference points and the metric registry ----------------------------------
+def test_reference_points_are_the_random_mean_and_the_best_upper_bound():
+    runs = [("random", False, 10.0), ("greedy", False, 30.0), ("oracle-a", True, 50.0), ("oracle-b", True, 70.0)]
+    assert metrics.reference_points(runs) == (10.0, 70.0)
+    assert metrics.reference_points([("greedy", False, 30.0), ("oracle-a", True, 50.0)]) == (None, 50.0)
+    assert metrics.reference_points([("random", False, 10.0)]) == (10.0, None)
+    # A bound that does not beat random leaves the score undefined (blank), never a division by ~0.
+    assert metrics.reference_points([("random", False, 10.0), ("oracle-a", True, 10.0)]) == (10.0, None)
+
+
+def test_the_built_in_metrics_are_the_results_summary_of_format_v1():
+    assert list(metrics.METRICS) == [
+        "good_exposures", "exposures", "good_fraction", "total_reward", "squares_visited", "exposures_per_square",
+    ]  # fmt: skip
+    row = {"good_exposures": 12, "exposures": 40, "good_fraction": 0.3, "total_reward": 11.5}
+    assert metrics.metric("good_fraction").format(metrics.metric("good_fraction").value(row)) == "0.30"
+    assert metrics.metric("exposures").format(40.0, one_episode=True) == "40"
+    assert metrics.metric("exposures").format(40.26) == "40.3"
+    assert metrics.metric("total_reward").values([row, row]).tolist() == [11.5, 11.5]
+
+
+def test_the_registry_refuses_a_second_metric_of_a_name_and_names_the_known_ones():
+    with pytest.raises(ValueError, match="'exposures' is registered already"):
+        metrics.register_metric(metrics.Metric("exposures", "exposures again"))
+    with pytest.raises(InputError, match="unknown metric 'good'; registered: good_exposures, exposures, "):
+        metrics.metric("good")
+
+
+def test_a_computed_metric_reads_the_episode_row():
+    per_hour = metrics.Metric("good_per_hour", "good exposures", unit="per hour", compute=lambda r: r["good"] / 2)
+    assert per_hour.value({"good": 9}) == 4.5 and per_hour.axis_label == "good exposures (per hour)"

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench import metrics
 from cryobench.cli import main
-from cryobench.evaluate import load_results
 from cryobench.play import PlayConfig, create_app, hole_looks, make_play_server
 from cryobench.play.server import STATIC_DIR
+from cryobench.results import load_results
 
 ENV_ID = "cryobench/AldolaseAu-v0"
 SEED = 4

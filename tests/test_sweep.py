@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cryobench.errors import InputError
-from cryobench.evaluate import load_results
+from cryobench.results import load_results
 from cryobench.sweep import Task, grid_tasks, pending, remove_stale_temporaries, run_sweep, run_task
 
 

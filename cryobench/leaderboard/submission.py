@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from cryobench.errors import InputError
-from cryobench.evaluate import load_results, provenance
 from cryobench.files import write_atomic
 from cryobench.protocol import CURRENT_VERSION, MEASURED, Entry, folder_checksum, load_protocol, measured_data_folder
+from cryobench.results import load_results, provenance
 from cryobench.sweep import Task, run_sweep
 
 SUBMISSION_FORMAT = "cryobench-submission/1"

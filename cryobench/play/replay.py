@@ -20,7 +20,7 @@ from cryobench.play.session import PlaySession
 def load_replay(path: str | Path) -> dict[str, Any]:
     """The results document in ``path`` for ``play --replay``; InputError (one line naming the file) when it
     cannot be read or is not a results document. :func:`replay_session` checks the fields it replays."""
-    from cryobench.evaluate import load_results
+    from cryobench.results import load_results
 
     path = Path(path)
     try:

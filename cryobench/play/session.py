@@ -30,6 +30,7 @@ from cryobench.errors import InputError
 from cryobench.files import utc_timestamp, write_atomic
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
+from cryobench.results import results_document, save_results
 
 #: Format of the journal an unfinished session keeps on disk (see :meth:`PlaySession.save_journal`).
 JOURNAL_FORMAT = "cryobench-play-journal/1"
@@ -285,8 +286,6 @@ class PlaySession:
         self.finished = utc_timestamp()
         self._wall_seconds = time.perf_counter() - self._wall_start
         if self.results_path is not None:
-            from cryobench.evaluate import save_results
-
             save_results(self.results(), self.results_path)
         if self.journal_path is not None:
             self.journal_path.unlink(missing_ok=True)  # the results file now holds the session
@@ -319,36 +318,30 @@ class PlaySession:
     # ---- results ------------------------------------------------------------------------------
     def results(self) -> dict[str, Any]:
         """The session as a results document (``cryobench-results/1``, as ``cryobench run`` writes)."""
-        from cryobench.evaluate import RESULTS_FORMAT, provenance, summarise_episodes
-
         with self.lock:
             row = {"seed": self.seed, **metrics.episode_metrics(self.world, self.state), "invalid_actions": []}
             wall = self._wall_seconds if self._wall_seconds is not None else time.perf_counter() - self._wall_start
-            return {
-                "format": RESULTS_FORMAT,
-                "provenance": provenance(),
-                "env": dict(self.env_record),
-                "agent": {
-                    "name": f"human:{self.player}",
-                    "upper_bound": False,
-                    "track": HUMAN_TRACK,
-                    "card": {
-                        "kind": "human",
-                        "title": f"{self.player}, playing in the cryobench session simulator",
-                        "interface": "cryobench play",
-                        "feedback": str(self.world.feedback),
-                        "exposures_with_predictions_overlay": int(sum(self.overlay_flags)),
-                    },
+            agent = {
+                "name": f"human:{self.player}",
+                "upper_bound": False,
+                "track": HUMAN_TRACK,
+                "card": {
+                    "kind": "human",
+                    "title": f"{self.player}, playing in the cryobench session simulator",
+                    "interface": "cryobench play",
+                    "feedback": str(self.world.feedback),
+                    "exposures_with_predictions_overlay": int(sum(self.overlay_flags)),
                 },
-                "seeds": [self.seed],
-                "episodes": [row],
-                "summary": summarise_episodes([row]),
-                "timing": {
-                    "fit_seconds": 0.0,
-                    "seconds_per_episode": float(wall),
-                    "note": "wall-clock time the player took; everything else is reproducible",
-                },
-                "human": {
+            }
+            return results_document(
+                dict(self.env_record),
+                agent,
+                [self.seed],
+                [row],
+                fit_seconds=0.0,
+                seconds_per_episode=float(wall),
+                timing_note="wall-clock time the player took; everything else is reproducible",
+                human={
                     "player": self.player,
                     "started": self.started,
                     "finished": self.finished,
@@ -356,17 +349,4 @@ class PlaySession:
                     "finished_early": self.finished_early,
                     "overlay_per_exposure": list(self.overlay_flags),
                 },
-            }
-
-
-def env_record(gym_env, env_kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The ``env`` section of a results document, as :func:`cryobench.evaluate.evaluate` writes it."""
-    inner = gym_env.unwrapped
-    return {
-        "id": gym_env.spec.id,
-        "kwargs": dict(env_kwargs),
-        "spec": json.loads(gym_env.spec.to_json()),
-        "n_holes": inner.world.n_holes,
-        "world_seed": inner.world_seed,
-        "grid": inner.world.grid.name,
-    }
+            )

@@ -38,7 +38,8 @@ from cryobench.errors import InputError
 from cryobench.files import utc_file_stamp
 from cryobench.play.journal import SESSION_ID_PATTERN, read_journal, restore_session
 from cryobench.play.replay import replay_session
-from cryobench.play.session import PlaySession, SessionConflict, check_player_name, env_record, public_layout
+from cryobench.play.session import PlaySession, SessionConflict, check_player_name, public_layout
+from cryobench.results import env_record
 
 
 @dataclass
