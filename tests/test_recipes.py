@@ -39,6 +39,16 @@ AGENT = "recipe-dummy"
 TWIN = "recipedummy"
 TWIN_ID = "cryobench/RecipeDummy-v0"
 
+
+def completions(command: str, option: str, incomplete: str) -> list[str]:
+    """What the shell completion of ``cryobench <command> <option>`` offers for ``incomplete``."""
+    import click
+
+    cmd = main.commands[command]
+    param = next(p for p in cmd.params if option in p.opts)
+    return [item.value for item in param.shell_complete(click.Context(cmd), incomplete)]
+
+
 AGENT_MODULE = '''
 """A dummy agent for tests/test_recipes.py: the lowest predicted CTF, ties broken by its own seeded draw."""
 
@@ -147,6 +157,7 @@ def test_a_new_agent_is_listed_loaded_and_run_by_name(dummy_agent, tmp_path):
     checked = runner.invoke(main, ["list", "agents", "--check"])  # imports every agent
     assert checked.exit_code == 0 and f"  {AGENT} " in checked.output
     assert "failed to load" not in checked.output
+    assert completions("run", "--agent", "recipe") == [AGENT]
     row = next(r for r in list_agents() if r["name"] == AGENT)
     assert row["error"] is None and row["source"] == "cryobench_recipe_dummy:RecipeDummyAgent"
     agent, card = load_agent(AGENT, {"jitter": 0.5})
@@ -230,6 +241,7 @@ def test_a_new_twin_is_registered_listed_and_made(dummy_twin, tmp_path):
     runner = CliRunner()
     envs = runner.invoke(main, ["list", "envs"])
     assert envs.exit_code == 0 and any(line.split()[:2] == [TWIN, TWIN_ID] for line in envs.output.splitlines())
+    assert completions("run", "--env", "recipe") == [TWIN]
     datasets = runner.invoke(main, ["datasets", "list"])
     assert any(line.split()[:2] == [TWIN, "simulated-twin"] for line in datasets.output.splitlines())
     shown = runner.invoke(main, ["datasets", "show", TWIN, "--json"])
