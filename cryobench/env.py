@@ -259,6 +259,11 @@ class CryoEMSessionEnv(gym.Env):
             feedback=world.feedback,
         )
 
+    def _training_world(self, world_seed: int, layout_seed: int | None) -> simulator.World:
+        """The world of ``new_world_each_reset``: the same conditions on a new training world."""
+        base = load_dataset(dataset=self._dataset_name, seed=world_seed, layout_seed=layout_seed)
+        return build_world(base, prediction_seed=world_seed, **self._world_args)
+
     def ground_truth_ctf(self) -> np.ndarray:
         """The true CTFMaxRes of every hole. For upper-bound (``oracle-*``) agents and metrics only."""
         return self.world.grid.ctf.copy()
@@ -273,8 +278,7 @@ class CryoEMSessionEnv(gym.Env):
         if self._new_world_each_reset:
             world_seed = draw_training_seed(self.np_random)
             layout_seed = draw_training_seed(self.np_random) if self._new_layout_each_reset else self.layout_seed
-            base = load_dataset(dataset=self._dataset_name, seed=world_seed, layout_seed=layout_seed)
-            world = build_world(base, prediction_seed=world_seed, **self._world_args)
+            world = self._training_world(world_seed, layout_seed)
             if world.n_holes != self.world.n_holes:
                 raise RuntimeError("a new twin world changed the number of holes; the card's layout must be fixed")
             self._set_world(world)

@@ -23,6 +23,8 @@ _CARD_FIELDS = {
     "paper": str,
     "simulated": bool,
 }
+#: Optional card fields: another environment class (``module:Class``, a subclass of the default).
+_OPTIONAL_FIELDS = {"entry_point": str}
 
 _ID_PATTERN = re.compile(r"cryobench/[A-Za-z][A-Za-z0-9]*-v\d+")
 _SHORT_NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]*")
@@ -51,9 +53,12 @@ def _read_env_card(path: Path, taken: dict[str, Path]) -> dict:
     ):
         if not pattern.fullmatch(card[field]):
             raise InputError(f"{path}: field {field!r} must look like {expected}, got {card[field]!r}")
-    unknown = set(card) - set(_CARD_FIELDS)
+    unknown = set(card) - set(_CARD_FIELDS) - set(_OPTIONAL_FIELDS)
     if unknown:
         raise InputError(f"{path}: unknown field(s) {sorted(unknown)}; expected {sorted(_CARD_FIELDS)}")
+    entry_point = card.get("entry_point", ENTRY_POINT)
+    if not isinstance(entry_point, str) or not re.fullmatch(r"cryobench(\.[a-z_]+)+:[A-Za-z]+", entry_point):
+        raise InputError(f"{path}: field 'entry_point' must be 'cryobench.<module>:<Class>', got {entry_point!r}")
     for field in ("id", "short_name"):
         other = taken.get(f"{field}:{card[field]}")
         if other is not None:
@@ -114,7 +119,8 @@ def register_envs() -> None:
     """Register every cryobench environment (idempotent); a bad card's id, where readable, refuses with its error."""
     for env_id, card in env_cards().items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(card["kwargs"]))
+            entry_point = card.get("entry_point", ENTRY_POINT)
+            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(card["kwargs"]))
     for env_id, message in _load_env_cards()[1].values():
         if env_id and env_id not in gym.registry:
             gym.register(id=env_id, entry_point=functools.partial(_refuse_bad_card, message))

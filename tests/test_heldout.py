@@ -182,3 +182,29 @@ def test_non_finite_numbers_are_refused(quick_submission, tmp_path):
         heldout_runs.load_submission(bad)
     report = heldout_runs.verify_heldout(bad)
     assert not report["accepted"] and "non-finite" in report["reasons"][0]
+
+
+def test_the_training_environment_draws_training_worlds_and_conditions():
+    import warnings
+
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    env = gym.make("cryobench/Training-v0", dataset="apoferritin")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    assert [str(w.message) for w in caught] == []
+    seen = []
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        inner = env.unwrapped
+        assert inner.world_seed < TEST_SEED_START and inner.layout_seed < TEST_SEED_START
+        assert info["conditions"] == inner.conditions
+        seen.append((inner.world_seed, inner.layout_seed, json.dumps(info["conditions"], sort_keys=True)))
+    assert len(set(seen)) == 6  # a new world and conditions at every reset
+    again = gym.make("cryobench/Training-v0", dataset="apoferritin")
+    _, info = again.reset(seed=5)
+    assert (again.unwrapped.world_seed, json.dumps(info["conditions"], sort_keys=True)) == (seen[5][0], seen[5][2])
+    with pytest.raises(InputError, match="takes 'dataset' and 'render_mode'"):
+        gym.make("cryobench/Training-v0", noise=2.0)

@@ -44,6 +44,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.features",
             "cryobench.catalog",
             "cryobench.env",
+            "cryobench.training_env",
             "cryobench.registration",
             "cryobench.render",
             "cryobench",

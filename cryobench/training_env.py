@@ -1,0 +1,105 @@
+"""Protocol v2's training environment: a new training world under new conditions at every reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+
+from cryobench import simulator
+from cryobench.catalog import build_world, load_dataset
+from cryobench.env import CryoEMSessionEnv
+from cryobench.errors import InputError
+
+#: The conditions a training world is drawn under: they cover what protocol v2's families vary
+#: (regressor quality and error model, timings, session length, threshold, feedback), drawn
+#: from ranges, never from the test worlds (whose seeds the training draws cannot reach).
+PROFILES = ("paper", "arxiv", "measured-aldolase")
+MAX_DURATION = 960.0
+
+
+def draw_conditions(rng: np.random.Generator) -> dict[str, Any]:
+    """One set of session conditions, from ``rng`` (the environment's ``np_random``)."""
+    model = rng.choice(["default", "gaussian", "uninformative"], p=[0.6, 0.35, 0.05])
+    if model == "default":
+        regressor, noise = None, float(rng.uniform(0.0, 2.5))
+    elif model == "gaussian":
+        regressor = {
+            "model": "gaussian",
+            "sigma": round(float(rng.uniform(0.5, 3.0)), 3),
+            "bias": round(float(rng.uniform(-1.0, 2.0)), 3),
+            "patch_share": round(float(rng.uniform(0.0, 0.6)), 3),
+        }
+        noise = 1.0
+    else:
+        regressor, noise = "uninformative", 1.0
+    if rng.random() < 0.75:
+        profile: Any = str(rng.choice(PROFILES))
+    else:  # a custom stage: minutes increasing with the move's level
+        steps = np.cumsum(rng.uniform([0.5, 0.5, 1.0, 0.0], [1.5, 3.0, 12.0, 10.0]))
+        profile = {"name": "drawn", "minutes": [round(float(m), 2) for m in steps], "beta": 0.1}
+    feedback = str(rng.choice(["inspection", "queue:10", "none"], p=[0.6, 0.2, 0.2]))
+    return {
+        "regressor": regressor,
+        "noise": noise,
+        "profile": profile,
+        "duration": float(rng.choice([240.0, 360.0, 480.0, 720.0, MAX_DURATION])),
+        "threshold": round(float(rng.uniform(5.0, 7.0)), 2),
+        "feedback": feedback,
+    }
+
+
+class TrainingWorldsEnv(CryoEMSessionEnv):
+    """
+    ## Description
+
+    Protocol v2's training environment (``cryobench/Training-v0``): every reset draws a new
+    *training* world of a twin (layout and quality from seeds below 2**30, never a test world)
+    and new session conditions (:func:`draw_conditions`: regressor error model and quality,
+    instrument timings, session length, quality threshold, feedback). Train and select agents
+    here (and on the cards' own worlds, which are training worlds too); score them with
+    ``cryobench submit`` on the held-out test worlds.
+
+    ## Action Space, Observation Space, Rewards, Episode End
+
+    As :class:`cryobench.env.CryoEMSessionEnv` on the whole grid (``split="all"``: every layout
+    of a twin has the same number of holes), except that ``time_left`` is bounded by the longest
+    session drawn (960 minutes).
+
+    ## Starting State
+
+    A new world and conditions, then a start hole, all from ``reset(seed=...)``. The drawn
+    conditions are in ``env.unwrapped.conditions`` and in ``info["conditions"]`` at reset.
+
+    ## Arguments
+
+    - ``dataset``: the twin (default ``aldolase``).
+    - ``render_mode``: ``None`` or ``"rgb_array"``.
+    """
+
+    def __init__(self, dataset: str = "aldolase", render_mode: str | None = None, **unknown: Any) -> None:
+        if unknown:
+            raise InputError(
+                f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; cryobench/Training-v0 takes "
+                "'dataset' and 'render_mode' (the conditions are drawn at every reset)"
+            )
+        super().__init__(
+            dataset=dataset,
+            split="all",
+            duration=MAX_DURATION,
+            new_world_each_reset=True,
+            new_layout_each_reset=True,
+            render_mode=render_mode,
+        )
+        self.observation_space["time_left"] = spaces.Box(0.0, MAX_DURATION, shape=(1,), dtype=np.float32)
+        self.conditions: dict[str, Any] = {}
+
+    def _training_world(self, world_seed: int, layout_seed: int | None) -> simulator.World:
+        self.conditions = draw_conditions(self.np_random)
+        base = load_dataset(dataset=self._dataset_name, seed=world_seed, layout_seed=layout_seed)
+        return build_world(base, split="all", prediction_seed=world_seed, **self.conditions)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {**info, "conditions": self.conditions}
