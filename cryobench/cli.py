@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -749,15 +750,19 @@ def train_cmd(agent_name, env_name, steps, seed, out, log_dir, env_args, hyper_a
     if out is None:
         out = f"cryobench-checkpoints/{agent_name}_{env_name.replace('/', '-')}_seed{seed}.pt"
     command = "cryobench " + " ".join(sys.argv[1:])
-    summary = train(
-        agent.config, env_name, env_kwargs, seed=seed, out=out, log_dir=log_dir, progress=not quiet, command=command
-    )
+    with warnings.catch_warnings():
+        # The trainer's warnings (e.g. too few steps to learn) as one line each, before training starts.
+        warnings.showwarning = lambda message, *_args, **_kwargs: click.echo(f"warning: {message}", err=True)
+        summary = train(
+            agent.config, env_name, env_kwargs, seed=seed, out=out, log_dir=log_dir, progress=not quiet, command=command
+        )
     best = summary["best"]
     click.echo(
         f"trained {summary['env_steps']} environment steps, {summary['gradient_steps']} gradient steps "
         f"in {summary['seconds']:.0f} s; replay {summary['replay_bytes'] / 1e6:.1f} MB"
     )
-    click.echo(f"best validation: {best['validation_good']:.1f} good exposures at step {best['env_steps']}")
+    # The same figure, under the same name, as the log's validation_good column and the progress bar.
+    click.echo(f"best validation_good {best['validation_good']:.2f} (mean good exposures) at step {best['env_steps']}")
     click.echo(f"checkpoint: {summary['checkpoint']}\nlog: {summary['log']}")
     click.echo(f"use it: cryobench run --agent {agent_name} --env ENV -H checkpoint={summary['checkpoint']}")
 

@@ -17,11 +17,15 @@ Read top to bottom:
 3. :class:`Sessions`: ``num_envs`` simulator sessions (``cryobench.simulator``) stepped together,
    with one batched network call per step.
 4. The losses: :func:`td_loss` (n-step double DQN) and :func:`margin_loss` (DQfD's large margin
-   on demonstrations), in :func:`gradient_step`.
-5. :func:`train`: the loop (pre-training on demonstrations alone, then epsilon-greedy collection,
-   one gradient step per ``train_every`` environment steps on own and demonstrated transitions,
-   target sync, periodic greedy validation on seeds and worlds unused in training, the best
-   validation checkpoint kept), with a CSV log and a progress bar.
+   on demonstrations), summed per batch by :func:`batch_loss`.
+5. Training, in phases that :func:`train_on_worlds` runs top to bottom on one :class:`TrainingRun`:
+   :func:`start_run` (seeds, networks, sessions, replays, demonstrations), :func:`pretrain`
+   (demonstrations alone), then in a loop :func:`collect` (one epsilon-greedy step of every
+   session), :func:`learn` (the :func:`update` steps due: one per ``train_every`` environment
+   steps, on own and demonstrated transitions, with the target sync), and every ``validate_every``
+   steps :func:`validate` (greedy sessions on seeds and worlds unused in training) and
+   :func:`checkpoint` (the best validation network kept), with a CSV log and a progress bar.
+   Every hyperparameter is a field of ``DQNConfig``.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ import copy
 import csv
 import dataclasses
 import time
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from cryobench import simulator
 from cryobench.agents.dqn import DQNConfig, HoleQNetwork, make_network, save_checkpoint
@@ -376,14 +382,8 @@ def greedy_good_exposures(network: HoleQNetwork, index: WorldIndex, seeds: list[
     return np.array([int(index.world.true_good[s.exposures].sum()) for s in sessions.states])
 
 
-# ---- 4/5. losses and the training loop ----------------------------------------------------------
-def epsilon_at(step: int, config: DQNConfig) -> float:
-    span = max(config.epsilon_decay_end - config.epsilon_decay_start, 1)
-    fraction = min(max((step - config.epsilon_decay_start) / span, 0.0), 1.0)
-    return config.epsilon_start + fraction * (config.epsilon_end - config.epsilon_start)
-
-
-def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor, history: int) -> torch.Tensor:
+# ---- 4. the losses ---------------------------------------------------------------------------------
+def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """Plain network input (B, history * N_FEATURES) of one unvisited hole per sample."""
     x = context[torch.arange(len(patch)), patch].clone()
     x[:, PREDICTED_CTF_COLUMN::N_FEATURES] = pred[:, None]
@@ -395,19 +395,19 @@ def transition_batch(
 ) -> dict[str, Any]:
     """An n-step batch with the patch contexts of its states and of the states n steps on, as tensors."""
     batch = replay.sample(batch_size, config, rng)
-    h = config.history
-    positions = np.concatenate([batch["now"], batch["next"]], axis=1)  # (B, 2h)
-    env = np.repeat(batch["env"], 2 * h)
+    history = config.history
+    positions = np.concatenate([batch["now"], batch["next"]], axis=1)  # (B, 2 * history)
+    env = np.repeat(batch["env"], 2 * history)
     contexts, visited = replay.contexts(env, positions.ravel(), indexes)
-    contexts = torch.from_numpy(contexts.reshape(batch_size, 2 * h, -1, N_FEATURES))
-    stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2h, F)
-    visited = visited.reshape(batch_size, 2 * h, -1)
+    contexts = torch.from_numpy(contexts.reshape(batch_size, 2 * history, -1, N_FEATURES))
+    stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2 * history, F)
+    visited = visited.reshape(batch_size, 2 * history, -1)
     all_pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))
     return {
         "world": batch["world"],
-        "now": stacked[:, :, :h].reshape(batch_size, stacked.shape[1], -1),
-        "next": stacked[:, :, h:].reshape(batch_size, stacked.shape[1], -1),
-        "now_visited": visited[:, h - 1],
+        "now": stacked[:, :, :history].reshape(batch_size, stacked.shape[1], -1),
+        "next": stacked[:, :, history:].reshape(batch_size, stacked.shape[1], -1),
+        "now_visited": visited[:, history - 1],
         "next_visited": visited[:, -1],
         "pred": all_pred[torch.from_numpy(batch["world"]).long()],  # (B, n_holes)
         "action": torch.from_numpy(batch["action"]).long(),
@@ -417,36 +417,37 @@ def transition_batch(
 
 
 def td_loss(
-    online: HoleQNetwork, target: HoleQNetwork, b: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig
+    online: HoleQNetwork, target: HoleQNetwork, batch: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig
 ) -> torch.Tensor:
     """Double-DQN n-step loss: the online network picks the next hole, the target network values it."""
-    h = config.history
     hole_patch = torch.from_numpy(indexes[0].hole_patch)
-    pred, action = b["pred"], b["action"]
-    candidates = _target_candidates(b["next_visited"], b["world"], indexes, config.target_candidates_per_patch)
+    pred, action = batch["pred"], batch["action"]
+    candidates = _target_candidates(batch["next_visited"], batch["world"], indexes, config.target_candidates_per_patch)
     valid = torch.from_numpy(candidates >= 0)
     candidates = torch.from_numpy(np.maximum(candidates, 0))
     with torch.no_grad():
-        next_q = online.unvisited_q(b["next"], hole_patch[candidates], pred.gather(1, candidates))
+        next_q = online.unvisited_q(batch["next"], hole_patch[candidates], pred.gather(1, candidates))
         best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))[:, 0]
-        x_next = _state_action_input(b["next"], hole_patch[best], pred.gather(1, best[:, None])[:, 0], h)
-        y = b["returns"] + b["bootstrap"] * valid.any(dim=1) * target(x_next)
-    x_now = _state_action_input(b["now"], hole_patch[action], pred.gather(1, action[:, None])[:, 0], h)
+        x_next = _state_action_input(batch["next"], hole_patch[best], pred.gather(1, best[:, None])[:, 0])
+        y = batch["returns"] + batch["bootstrap"] * valid.any(dim=1) * target(x_next)
+    x_now = _state_action_input(batch["now"], hole_patch[action], pred.gather(1, action[:, None])[:, 0])
     return torch.nn.functional.smooth_l1_loss(online(x_now), y)
 
 
-def margin_loss(online: HoleQNetwork, b: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig) -> torch.Tensor:
+def margin_loss(
+    online: HoleQNetwork, batch: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig
+) -> torch.Tensor:
     """DQfD's large-margin loss on demonstrations: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
 
     The maximum runs over the same per-patch candidates as the target's (plus the demonstrator's hole).
     """
     hole_patch = torch.from_numpy(indexes[0].hole_patch)
-    action = b["action"]
-    candidates = _target_candidates(b["now_visited"], b["world"], indexes, config.target_candidates_per_patch)
+    action = batch["action"]
+    candidates = _target_candidates(batch["now_visited"], batch["world"], indexes, config.target_candidates_per_patch)
     candidates = torch.cat([torch.from_numpy(candidates), action[:, None]], dim=1)
     valid = candidates >= 0
     candidates = candidates.clamp(min=0)
-    q = online.unvisited_q(b["now"], hole_patch[candidates], b["pred"].gather(1, candidates))
+    q = online.unvisited_q(batch["now"], hole_patch[candidates], batch["pred"].gather(1, candidates))
     margins = torch.where(candidates == action[:, None], 0.0, config.margin)
     best = (q + margins).masked_fill(~valid, -torch.inf).max(dim=1).values
     return (best - q[:, -1]).mean()
@@ -470,34 +471,10 @@ def batch_loss(
             online, target, transition_batch(replay, batch_size, indexes, config, rng), indexes, config
         )
     if demos is not None and demo_batch_size > 0:
-        b = transition_batch(demos, demo_batch_size, indexes, config, rng)
-        loss = loss + td_loss(online, target, b, indexes, config)
-        loss = loss + config.margin_weight * margin_loss(online, b, indexes, config)
+        batch = transition_batch(demos, demo_batch_size, indexes, config, rng)
+        loss = loss + td_loss(online, target, batch, indexes, config)
+        loss = loss + config.margin_weight * margin_loss(online, batch, indexes, config)
     return loss
-
-
-def gradient_step(
-    online: HoleQNetwork,
-    target: HoleQNetwork,
-    optimizer: torch.optim.Optimizer,
-    replay: CompactReplay | None,
-    indexes: list[WorldIndex],
-    config: DQNConfig,
-    rng: np.random.Generator,
-    demos: CompactReplay | None = None,
-    demo_batch_size: int = 0,
-) -> float:
-    """One update on one layout's worlds (see :func:`batch_loss`); returns the loss."""
-    loss = batch_loss(online, target, replay, config.batch_size, indexes, config, rng, demos, demo_batch_size)
-    return optimise(online, optimizer, loss, config)
-
-
-def optimise(online: HoleQNetwork, optimizer: torch.optim.Optimizer, loss: torch.Tensor, config: DQNConfig) -> float:
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
-    optimizer.step()
-    return float(loss.detach())
 
 
 def _target_candidates(
@@ -513,6 +490,11 @@ def _target_candidates(
     return out
 
 
+# ---- 5. training, phase by phase ------------------------------------------------------------------
+#: Windows of the running means in the log and the progress bar (display only).
+RECENT_EPISODES, RECENT_LOSSES = 50, 200
+
+
 def train(
     config: DQNConfig,
     env_name: str,
@@ -523,23 +505,10 @@ def train(
     progress: bool = True,
     command: str = "",
 ) -> dict[str, Any]:
-    """Train on an environment's worlds (see :func:`training_worlds`); keep the best validation checkpoint."""
+    """``cryobench train --agent dqn``: train on an environment's worlds (see :func:`training_worlds`)."""
     worlds = training_worlds(env_name, env_kwargs, config, seed)
     meta = {"env": env_name, "env_kwargs": {k: str(v) for k, v in env_kwargs.items()}, "command": command}
     return train_on_worlds(config, worlds, seed, out, log_dir, progress, meta)
-
-
-@dataclass
-class LayoutGroup:
-    """Training worlds that share one layout, with their sessions, own replay and demonstrations."""
-
-    indexes: list[WorldIndex]
-    sessions: Sessions
-    replay: CompactReplay
-    demos: CompactReplay | None
-    batch_size: int  # of own transitions per gradient step
-    demo_batch_size: int
-    running_reward: np.ndarray
 
 
 def train_on_worlds(
@@ -557,7 +526,115 @@ def train_on_worlds(
     demonstrations, and ``num_envs`` and the batch sizes are shared out between them.
     Keeps the checkpoint with the best validation score at ``out``; returns a summary.
     """
-    wall_start = time.perf_counter()
+    _warn_if_no_update_would_happen(config)
+    run = start_run(config, worlds, seed, progress)
+    out = Path(out)
+    log = TrainingLog(Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv"), log_dir)
+    if run.has_demonstrations and config.pretrain_steps > 0:
+        pretrain(run, progress)
+        validate_and_checkpoint(run, log, out, meta)
+    bar = tqdm(total=config.total_steps, desc="dqn training", unit="step", disable=not progress)
+    next_validation = config.validate_every
+    while run.env_steps < config.total_steps:
+        epsilon = collect(run)
+        learn(run)
+        if run.env_steps >= next_validation or run.env_steps >= config.total_steps:
+            next_validation += config.validate_every
+            validate_and_checkpoint(run, log, out, meta)
+        bar.update(config.num_envs)
+        bar.set_postfix(
+            reward=_recent(run.episode_rewards, RECENT_EPISODES, ".1f"),
+            loss=_recent(run.losses, RECENT_LOSSES, ".4f"),
+            eps=f"{epsilon:.3f}",
+            best_validation_good=validation_figure(run.best["validation_good"]) if run.validated else "-",
+        )
+    bar.close()
+    log.close()
+    return {
+        "checkpoint": str(out),
+        "log": str(log.path),
+        "best": run.best,
+        "env_steps": run.env_steps,
+        "gradient_steps": run.updates,
+        "seconds": run.seconds(),
+        "replay_bytes": sum(g.replay.nbytes + (g.demos.nbytes if g.demos is not None else 0) for g in run.groups),
+        "training_layouts": len(run.groups),
+        "hyperparameters": dataclasses.asdict(config),
+    }
+
+
+def _warn_if_no_update_would_happen(config: DQNConfig) -> None:
+    """A run whose steps never pass ``learning_starts`` makes no gradient step on its own experience."""
+    if config.total_steps <= 0:
+        return  # asked for on purpose: pre-training on demonstrations alone
+    last_step = -(-config.total_steps // config.num_envs) * config.num_envs  # sessions step in lockstep
+    if last_step > config.learning_starts:
+        return
+    if config.demonstrator and config.pretrain_steps > 0:
+        what = (
+            f"it gets only the {config.pretrain_steps} pre-training updates on {config.demonstrator!r} demonstrations"
+        )
+    else:
+        what = "it stays as initialised"
+    warnings.warn(
+        f"DQN total_steps {config.total_steps} (--steps) does not pass learning_starts {config.learning_starts}: "
+        f"the network makes no gradient step on its own experience ({what}); "
+        "train longer or lower -H learning_starts",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+@dataclass
+class LayoutGroup:
+    """Training worlds that share one layout, with their sessions, own replay and demonstrations."""
+
+    indexes: list[WorldIndex]
+    sessions: Sessions
+    replay: CompactReplay
+    demos: CompactReplay | None
+    batch_size: int  # of own transitions per gradient step
+    demo_batch_size: int
+    running_reward: np.ndarray
+
+
+@dataclass
+class TrainingRun:
+    """What the phases of a training run share: networks, optimiser, layouts, counters and recent figures."""
+
+    config: DQNConfig
+    seed: int
+    online: HoleQNetwork
+    target: HoleQNetwork
+    optimizer: torch.optim.Optimizer
+    rng: np.random.Generator  # every random choice of collection and sampling
+    groups: list[LayoutGroup]
+    validation_indexes: list[WorldIndex]  # the training environment's own world first
+    started: float  # time.perf_counter() at the start
+    env_steps: int = 0
+    updates: int = 0  # gradient steps, pre-training included
+    pretrain_updates: int = 0
+    validated: bool = False
+    episode_rewards: list[float] = field(default_factory=list)
+    episode_goods: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=lambda: {"validation_good": -1.0, "env_steps": 0})
+
+    @property
+    def has_demonstrations(self) -> bool:
+        return self.groups[0].demos is not None
+
+    @property
+    def n_worlds(self) -> int:
+        return sum(len(group.indexes) for group in self.groups)
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progress: bool = False) -> TrainingRun:
+    """Seeds, networks and optimiser; per layout its sessions, replay and demonstrations; the validation worlds."""
+    started = time.perf_counter()
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -581,163 +658,192 @@ def train_on_worlds(
         sessions = Sessions(indexes, envs, config.history, rng)
         replay = CompactReplay(config.buffer_size // n_layouts, envs, indexes[0].n_holes)
         groups.append(LayoutGroup(indexes, sessions, replay, None, batch, demo_batch, np.zeros(envs)))
-    validation_seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
     validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
-    for g, (group, ids) in enumerate(zip(groups, members, strict=True)):
-        group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=g)
+    for stream, (group, ids) in enumerate(zip(groups, members, strict=True)):
+        group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=stream)
+    return TrainingRun(config, seed, online, target, optimizer, rng, groups, validation_indexes, started)
 
-    out = Path(out)
-    log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_file = log_path.open("w", newline="")
-    log = csv.writer(log_file)
-    log.writerow(
-        ["env_steps", "episodes", "episode_reward", "episode_good", "loss", "epsilon", "validation_good", "seconds"]
-    )
-    writer = _tensorboard(log_dir)
 
-    from tqdm.auto import tqdm
+def pretrain(run: TrainingRun, progress: bool = False) -> None:
+    """DQfD's first phase: ``pretrain_steps`` gradient steps on demonstrations alone."""
+    steps = tqdm(range(run.config.pretrain_steps), desc="dqn pre-training", unit="update", disable=not progress)
+    for _ in steps:
+        update(run, pretraining=True)
+        if run.updates % 50 == 0:
+            steps.set_postfix(loss=_recent(run.losses, 50, ".4f"))
+    run.pretrain_updates = run.updates
 
-    bar = None
-    episode_rewards, episode_goods, losses = [], [], []
-    best = {"validation_good": -1.0, "env_steps": 0}
-    env_steps = updates = 0
 
-    def update_target(updates: int) -> None:
-        if config.target_tau > 0:
-            with torch.no_grad():
-                for t, o in zip(target.parameters(), online.parameters(), strict=True):
-                    t.lerp_(o, config.target_tau)
-        elif updates % config.target_update == 0:
-            target.load_state_dict(online.state_dict())
+def epsilon_at(step: int, config: DQNConfig) -> float:
+    """Exploration rate after ``step`` environment steps: linear from ``epsilon_start`` to ``epsilon_end``."""
+    span = max(config.epsilon_decay_end - config.epsilon_decay_start, 1)
+    fraction = min(max((step - config.epsilon_decay_start) / span, 0.0), 1.0)
+    return config.epsilon_start + fraction * (config.epsilon_end - config.epsilon_start)
 
-    def update(pretraining: bool) -> None:
-        """One gradient step over every layout (weights: each layout's share of the batch)."""
-        nonlocal updates
-        loss = torch.zeros(())
-        for group in groups:
-            if pretraining:  # demonstrations alone, a whole batch of them
-                replay, own, demo = None, 0, group.batch_size
-            else:
-                replay, own, demo = group.replay, group.batch_size, group.demo_batch_size
-            part = batch_loss(online, target, replay, own, group.indexes, config, rng, group.demos, demo)
-            loss = loss + part * (group.batch_size / config.batch_size)
-        losses.append(optimise(online, optimizer, loss, config))
-        updates += 1
-        update_target(updates)
 
-    def validate() -> None:
-        nonlocal best
-        online.eval()
-        score = float(
-            np.mean(
-                [
-                    greedy_good_exposures(online, index, validation_seeds, config.history).mean()
-                    for index in validation_indexes
-                ]
-            )
-        )
-        online.train()
-        row = [
-            env_steps,
-            len(episode_rewards),
-            _mean(episode_rewards[-50:]),
-            _mean(episode_goods[-50:]),
-            _mean(losses[-200:]),
-            round(epsilon_at(env_steps, config), 4),
-            score,
-            round(time.perf_counter() - wall_start, 1),
-        ]
-        log.writerow(row)
-        log_file.flush()
-        if writer is not None:
-            for name, value in zip(
-                ("episode_reward", "episode_good", "loss", "validation_good"), row[2:7], strict=True
-            ):
-                writer.add_scalar(name, value, env_steps)
-        if score > best["validation_good"]:
-            best = {"validation_good": score, "env_steps": env_steps}
-            checkpoint_meta = dict(meta or {})
-            checkpoint_meta.update(
-                seed=seed,
-                env_steps=env_steps,
-                gradient_steps=updates,
-                validation_good=score,
-                validation=f"greedy, {len(validation_seeds)} seeds from {config.validation_seed}, "
-                "the training environment's own world"
-                + (
-                    f" and {config.validation_twin} split={config.validation_twin_split}"
-                    + (f" noise {config.validation_twin_noise}" if config.validation_twin_noise else "")
-                    if config.validation_twin
-                    else ""
-                ),
-                training_worlds=len(worlds),
-                training_layouts=n_layouts,
-                demonstrator=config.demonstrator,
-                seconds=round(time.perf_counter() - wall_start, 1),
-            )
-            save_checkpoint(out, online, config, checkpoint_meta)
+def collect(run: TrainingRun) -> float:
+    """One epsilon-greedy step of every session, recorded in its layout's replay; returns the epsilon used."""
+    epsilon = epsilon_at(run.env_steps, run.config)
+    for group in run.groups:
+        sessions = group.sessions
+        actions = np.argmax(sessions.q_values(run.online), axis=1)
+        for e in np.flatnonzero(run.rng.random(len(sessions.states)) < epsilon):
+            actions[e] = run.rng.choice(np.flatnonzero(~sessions.states[e].visited))
+        rewards, dones = _step_and_record(sessions, group.replay, actions)
+        group.running_reward += rewards
+        for e in np.flatnonzero(dones):  # an episode ended: note its figures, start the next one
+            state, world = sessions.states[e], sessions.indexes[sessions.world_ids[e]].world
+            run.episode_rewards.append(group.running_reward[e])
+            run.episode_goods.append(int(world.true_good[state.exposures].sum()))
+            group.running_reward[e] = 0.0
+            sessions.start(e)
+    run.env_steps += run.config.num_envs
+    return epsilon
 
-    # Learning from demonstrations alone first (DQfD's pre-training phase), then validate that network.
-    if groups[0].demos is not None and config.pretrain_steps > 0:
-        steps = tqdm(range(config.pretrain_steps), desc="dqn pre-training", unit="update", disable=not progress)
-        for _ in steps:
-            update(pretraining=True)
-            if updates % 50 == 0:
-                steps.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-        validate()
-    if progress:
-        bar = tqdm(total=config.total_steps, desc="dqn training", unit="step")
-    pretrain_updates = updates
-    next_validation = config.validate_every
-    while env_steps < config.total_steps:
-        epsilon = epsilon_at(env_steps, config)
-        for group in groups:
-            sessions = group.sessions
-            n_envs = len(sessions.states)
-            actions = np.argmax(sessions.q_values(online), axis=1)
-            for e in np.flatnonzero(rng.random(n_envs) < epsilon):
-                actions[e] = rng.choice(np.flatnonzero(~sessions.states[e].visited))
-            # Record the states before the step: the replay reads them from the live sessions.
-            rewards, dones = _step_and_record(sessions, group.replay, actions.copy())
-            group.running_reward += rewards
-            for e in np.flatnonzero(dones):
-                state, world = sessions.states[e], sessions.indexes[sessions.world_ids[e]].world
-                episode_rewards.append(group.running_reward[e])
-                episode_goods.append(int(world.true_good[state.exposures].sum()))
-                group.running_reward[e] = 0.0
-                sessions.start(e)
-        env_steps += config.num_envs
-        if env_steps >= config.learning_starts and all(group.replay.can_sample(config) for group in groups):
-            while (updates - pretrain_updates) * config.train_every < env_steps - config.learning_starts:
-                update(pretraining=False)
-        if bar is not None:
-            bar.update(config.num_envs)
-            bar.set_postfix(
-                reward=f"{np.mean(episode_rewards[-20:]):.1f}" if episode_rewards else "-",
-                loss=f"{np.mean(losses[-50:]):.4f}" if losses else "-",
-                eps=f"{epsilon:.3f}",
-                val=f"{best['validation_good']:.1f}",
-            )
-        if env_steps >= next_validation or env_steps >= config.total_steps:
-            next_validation += config.validate_every
-            validate()
-    if bar is not None:
-        bar.close()
-    log_file.close()
-    if writer is not None:
-        writer.close()
-    return {
-        "checkpoint": str(out),
-        "log": str(log_path),
-        "best": best,
-        "env_steps": env_steps,
-        "gradient_steps": updates,
-        "seconds": time.perf_counter() - wall_start,
-        "replay_bytes": sum(g.replay.nbytes + (g.demos.nbytes if g.demos is not None else 0) for g in groups),
-        "training_layouts": n_layouts,
-        "hyperparameters": dataclasses.asdict(config),
+
+def learn(run: TrainingRun) -> None:
+    """The gradient steps now due: one per ``train_every`` environment steps past ``learning_starts``."""
+    config = run.config
+    if run.env_steps < config.learning_starts or not all(group.replay.can_sample(config) for group in run.groups):
+        return
+    while (run.updates - run.pretrain_updates) * config.train_every < run.env_steps - config.learning_starts:
+        update(run)
+
+
+def update(run: TrainingRun, pretraining: bool = False) -> float:
+    """One gradient step over every layout (each weighted by its share of the batch), then the target sync.
+
+    Pre-training draws a whole batch of demonstrations; afterwards each batch holds own transitions
+    and ``demo_batch_size`` demonstrated ones. Returns the loss.
+    """
+    config = run.config
+    loss = torch.zeros(())
+    for group in run.groups:
+        if pretraining:
+            replay, own, demo = None, 0, group.batch_size
+        else:
+            replay, own, demo = group.replay, group.batch_size, group.demo_batch_size
+        part = batch_loss(run.online, run.target, replay, own, group.indexes, config, run.rng, group.demos, demo)
+        loss = loss + part * (group.batch_size / config.batch_size)
+    run.losses.append(optimise(run.online, run.optimizer, loss, config))
+    run.updates += 1
+    sync_target(run)
+    return run.losses[-1]
+
+
+def optimise(online: HoleQNetwork, optimizer: torch.optim.Optimizer, loss: torch.Tensor, config: DQNConfig) -> float:
+    optimizer.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(online.parameters(), config.grad_clip)
+    optimizer.step()
+    return float(loss.detach())
+
+
+def sync_target(run: TrainingRun) -> None:
+    """Soft updates after every gradient step (``target_tau`` > 0), else a copy every ``target_update`` steps."""
+    if run.config.target_tau > 0:
+        with torch.no_grad():
+            for t, o in zip(run.target.parameters(), run.online.parameters(), strict=True):
+                t.lerp_(o, run.config.target_tau)
+    elif run.updates % run.config.target_update == 0:
+        run.target.load_state_dict(run.online.state_dict())
+
+
+def validate(run: TrainingRun) -> float:
+    """Mean good exposures of greedy sessions on the validation worlds, from seeds never used in training."""
+    config = run.config
+    seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
+    run.online.eval()
+    scores = [
+        greedy_good_exposures(run.online, index, seeds, config.history).mean() for index in run.validation_indexes
+    ]
+    run.online.train()
+    run.validated = True
+    return float(np.mean(scores))
+
+
+def validation_figure(score: float) -> str:
+    """The validation score as the log, the progress bar and ``cryobench train`` all print it."""
+    return f"{score:.2f}"
+
+
+def checkpoint(run: TrainingRun, score: float, out: Path, meta: dict[str, Any] | None) -> bool:
+    """Save the online network at ``out`` if ``score`` beats every earlier validation; True if it did."""
+    if score <= run.best["validation_good"]:
+        return False
+    config = run.config
+    run.best = {"validation_good": score, "env_steps": run.env_steps}
+    validation = f"greedy, {config.validation_episodes} seeds from {config.validation_seed}, "
+    validation += "the training environment's own world"
+    if config.validation_twin:
+        validation += f" and {config.validation_twin} split={config.validation_twin_split}"
+        if config.validation_twin_noise:
+            validation += f" noise {config.validation_twin_noise}"
+    checkpoint_meta = {
+        **(meta or {}),
+        "seed": run.seed,
+        "env_steps": run.env_steps,
+        "gradient_steps": run.updates,
+        "validation_good": score,
+        "validation": validation,
+        "training_worlds": run.n_worlds,
+        "training_layouts": len(run.groups),
+        "demonstrator": config.demonstrator,
+        "seconds": round(run.seconds(), 1),
     }
+    save_checkpoint(out, run.online, config, checkpoint_meta)
+    return True
+
+
+def validate_and_checkpoint(run: TrainingRun, log: TrainingLog, out: Path, meta: dict[str, Any] | None) -> None:
+    score = validate(run)
+    log.write(run, score)
+    checkpoint(run, score, out, meta)
+
+
+class TrainingLog:
+    """One CSV row per validation (and TensorBoard scalars when it is installed and ``log_dir`` is given)."""
+
+    COLUMNS = (
+        "env_steps",
+        "episodes",
+        "episode_reward",
+        "episode_good",
+        "loss",
+        "epsilon",
+        "validation_good",
+        "seconds",
+    )
+
+    def __init__(self, path: Path, log_dir: str | Path | None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", newline="")
+        self.csv = csv.writer(self.file)
+        self.csv.writerow(self.COLUMNS)
+        self.tensorboard = _tensorboard(log_dir)
+
+    def write(self, run: TrainingRun, validation_good: float) -> None:
+        row = {
+            "env_steps": run.env_steps,
+            "episodes": len(run.episode_rewards),
+            "episode_reward": _mean(run.episode_rewards[-RECENT_EPISODES:]),
+            "episode_good": _mean(run.episode_goods[-RECENT_EPISODES:]),
+            "loss": _mean(run.losses[-RECENT_LOSSES:]),
+            "epsilon": round(epsilon_at(run.env_steps, run.config), 4),
+            "validation_good": validation_figure(validation_good),
+            "seconds": round(run.seconds(), 1),
+        }
+        self.csv.writerow(row[column] for column in self.COLUMNS)
+        self.file.flush()
+        if self.tensorboard is not None:
+            for name in ("episode_reward", "episode_good", "loss", "validation_good"):
+                self.tensorboard.add_scalar(name, float(row[name]), run.env_steps)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
 
 def _step_and_record(sessions: Sessions, replay: CompactReplay, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -751,6 +857,11 @@ def _step_and_record(sessions: Sessions, replay: CompactReplay, actions: np.ndar
 
 def _mean(values: list) -> float:
     return round(float(np.mean(values)), 4) if values else float("nan")
+
+
+def _recent(values: list, window: int, spec: str) -> str:
+    """Mean of the last ``window`` values for the progress bar ("-" before the first)."""
+    return format(float(np.mean(values[-window:])), spec) if values else "-"
 
 
 def _tensorboard(log_dir: str | Path | None):
