@@ -30,8 +30,9 @@ the sorted scores, and the Mann-Whitney U a bilinear form of the two agents' cou
 and U are small integers (halves for ties), exact in floating point, so P(improvement)
 matches rliable bit for bit.
 
-Normalised scores are fractions, D4RL/Minari style: 0 is the task's random reference, 1 its
-best upper bound (see ``normalise``); the optimality gap's threshold ``gamma`` is 1 on that scale.
+Normalised scores follow protocol-v2.yaml (D4RL style): 100 (x - random) / (upper_bound - random)
+per task, so 0 is the random policy and 100 the best upper bound (``normalise``); the optimality
+gap's threshold ``gamma`` is 100 on that scale (rliable's 1 on its fraction scale).
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ from cryobench.errors import InputError
 
 OVERALL = "overall"
 AGGREGATES = ("iqm", "mean", "optimality_gap")
-DEFAULT_TAUS = np.linspace(0.0, 1.2, 25)  # normalised scores: random (0) to past the upper bound (1)
+BOUND = 100.0  # the normalised score of the best upper bound (random scores 0)
+DEFAULT_TAUS = np.linspace(0.0, 120.0, 25)  # normalised scores: random to past the upper bound
 _IQM_CUT = 0.25  # cut from each end: the interquartile mean
 
 
@@ -126,11 +128,11 @@ class ReferencePoints:
     upper_bound: float
 
 
-def reference_points(section: Mapping, source: str = "reference_points") -> dict[str, ReferencePoints]:
-    """Per-task reference points from a protocol's ``reference_points`` mapping::
+def reference_points(section: Mapping, source: str = "references") -> dict[str, ReferencePoints]:
+    """Per-task reference points from a protocol's ``references`` mapping::
 
-        reference_points:
-          aldolase-noise-0.5: {random: 22.0, upper_bound: 422.0}
+        references:
+          aldolase-noise-2: {random: 22.0, upper_bound: 422.0}
 
     ``source`` names where the mapping came from in error messages (a file and its key).
     """
@@ -138,8 +140,8 @@ def reference_points(section: Mapping, source: str = "reference_points") -> dict
         raise InputError(f"{source}: expected a mapping of task -> {{random: R, upper_bound: U}}")
     points = {}
     for task, entry in section.items():
-        if not isinstance(entry, Mapping) or set(entry) != {"random", "upper_bound"}:
-            raise InputError(f"{source}: task {task!r} needs exactly the keys random and upper_bound")
+        if not isinstance(entry, Mapping) or not {"random", "upper_bound"} <= set(entry):
+            raise InputError(f"{source}: task {task!r} needs the keys random and upper_bound")
         try:
             random, upper = float(entry["random"]), float(entry["upper_bound"])
         except (TypeError, ValueError):
@@ -152,7 +154,7 @@ def reference_points(section: Mapping, source: str = "reference_points") -> dict
     return points
 
 
-def load_reference_points(path: str | Path, key: str = "reference_points") -> dict[str, ReferencePoints]:
+def load_reference_points(path: str | Path, key: str = "references") -> dict[str, ReferencePoints]:
     """The reference points stated in a protocol file (YAML) under ``key``."""
     import yaml
 
@@ -167,7 +169,7 @@ def load_reference_points(path: str | Path, key: str = "reference_points") -> di
 
 
 def normalise(raw: np.ndarray, tasks: Sequence[str], references: Mapping[str, ReferencePoints]) -> np.ndarray:
-    """(raw - random) / (upper_bound - random) per task (the last axis of ``raw``): 0 is random, 1 the bound."""
+    """100 (raw - random) / (upper_bound - random) per task (the last axis of ``raw``): 0 is random, 100 the bound."""
     missing = [t for t in tasks if t not in references]
     if missing:
         raise InputError(f"reference points: none for task(s) {', '.join(missing)}")
@@ -176,7 +178,7 @@ def normalise(raw: np.ndarray, tasks: Sequence[str], references: Mapping[str, Re
         raise InputError(f"normalise: the last axis of the scores ({raw.shape}) must be the {len(tasks)} tasks")
     random = np.array([references[t].random for t in tasks])
     upper = np.array([references[t].upper_bound for t in tasks])
-    return (raw - random) / (upper - random)
+    return BOUND * (raw - random) / (upper - random)
 
 
 # ---- point estimates (rliable's definitions, on a (worlds, tasks) matrix) --------------------
@@ -187,7 +189,7 @@ def iqm(scores: np.ndarray) -> float:
     return float(values[cut : values.size - cut].mean())
 
 
-def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> float:
+def optimality_gap(scores: np.ndarray, gamma: float = BOUND) -> float:
     """How far the scores fall short of ``gamma``; scores above it count as ``gamma``."""
     return float(gamma - np.mean(np.minimum(scores, gamma)))
 
@@ -269,7 +271,7 @@ def _check_bootstrap(reps: int, confidence: float) -> None:
 
 
 def aggregates(
-    scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0, gamma: float = 1.0
+    scores: np.ndarray, *, reps: int = 2000, confidence: float = 0.95, seed: int = 0, gamma: float = BOUND
 ) -> dict[str, Interval]:
     """IQM, mean and optimality gap of each agent, with stratified bootstrap CIs.
 
@@ -496,7 +498,7 @@ def summarise(
     reps: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
-    gamma: float = 1.0,
+    gamma: float = BOUND,
 ) -> dict[str, ScopeSummary]:
     """Statistics per task family (in order of first appearance) and ``"overall"`` (all tasks).
 

@@ -42,6 +42,7 @@ def rliable_case():
         reps=case["reps"],
         confidence=case["confidence"],
         seed=case["seed"],
+        gamma=1.0,  # rliable's default: the fixture's scores are on rliable's fraction scale
     )
     return case, summary
 
@@ -103,7 +104,7 @@ def rliable_loop(scores: np.ndarray, reps: int, seed: int, confidence: float = 0
 def test_the_bootstrap_equals_rliables_loop_on_other_shapes():
     # 7 worlds x 3 tasks = 21 scores: the IQM cuts int(21 / 4) = 5 from each end; many ties.
     scores = np.round(np.random.default_rng(5).normal(0.6, 0.3, (4, 7, 3)), 1)
-    got = aggregate.aggregates(scores, reps=300, seed=11)
+    got = aggregate.aggregates(scores, reps=300, seed=11, gamma=1.0)
     expected = rliable_loop(scores, reps=300, seed=11)
     for k in range(4):
         for i, name in enumerate(aggregate.AGGREGATES):
@@ -120,7 +121,7 @@ def test_iqm_of_known_arrays():
 
 def test_mean_and_optimality_gap_of_known_arrays():
     scores = np.array([[[0.5, 1.5], [0.5, 0.5]]])  # one agent, 2 worlds, 2 tasks
-    result = aggregate.aggregates(scores, reps=50)
+    result = aggregate.aggregates(scores, reps=50, gamma=1.0)
     assert result["mean"].point[0] == pytest.approx(0.75)
     assert result["optimality_gap"].point[0] == pytest.approx(1 - (0.5 + 1.0 + 0.5 + 0.5) / 4)
 
@@ -236,25 +237,30 @@ def test_an_agents_results_do_not_depend_on_the_other_agents_or_families():
 def test_normalise_with_reference_points_from_a_protocol_file(tmp_path):
     protocol = tmp_path / "protocol-v2.yaml"
     protocol.write_text(
-        "reference_points:\n  t1: {random: 20, upper_bound: 420}\n  t2: {random: 0.0, upper_bound: 2}\n"
+        "references:\n  t1: {random: 20, upper_bound: 420}\n  t2: {random: 0.0, upper_bound: 2, by: oracle}\n"
     )
     references = aggregate.load_reference_points(protocol)
     raw = np.array([[20.0, 0.0], [420.0, 2.0], [220.0, 3.0]])
-    np.testing.assert_allclose(aggregate.normalise(raw, ["t1", "t2"], references), [[0, 0], [1, 1], [0.5, 1.5]])
+    np.testing.assert_allclose(aggregate.normalise(raw, ["t1", "t2"], references), [[0, 0], [100, 100], [50, 150]])
+
+
+def test_the_committed_protocol_states_references_in_the_format_read_here():
+    text = (Path(__file__).resolve().parents[1] / "leaderboards" / "protocol-v2.yaml").read_text()
+    assert "\nreferences:" in text and "100 (x - random) / (upper_bound - random)" in text
 
 
 def test_bad_reference_points_are_one_line_errors(tmp_path):
     one_line_error(
         aggregate.reference_points, {"t1": {"random": 5, "upper_bound": 5}}, match="must be finite and above"
     )
-    one_line_error(aggregate.reference_points, {"t1": {"random": 5}}, match="t1.*exactly the keys")
+    one_line_error(aggregate.reference_points, {"t1": {"random": 5}}, match="t1.*needs the keys random and upper_bound")
     one_line_error(aggregate.reference_points, {"t1": {"random": "x", "upper_bound": 2}}, match="must be numbers")
     one_line_error(aggregate.normalise, [[1.0]], ["t9"], {}, match="none for task.*t9")
     refs = aggregate.reference_points({"t1": {"random": 0, "upper_bound": 1}})
     one_line_error(aggregate.normalise, [[1.0, 2.0]], ["t1"], refs, match="last axis")
     empty = tmp_path / "protocol.yaml"
     empty.write_text("entries: []\n")
-    one_line_error(aggregate.load_reference_points, empty, match="protocol.yaml: no 'reference_points' section")
+    one_line_error(aggregate.load_reference_points, empty, match="protocol.yaml: no 'references' section")
     one_line_error(aggregate.load_reference_points, tmp_path / "missing.yaml", match="missing.yaml: cannot read")
 
 

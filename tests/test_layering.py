@@ -58,6 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.evaluate",
             "cryobench.sealed",
             "cryobench.metrics",
+            "cryobench.aggregate",
             "cryobench.compare",
             "cryobench.plots",
             "cryobench.result_sets",
