@@ -128,7 +128,7 @@ class ReferencePoints:
     upper_bound: float
 
 
-def reference_points(section: Mapping, source: str = "references") -> dict[str, ReferencePoints]:
+def parse_references(section: Mapping, source: str = "references") -> dict[str, ReferencePoints]:
     """Per-task reference points from a protocol's ``references`` mapping::
 
         references:
@@ -154,7 +154,7 @@ def reference_points(section: Mapping, source: str = "references") -> dict[str, 
     return points
 
 
-def load_reference_points(path: str | Path, key: str = "references") -> dict[str, ReferencePoints]:
+def load_references(path: str | Path, key: str = "references") -> dict[str, ReferencePoints]:
     """The reference points stated in a protocol file (YAML) under ``key``."""
     import yaml
 
@@ -165,7 +165,7 @@ def load_reference_points(path: str | Path, key: str = "references") -> dict[str
         raise InputError(f"{path}: cannot read the protocol ({str(error).splitlines()[0]})") from None
     if not isinstance(document, Mapping) or key not in document:
         raise InputError(f"{path}: no {key!r} section (per-task random and upper_bound scores)")
-    return reference_points(document[key], source=f"{path}: {key}")
+    return parse_references(document[key], source=f"{path}: {key}")
 
 
 def normalise(raw: np.ndarray, tasks: Sequence[str], references: Mapping[str, ReferencePoints]) -> np.ndarray:

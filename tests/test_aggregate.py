@@ -239,7 +239,7 @@ def test_normalise_with_reference_points_from_a_protocol_file(tmp_path):
     protocol.write_text(
         "references:\n  t1: {random: 20, upper_bound: 420}\n  t2: {random: 0.0, upper_bound: 2, by: oracle}\n"
     )
-    references = aggregate.load_reference_points(protocol)
+    references = aggregate.load_references(protocol)
     raw = np.array([[20.0, 0.0], [420.0, 2.0], [220.0, 3.0]])
     np.testing.assert_allclose(aggregate.normalise(raw, ["t1", "t2"], references), [[0, 0], [100, 100], [50, 150]])
 
@@ -251,17 +251,17 @@ def test_the_committed_protocol_states_references_in_the_format_read_here():
 
 def test_bad_reference_points_are_one_line_errors(tmp_path):
     one_line_error(
-        aggregate.reference_points, {"t1": {"random": 5, "upper_bound": 5}}, match="must be finite and above"
+        aggregate.parse_references, {"t1": {"random": 5, "upper_bound": 5}}, match="must be finite and above"
     )
-    one_line_error(aggregate.reference_points, {"t1": {"random": 5}}, match="t1.*needs the keys random and upper_bound")
-    one_line_error(aggregate.reference_points, {"t1": {"random": "x", "upper_bound": 2}}, match="must be numbers")
+    one_line_error(aggregate.parse_references, {"t1": {"random": 5}}, match="t1.*needs the keys random and upper_bound")
+    one_line_error(aggregate.parse_references, {"t1": {"random": "x", "upper_bound": 2}}, match="must be numbers")
     one_line_error(aggregate.normalise, [[1.0]], ["t9"], {}, match="none for task.*t9")
-    refs = aggregate.reference_points({"t1": {"random": 0, "upper_bound": 1}})
+    refs = aggregate.parse_references({"t1": {"random": 0, "upper_bound": 1}})
     one_line_error(aggregate.normalise, [[1.0, 2.0]], ["t1"], refs, match="last axis")
     empty = tmp_path / "protocol.yaml"
     empty.write_text("entries: []\n")
-    one_line_error(aggregate.load_reference_points, empty, match="protocol.yaml: no 'references' section")
-    one_line_error(aggregate.load_reference_points, tmp_path / "missing.yaml", match="missing.yaml: cannot read")
+    one_line_error(aggregate.load_references, empty, match="protocol.yaml: no 'references' section")
+    one_line_error(aggregate.load_references, tmp_path / "missing.yaml", match="missing.yaml: cannot read")
 
 
 # ---- bad input ----------------------------------------------------------------------------------
