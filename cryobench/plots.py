@@ -27,12 +27,13 @@ from cryobench.grid import CTF_CAP
 
 # Light to import (the command line reads PLOT_DESCRIPTIONS): matplotlib, pandas and the
 # metrics are imported by the functions that draw.
-PLOT_KINDS = ("curve", "bins", "squares", "jaccard", "path", "ctf", "regressor", "confusion")
+PLOT_KINDS = ("curve", "bins", "squares", "metrics", "jaccard", "path", "ctf", "regressor", "confusion")
 #: What each kind shows, and the figure of the cryoRL paper it follows.
 PLOT_DESCRIPTIONS = {
     "curve": "good exposures against minutes (paper Fig. 4B)",
     "bins": "exposures per CTF bin (Figs. 2C, 4C)",
     "squares": "squares visited and exposures per square (Fig. 4D)",
+    "metrics": "every registered metric, one panel each (cryobench.metrics.METRICS)",
     "jaccard": "overlap of exposure sets (Fig. 4E)",
     "path": "one episode's path on the grid map (Fig. 2D-G)",
     "ctf": "CTF histogram of the collected holes against all holes (Figs. 2B, 3B)",
@@ -244,6 +245,44 @@ def plot_bins(results: list[dict]):
     ax.set_xlabel("CTFMaxRes of the exposure")
     ax.set_ylabel("exposures per episode")
     ax.set_title(env_title(results), fontsize=9)
+    _legend_below(fig, handles, labels, title=ERROR_BAR_NOTE)
+    return fig
+
+
+def plot_metrics(results: list[dict]):
+    """Every registered metric (:data:`cryobench.metrics.METRICS`), one panel each, one bar per results
+    file, ±1 sd: a newly registered metric gets its panel here without a change to this module."""
+    from cryobench import metrics
+
+    shown = list(metrics.METRICS.values())
+    columns = min(3, len(shown))
+    rows = -(-len(shown) // columns)
+    fig = _figure(3.0 * columns, 2.4 * rows + 1.0)
+    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+    labels = series_labels(results)
+    colours = _colours(len(results))
+    handles = []
+    for ax, metric in zip(axes, shown, strict=False):
+        for i, (result, colour) in enumerate(zip(results, colours, strict=True)):
+            values = metric.values(result["episodes"])
+            bars = ax.bar(
+                i,
+                values.mean(),
+                0.8,
+                yerr=_sd(values),
+                capsize=3,
+                color=colour,
+                edgecolor="black",
+                linewidth=0.5,
+                hatch="//" if result["agent"].get("upper_bound") else None,
+            )
+            if metric is shown[0]:
+                handles.append(bars)
+        ax.set_xticks([])
+        ax.set_title(metric.axis_label + ("" if metric.higher_is_better else " (lower is better)"), fontsize=9)
+    for ax in axes[len(shown) :]:
+        fig.delaxes(ax)
+    fig.suptitle(env_title(results), fontsize=9)
     _legend_below(fig, handles, labels, title=ERROR_BAR_NOTE)
     return fig
 
@@ -517,6 +556,7 @@ PLOTTERS: dict[str, Callable[[list[dict]], Any]] = {
     "curve": plot_curve,
     "bins": plot_bins,
     "squares": plot_squares,
+    "metrics": plot_metrics,
     "jaccard": plot_jaccard,
     "path": plot_path,
     "ctf": plot_ctf,

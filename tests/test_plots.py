@@ -226,3 +226,17 @@ def test_render_frame_fills_the_image_and_names_the_good_exposures():
     ]
     env.reset(seed=1)
     assert env.render().shape == frame.shape  # every frame of one world has one size (video)
+
+
+def test_metrics_one_panel_per_registered_metric_one_bar_per_file(runs):
+    from cryobench import metrics
+
+    results = [runs["random"], runs["rank"], runs["rank_noisy"]]
+    fig = plots.plot_metrics(results)
+    assert [ax.get_title() for ax in fig.axes] == [m.axis_label for m in metrics.METRICS.values()]
+    assert _legend_texts(fig) == plots.series_labels(results) and _legend_title(fig) == plots.ERROR_BAR_NOTE
+    assert fig.get_suptitle() == plots.env_title(results)
+    for ax, metric in zip(fig.axes, metrics.METRICS.values(), strict=True):
+        heights = [bar.get_height() for container in ax.containers if isinstance(container, BarContainer)
+                   for bar in container]  # fmt: skip
+        assert heights == pytest.approx([metric.values(r["episodes"]).mean() for r in results])

@@ -5,8 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from matplotlib.container import BarContainer
 
-from cryobench import metrics
+from cryobench import metrics, plots
 from cryobench.compare import comparison_table
 from cryobench.evaluate import evaluate
 from cryobench.leaderboard import tables
@@ -60,7 +61,7 @@ def good_per_hour(monkeypatch):
     )
 
 
-def test_one_registration_adds_a_metric_to_results_compare_and_the_human_table(good_per_hour):
+def test_one_registration_adds_a_metric_to_results_compare_the_human_table_and_plots(good_per_hour):
     run = evaluate("random", "aldolase", KWARGS, episodes=2, seed=0, progress=False)
     expected = np.mean([60.0 * r["good_exposures"] / r["minutes"] for r in run["episodes"]])
     assert run["summary"]["good_per_hour"]["mean"] == pytest.approx(expected)
@@ -72,3 +73,7 @@ def test_one_registration_adds_a_metric_to_results_compare_and_the_human_table(g
     header, session = [line.split(" | ") for line in human.splitlines() if line.startswith("| ")]
     column = header.index("good exposures / hour")
     assert session[column] == f"{60.0 * row['good_exposures'] / row['minutes']:.1f}"
+    figure = plots.plot_metrics([run])
+    assert figure.axes[-1].get_title() == "good exposures / hour"
+    (bars,) = [c for c in figure.axes[-1].containers if isinstance(c, BarContainer)]
+    assert bars[0].get_height() == pytest.approx(expected)
