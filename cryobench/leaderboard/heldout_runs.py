@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 
 from cryobench.errors import InputError
-from cryobench.evaluate import load_results, provenance
 from cryobench.files import write_atomic
 from cryobench.heldout import HeldOutProtocol, ProtocolTask, load_heldout_protocol
 from cryobench.leaderboard.submission import compact_episode
 from cryobench.protocol import folder_checksum, measured_data_folder
 from cryobench.resources import card_dir
+from cryobench.results import load_results, provenance
 from cryobench.sweep import Task, run_sweep
 
 SUBMISSION_FORMAT = "cryobench-submission/2"
