@@ -384,17 +384,40 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
     help="local: worker processes here; ray: a Ray cluster.",
 )
 @click.option("--address", default=None, help="Ray cluster address (backend ray).")
+@click.option(
+    "--protocol",
+    "version",
+    type=click.IntRange(1, 2),
+    default=2,
+    show_default=True,
+    help="Protocol version: 2 (held-out test worlds, sealed runs) or 1 (fixed worlds, frozen).",
+)
+@click.option(
+    "--tier",
+    type=click.Choice(["full", "quick"]),
+    default="full",
+    show_default=True,
+    help="Protocol 2: full (the leaderboard) or quick (a documented subset for CI; not a leaderboard entry).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, address, quiet) -> None:
+def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, address, version, tier, quiet) -> None:
     """Run an agent under the leaderboard protocol and write a submission file with provenance.
 
-    Resumable: run the same command again after an interruption and only missing tasks run.
+    Protocol 2 (the default) plays held-out test worlds under families of conditions, the agent
+    sealed in a worker process that never receives the ground truth. Resumable: run the same
+    command again after an interruption and only missing tasks run.
     """
+    if version == 2:
+        if seeds is not None or entries is not None:
+            raise InputError("options --seeds and --entries belong to protocol 1; protocol 2 has --tier quick")
+        _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet)
+        return
+    if tier != "full":
+        raise InputError("option --tier belongs to protocol 2; protocol 1 has --seeds and --entries")
     from cryobench.leaderboard.submission import save_submission, submit
-    from cryobench.protocol import CURRENT_VERSION
 
-    work = work or f"cryobench-sweeps/{agent_name}-v{CURRENT_VERSION}"
+    work = work or f"cryobench-sweeps/{agent_name}-v1"
     doc = submit(
         agent_name,
         work,
@@ -406,9 +429,31 @@ def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, ad
         backend=backend,
         address=address,
     )
-    path = save_submission(doc, out or f"{agent_name}-v{CURRENT_VERSION}.json")
+    path = save_submission(doc, out or f"{agent_name}-v1.json")
     kind = "complete" if doc["protocol"]["complete"] else "reduced (not a leaderboard entry)"
     click.echo(f"submission: {path} ({len(doc['entries'])} entries, {kind})")
+    for name, reason in {**doc["not_applicable"], **doc["skipped"]}.items():
+        click.echo(f"  {name}: not run: {reason}")
+
+
+def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet) -> None:
+    from cryobench.leaderboard.heldout_runs import save_submission, submit_heldout
+
+    suffix = "v2" if tier == "full" else "v2-quick"
+    doc = submit_heldout(
+        agent_name,
+        work or f"cryobench-sweeps/{agent_name}-{suffix}",
+        data=data,
+        workers=workers,
+        tier=tier,
+        progress=not quiet,
+        backend=backend,
+        address=address,
+    )
+    path = save_submission(doc, out or f"{agent_name}-{suffix}.json")
+    kind = "complete" if doc["protocol"]["complete"] else f"{tier} tier (not a leaderboard entry)"
+    runs = sum(len(block["runs"]) for block in doc["tasks"].values())
+    click.echo(f"submission: {path} ({len(doc['tasks'])} tasks, {runs} runs, sealed, {kind})")
     for name, reason in {**doc["not_applicable"], **doc["skipped"]}.items():
         click.echo(f"  {name}: not run: {reason}")
 
@@ -433,13 +478,34 @@ def leaderboard_group() -> None:
 @click.option("--check", is_flag=True, help="Only check that the committed tables are up to date.")
 @_friendly_errors
 def leaderboard_build(check) -> None:
-    """Regenerate every table in leaderboards/ from leaderboards/results/."""
+    """Regenerate every table in leaderboards/ from leaderboards/results/ (v2: also figures and site/index.html)."""
+    from cryobench.leaderboard import heldout_site
     from cryobench.leaderboard.tables import build_tables
 
     changed = build_tables(check=check)
+    changed += heldout_site.build(check=check)
     if check and changed:
         raise click.ClickException("tables out of date: " + ", ".join(changed) + " (run cryobench leaderboard build)")
     click.echo("\n".join(f"wrote {rel}" for rel in changed) if changed else "tables up to date")
+
+
+def _submission_format(path: str) -> str | None:
+    """The ``format`` field of a submission file, read leniently (verify reports the real errors)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+@leaderboard_group.command("references")
+@click.option("--version", type=click.IntRange(2, 2), default=2, show_default=True, help="Protocol version.")
+@_friendly_errors
+def leaderboard_references(version) -> None:
+    """Write protocol v2's reference points (random and the best upper bound per task) from the results."""
+    from cryobench.leaderboard.heldout_tables import write_references
+
+    references = write_references()
+    click.echo(f"wrote reference points of {len(references)} tasks into leaderboards/protocol-v{version}.yaml")
 
 
 @leaderboard_group.command("verify")
@@ -449,18 +515,26 @@ def leaderboard_build(check) -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @_friendly_errors
 def leaderboard_verify(files, data, workers, quiet) -> None:
-    """Re-run submission FILES; accept each only if it reproduces exactly under the current protocol."""
+    """Re-run submission FILES; accept each only if it reproduces exactly under its protocol version.
+
+    Protocol 2 submissions are re-run sealed; fields that cannot be re-derived (wall-clock
+    times, provenance, the declared training budget) are listed as unverifiable.
+    """
+    from cryobench.leaderboard.heldout_runs import verify_heldout
     from cryobench.leaderboard.verify import verify
 
     rejected = 0
     for number, file in enumerate(files, start=1):
         if not quiet:
             click.echo(f"verifying {number} of {len(files)}: {file} (re-running every task)", err=True)
-        report = verify(file, data=data, workers=workers, progress=not quiet)
+        check = verify_heldout if _submission_format(file) == "cryobench-submission/2" else verify
+        report = check(file, data=data, workers=workers, progress=not quiet)
         if report["accepted"]:
             reduced = " (reduced protocol: a subset of seeds or entries, not a leaderboard entry)"
             note = reduced if report["reduced"] else ""
             click.echo(f"accepted: {file}{note}")
+            if report.get("unverifiable"):
+                click.echo(f"  not verifiable by re-running: {', '.join(report['unverifiable'])}")
         else:
             rejected += 1
             click.echo(f"rejected: {file}", err=True)

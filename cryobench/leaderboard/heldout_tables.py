@@ -1,0 +1,268 @@
+"""Protocol v2's generated outputs: tables, figures and one static page, from ``results/v2/``.
+
+Nothing is typed by hand: ``cryobench leaderboard build`` reads every submission in
+``leaderboards/results/v2/`` (``cryobench-submission/2``), normalises each run by the task's
+reference points in ``protocol-v2.yaml`` and computes, per task family and overall, the
+statistics of :mod:`cryobench.aggregate` (IQM, mean, optimality gap with stratified bootstrap CIs
+over test worlds, the probability of improvement of every pair, performance profiles) and the
+ranking rule. It writes ``tables/v2/*.md``, ``figures/v2/*.png|svg`` and ``site/index.html``.
+
+Upper bounds (agents that see the ground truth) are shown apart and never ranked. Agents listed
+in ``pending-v2.yaml`` appear as pending with their reason, never silently missing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from cryobench import aggregate
+from cryobench.errors import InputError
+from cryobench.heldout import HeldOutProtocol, load_heldout_protocol
+from cryobench.leaderboard.heldout_runs import load_submission
+from cryobench.resources import card_dir
+
+VERSION = 2
+#: Bootstrap settings of every published figure (fixed, so a build reproduces them exactly).
+REPS, SEED, CONFIDENCE = 2000, 0, 0.95
+
+
+def results_dir() -> Path:
+    return card_dir("leaderboards") / "results" / f"v{VERSION}"
+
+
+def load_results() -> list[dict]:
+    """Every committed v2 submission (full tier), sorted by agent name."""
+    docs = []
+    for path in sorted(results_dir().glob("*.json")):
+        doc = load_submission(path)
+        if doc["protocol"]["tier"] != "full":
+            raise InputError(f"{path}: a leaderboard result must be a full-tier run, not {doc['protocol']['tier']!r}")
+        docs.append(doc)
+    names = [d["agent"]["name"] for d in docs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise InputError(f"{results_dir()}: more than one result for {repeated}")
+    return sorted(docs, key=lambda d: d["agent"]["name"])
+
+
+def load_pending() -> dict[str, str]:
+    """Agents whose v2 runs are still to come, with the reason (``leaderboards/pending-v2.yaml``)."""
+    path = card_dir("leaderboards") / f"pending-v{VERSION}.yaml"
+    if not path.is_file():
+        return {}
+    pending = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(pending, dict) or not all(isinstance(v, str) for v in pending.values()):
+        raise InputError(f"{path}: expected a mapping of agent name to the reason its runs are pending")
+    return pending
+
+
+# ---- reference points -------------------------------------------------------------------------
+def task_means(doc: dict) -> dict[str, float]:
+    """An agent's mean good exposures per task, over its test worlds."""
+    return {name: float(np.mean([run["score"] for run in block["runs"]])) for name, block in doc["tasks"].items()}
+
+
+def reference_points(docs: list[dict], protocol: HeldOutProtocol) -> dict[str, dict[str, Any]]:
+    """Per task: the random agent's mean and the best upper bound's mean over the test worlds."""
+    by_name = {d["agent"]["name"]: d for d in docs}
+    if "random" not in by_name:
+        raise InputError("reference points need the committed results of the 'random' agent (results/v2/random.json)")
+    bounds = [d for d in docs if d["agent"]["upper_bound"]]
+    if not bounds:
+        raise InputError("reference points need the committed results of at least one upper bound (oracle-*)")
+    random_means = task_means(by_name["random"])
+    out = {}
+    for task in (*protocol.tasks, *protocol.measured):
+        if task.name not in random_means:
+            continue
+        candidates = [(task_means(d)[task.name], d["agent"]["name"]) for d in bounds if task.name in d["tasks"]]
+        best, name = max(candidates)
+        out[task.name] = {"random": round(random_means[task.name], 3), "upper_bound": round(best, 3), "by": name}
+    return out
+
+
+def write_references(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Compute the reference points from the committed results and write them into protocol-v2.yaml."""
+    from cryobench.protocol import protocol_path
+
+    path = path or protocol_path(VERSION)
+    references = reference_points(load_results(), load_heldout_protocol())
+    text = path.read_text(encoding="utf-8")
+    marker = "\nreferences:"
+    if marker not in text:
+        raise InputError(f"{path}: no 'references:' section to write")
+    head = text[: text.index(marker)]
+    lines = ["", "references:"]
+    for name, points in references.items():
+        lines.append(f"  {name}: {json.dumps(points, sort_keys=True)}")
+    path.write_text(head + "\n".join(lines) + "\n", encoding="utf-8")
+    return references
+
+
+# ---- statistics ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Board:
+    """Everything the outputs show, computed once."""
+
+    protocol: HeldOutProtocol
+    agents: tuple[str, ...]  # real agents with results
+    bounds: tuple[str, ...]  # upper bounds with results
+    docs: dict[str, dict]
+    scopes: dict[str, dict[str, Any]]  # scope -> {"tasks", "agents", "summary", "excluded"}
+    pending: dict[str, str]
+
+
+def _normalised(doc: dict, tasks: list[str], protocol: HeldOutProtocol) -> np.ndarray:
+    """(worlds, tasks) normalised scores of one agent."""
+    columns = []
+    for name in tasks:
+        points = protocol.references.get(name)
+        if points is None:
+            raise InputError(
+                f"protocol-v2.yaml has no reference points for task {name!r}: "
+                "run `cryobench leaderboard references --version 2`"
+            )
+        raw = np.array([run["score"] for run in doc["tasks"][name]["runs"]])
+        columns.append(100.0 * (raw - points["random"]) / (points["upper_bound"] - points["random"]))
+    return np.column_stack(columns)
+
+
+def scope_tasks(protocol: HeldOutProtocol) -> dict[str, list[str]]:
+    """The tasks of every family, and "overall": every task that reveals CTFs (all agents run them)."""
+    scopes = {family.name: [t.name for t in family.tasks] for family in protocol.families}
+    scopes[aggregate.OVERALL] = [t.name for t in protocol.tasks if not t.blind]
+    return scopes
+
+
+def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | None = None) -> Board:
+    protocol = protocol or load_heldout_protocol()
+    docs = load_results() if docs is None else docs
+    by_name = {d["agent"]["name"]: d for d in docs}
+    agents = tuple(n for n, d in by_name.items() if not d["agent"]["upper_bound"])
+    bounds = tuple(n for n, d in by_name.items() if d["agent"]["upper_bound"])
+    scopes = {}
+    for scope, tasks in scope_tasks(protocol).items():
+        members = [a for a in agents if all(t in by_name[a]["tasks"] for t in tasks)]
+        excluded = {a: "not applicable to a task of this family" for a in agents if a not in members}
+        if len(members) < 2:
+            continue
+        scores = np.stack([_normalised(by_name[a], tasks, protocol) for a in members])
+        summary = aggregate.summarise(
+            scores, members, tasks, [scope] * len(tasks), reps=REPS, confidence=CONFIDENCE, seed=SEED
+        )[aggregate.OVERALL]
+        scopes[scope] = {"tasks": tasks, "agents": members, "summary": summary, "excluded": excluded}
+    return Board(protocol, agents, bounds, by_name, scopes, load_pending())
+
+
+# ---- Markdown ------------------------------------------------------------------------------------
+def md_text(text: str) -> str:
+    """Free text made safe for a Markdown table cell: HTML escaped, pipes and newlines neutralised."""
+    return html.escape(" ".join(str(text).split()), quote=True).replace("|", "&#124;").replace("`", "&#96;")
+
+
+def _interval(interval: aggregate.Interval, k: int) -> str:
+    return f"{interval.point[k]:.1f} [{interval.low[k]:.1f}, {interval.high[k]:.1f}]"
+
+
+def scope_table(board: Board, scope: str) -> list[str]:
+    entry = board.scopes[scope]
+    summary, members = entry["summary"], entry["agents"]
+    index = {a: k for k, a in enumerate(members)}
+    stats = summary.aggregates
+    lines = [
+        "| rank | agent | IQM [95% CI] | mean [95% CI] | optimality gap [95% CI] | P(above > this) [95% CI] |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    ranking = summary.ranking
+    for position, (agent, label) in enumerate(zip(ranking.agents, ranking.labels, strict=True)):
+        k = index[agent]
+        if position == 0:
+            evidence = "—"
+        else:
+            e = ranking.evidence[position - 1]
+            evidence = f"{e['p_improvement']:.2f} [{e['low']:.2f}, {e['high']:.2f}]"
+        lines.append(
+            f"| {label} | {md_text(agent)} | {_interval(stats['iqm'], k)} | {_interval(stats['mean'], k)} "
+            f"| {_interval(stats['optimality_gap'], k)} | {evidence} |"
+        )
+    for agent, reason in entry["excluded"].items():
+        lines.append(f"| – | {md_text(agent)} | not applicable | | | {md_text(reason)} |")
+    return lines
+
+
+def task_table(board: Board) -> list[str]:
+    """Raw mean good exposures per task over the test worlds (upper bounds last, marked)."""
+    tasks = [t.name for t in board.protocol.tasks]
+    names = [*board.agents, *board.bounds]
+    lines = [
+        "| task | " + " | ".join(md_text(n) + (" (upper bound)" if n in board.bounds else "") for n in names) + " |"
+    ]
+    lines.append("|---|" + "---:|" * len(names))
+    for task in tasks:
+        cells = []
+        for name in names:
+            block = board.docs[name]["tasks"].get(task)
+            cells.append(f"{np.mean([r['score'] for r in block['runs']]):.1f}" if block else "n/a")
+        lines.append(f"| {task} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def real_data_table(board: Board) -> list[str]:
+    lines = ["| agent | task | good exposures (mean over starts) | starts |", "|---|---|---:|---:|"]
+    for task in board.protocol.measured:
+        for name in (*board.agents, *board.bounds):
+            block = board.docs[name]["tasks"].get(task.name)
+            if block:
+                run = block["runs"][0]
+                label = md_text(name) + (" (upper bound)" if name in board.bounds else "")
+                lines.append(f"| {label} | {task.name} | {run['score']:.1f} | {len(run['episodes'])} |")
+    return lines
+
+
+def render_markdown(board: Board) -> dict[str, str]:
+    """The v2 tables: one file per scope plus the raw per-task means and the real-data track."""
+    note = (
+        "<!-- generated by `cryobench leaderboard build` from leaderboards/results/v2; do not edit -->\n\n"
+        "Normalised score per test world: 100 (x - random) / (best upper bound - random), reference points "
+        "per task in protocol-v2.yaml. CIs: stratified bootstrap over test worlds "
+        f"({REPS} replicates, seed {SEED}). Ranks: ordered by IQM; an agent shares the rank above it unless "
+        "the CI of P(above > it) lies wholly above 0.5 (`=` marks a shared rank). Not verifiable by "
+        "re-running, so not shown: wall-clock times and the declared training budget.\n"
+    )
+    out = {}
+    overall = ["# Protocol v2: overall", "", note]
+    for scope in board.scopes:
+        title = "All tasks that reveal CTFs" if scope == aggregate.OVERALL else board.protocol.family(scope).title
+        section = [f"## {scope}: {title}", "", "Tasks: " + ", ".join(board.scopes[scope]["tasks"]), ""]
+        section += scope_table(board, scope)
+        out[f"{scope}.md"] = "\n".join([f"# Protocol v2: {scope}", "", note, *section]) + "\n"
+        overall += ["", *section]
+    if board.bounds:
+        overall += ["", "## Upper bounds (see the ground truth; not ranked)", ""]
+        overall += [f"- {md_text(name)}" for name in board.bounds]
+    if board.pending:
+        overall += ["", "## Pending (runs still to come)", ""]
+        overall += [f"- {md_text(name)}: {md_text(reason)}" for name, reason in sorted(board.pending.items())]
+    out["overall.md"] = "\n".join(overall) + "\n"
+    out["tasks.md"] = "\n".join(["# Protocol v2: mean good exposures per task", "", note, *task_table(board)]) + "\n"
+    out["real-data.md"] = (
+        "\n".join(
+            [
+                "# Protocol v2: the real-data track",
+                "",
+                "The measured Aldolase test split is ONE world (the paper's session): its figure is a mean "
+                "over start holes, with no interval over worlds. It is reported apart from the statistics.",
+                "",
+                *real_data_table(board),
+            ]
+        )
+        + "\n"
+    )
+    return out
