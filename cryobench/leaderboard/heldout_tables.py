@@ -120,18 +120,18 @@ class Board:
 
 
 def _normalised(doc: dict, tasks: list[str], protocol: HeldOutProtocol) -> np.ndarray:
-    """(worlds, tasks) normalised scores of one agent."""
-    columns = []
-    for name in tasks:
-        points = protocol.references.get(name)
-        if points is None:
-            raise InputError(
-                f"protocol-v2.yaml has no reference points for task {name!r}: "
-                "run `cryobench leaderboard references --version 2`"
-            )
-        raw = np.array([run["score"] for run in doc["tasks"][name]["runs"]])
-        columns.append(100.0 * (raw - points["random"]) / (points["upper_bound"] - points["random"]))
-    return np.column_stack(columns)
+    """(worlds, tasks) normalised scores of one agent, on the reference points of protocol-v2.yaml."""
+    missing = [t for t in tasks if t not in protocol.references]
+    if missing:
+        raise InputError(
+            f"protocol-v2.yaml has no reference points for task(s) {', '.join(missing)}: "
+            "run `cryobench leaderboard references --version 2`"
+        )
+    references = aggregate.parse_references(
+        {t: protocol.references[t] for t in tasks}, source="leaderboards/protocol-v2.yaml: references"
+    )
+    raw = np.column_stack([[run["score"] for run in doc["tasks"][name]["runs"]] for name in tasks])
+    return aggregate.normalise(raw, tasks, references)
 
 
 def scope_tasks(protocol: HeldOutProtocol) -> dict[str, list[str]]:
@@ -154,8 +154,9 @@ def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | No
         if len(members) < 2:
             continue
         scores = np.stack([_normalised(by_name[a], tasks, protocol) for a in members])
+        # one scope at a time: summarise's "overall" of a single family is that family's statistics
         summary = aggregate.summarise(
-            scores, members, tasks, [scope] * len(tasks), reps=REPS, confidence=CONFIDENCE, seed=SEED
+            scores, members, tasks, ["scope"] * len(tasks), reps=REPS, confidence=CONFIDENCE, seed=SEED
         )[aggregate.OVERALL]
         scopes[scope] = {"tasks": tasks, "agents": members, "summary": summary, "excluded": excluded}
     return Board(protocol, agents, bounds, by_name, scopes, load_pending())
