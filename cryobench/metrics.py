@@ -72,7 +72,10 @@ class Metric:
     compute: Callable[[Mapping[str, Any]], float] | None = None
 
     def value(self, row: Mapping[str, Any]) -> float:
-        return float(row[self.name] if self.compute is None else self.compute(row))
+        try:
+            return float(row[self.name] if self.compute is None else self.compute(row))
+        except KeyError as exc:  # a hand-made or older results file
+            raise InputError(f"metric {self.name!r}: an episode lacks the field {exc.args[0]!r}") from None
 
     def values(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         return np.array([self.value(row) for row in rows], dtype=float)

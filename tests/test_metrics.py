@@ -122,3 +122,8 @@ def test_the_registry_refuses_a_second_metric_of_a_name_and_names_the_known_ones
 def test_a_computed_metric_reads_the_episode_row():
     per_hour = metrics.Metric("good_per_hour", "good exposures", unit="per hour", compute=lambda r: r["good"] / 2)
     assert per_hour.value({"good": 9}) == 4.5 and per_hour.axis_label == "good exposures (per hour)"
+
+
+def test_an_episode_without_a_metrics_field_is_refused_naming_it():
+    with pytest.raises(InputError, match="metric 'total_reward': an episode lacks the field 'total_reward'"):
+        metrics.metric("total_reward").values([{"good_exposures": 3}])

@@ -14,6 +14,7 @@ import numpy as np
 
 from cryobench import metrics
 from cryobench.errors import InputError
+from cryobench.files import write_atomic
 from cryobench.leaderboard.submission import load_submission, public_kwargs
 from cryobench.protocol import CURRENT_VERSION, Entry, Protocol, load_protocol
 from cryobench.resources import card_dir
@@ -352,7 +353,9 @@ def render_tables(version: int = CURRENT_VERSION) -> dict[str, str]:
     files[f"tables/v{version}/human.md"] = human_table(load_human_results(version), version)
     readme = card_dir("leaderboards") / "README.md"
     if readme.is_file() and version == CURRENT_VERSION:
-        files["README.md"] = _with_overall(readme.read_text(), overall_sections(docs, protocol), str(readme))
+        files["README.md"] = _with_overall(
+            readme.read_text(encoding="utf-8"), overall_sections(docs, protocol), str(readme)
+        )
     return files
 
 
@@ -375,12 +378,11 @@ def build_tables(version: int = CURRENT_VERSION, check: bool = False) -> list[st
     changed = []
     for rel, text in rendered.items():
         path = root / rel
-        current = path.read_text() if path.is_file() else None
+        current = path.read_text(encoding="utf-8") if path.is_file() else None
         if current != text:
             changed.append(rel)
             if not check:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+                write_atomic(path, text)
     table_dir = root / "tables" / f"v{version}"
     for path in sorted(table_dir.glob("*.md")) if table_dir.is_dir() else []:
         rel = path.relative_to(root).as_posix()
