@@ -208,3 +208,12 @@ def test_the_training_environment_draws_training_worlds_and_conditions():
     assert (again.unwrapped.world_seed, json.dumps(info["conditions"], sort_keys=True)) == (seen[5][0], seen[5][2])
     with pytest.raises(InputError, match="takes 'dataset' and 'render_mode'"):
         gym.make("cryobench/Training-v0", noise=2.0)
+
+
+@pytest.mark.parametrize("name", ["world_seed", "layout_seed"])
+def test_training_refuses_a_test_world(name):
+    from cryobench.agents.dqn import DQNConfig
+    from cryobench.agents.dqn_train import training_worlds
+
+    with pytest.raises(InputError, match=f"training argument '{name}': seed {TEST_SEED_START} is a test world"):
+        training_worlds("aldolase", {name: TEST_SEED_START}, DQNConfig(extra_worlds=0), seed=0)

@@ -54,6 +54,7 @@ from cryobench.features import (
     predicted_ctf_feature,
 )
 from cryobench.registration import make_env
+from cryobench.seeding import SEED_BOUND, draw_training_seeds, refuse_test_world
 
 
 # ---- 1. worlds ---------------------------------------------------------------------------------
@@ -61,11 +62,13 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
     """The training environment's world first, then ``extra_worlds`` more with the same holes' layout."""
     env_kwargs = dict(env_kwargs)
     env_kwargs.pop("new_world_each_reset", None)  # the pool below plays that role
+    for name in ("world_seed", "layout_seed"):  # the train/test rule (DEVELOPERS.md)
+        refuse_test_world(env_kwargs.get(name), f"training argument {name!r}")
     base = make_env(env_name, env_kwargs).unwrapped.world
     worlds = [base]
     rng = np.random.default_rng(seed)
     noise_levels = _noise_levels(config.extra_worlds_noise)
-    for i, world_seed in enumerate(rng.integers(1, 2**31 - 1, size=config.extra_worlds)):
+    for i, world_seed in enumerate(draw_training_seeds(rng, config.extra_worlds, low=1)):
         kwargs = dict(env_kwargs, world_seed=int(world_seed))
         if noise_levels:
             kwargs["noise"] = noise_levels[i % len(noise_levels)]
@@ -75,7 +78,7 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         if not np.array_equal(world.grid.patch, base.grid.patch):
             raise InputError(f"environment {env_name}: world seeds change the grid's layout; cannot pool them")
         worlds.append(world)
-    for world_seed in rng.integers(1, 2**31 - 1, size=config.extra_twin_worlds if config.extra_twin else 0):
+    for world_seed in draw_training_seeds(rng, config.extra_twin_worlds if config.extra_twin else 0, low=1):
         kwargs = {"split": config.extra_twin_split, "world_seed": int(world_seed)}
         try:
             worlds.append(make_env(config.extra_twin, kwargs).unwrapped.world)
@@ -299,7 +302,7 @@ def demonstrations(
     for world_id, world in enumerate(tqdm(worlds, desc=label, unit="world", disable=not progress)):
         env = CryoEMSessionEnv.from_world(world)
         agent.fit(env, seed=seed)
-        for episode_seed in rng.integers(2**31 - 1, size=config.demo_episodes_per_world):
+        for episode_seed in rng.integers(SEED_BOUND, size=config.demo_episodes_per_world):
             obs, info = env.reset(seed=int(episode_seed))
             agent.reset(env, int(episode_seed))
             step, over = 0, False
