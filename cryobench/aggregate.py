@@ -39,6 +39,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +77,8 @@ def check_scores(
             raise InputError(f"{what}: names repeat ({', '.join(sorted({n for n in names if names.count(n) > 1}))})")
     if families is not None and len(families) != n_tasks:
         raise InputError(f"families: {len(families)} given for {n_tasks} tasks (one family per task)")
-    if n_agents < 1:
-        raise InputError("scores: no agents")
+    if n_agents < 1 or n_tasks < 1:
+        raise InputError(f"scores: no {'agents' if n_agents < 1 else 'tasks'} (shape {values.shape})")
     if n_worlds < 2:
         raise InputError(f"scores: {n_worlds} test world(s) per task; a bootstrap over worlds needs at least 2")
     bad = ~np.isfinite(values)
@@ -136,8 +137,10 @@ def parse_references(section: Mapping, source: str = "references") -> dict[str, 
 
     ``source`` names where the mapping came from in error messages (a file and its key).
     """
-    if not isinstance(section, Mapping) or not section:
+    if not isinstance(section, Mapping):
         raise InputError(f"{source}: expected a mapping of task -> {{random: R, upper_bound: U}}")
+    if not section:
+        raise InputError(f"{source}: no reference points stated yet (per task: random and upper_bound)")
     points = {}
     for task, entry in section.items():
         if not isinstance(entry, Mapping) or not {"random", "upper_bound"} <= set(entry):
@@ -205,19 +208,22 @@ def improvement_probability(x: np.ndarray, y: np.ndarray) -> float:
 # ---- the bootstrap, as counts of resampled worlds --------------------------------------------
 # Arrays keep the replicates on the last axis: cumulative sums and gathers then move whole
 # contiguous rows, several times faster than along a short last axis.
+@lru_cache(maxsize=4)  # a scope's aggregates and profiles use the same draw
 def _resample_counts(n_worlds: int, n_tasks: int, reps: int, seed: int, samples: int = 1) -> np.ndarray:
     """(samples, tasks, worlds, reps) float32: how often each world is drawn, per task, in each replicate.
 
     The draw is rliable's: per replicate, ``np.random.choice(n_worlds, (n_worlds, n_tasks))`` for each
     of ``samples`` independently resampled arrays in turn, from ``RandomState(seed)``. Counts are
-    whole numbers <= n_worlds, exact in float32.
+    whole numbers <= n_worlds, exact in float32. Read-only: the array is shared (cached).
     """
     draws = np.random.RandomState(seed).randint(0, n_worlds, size=(reps, samples, n_worlds, n_tasks))
     # One bincount over all replicates: key = ((sample, task, drawn world), replicate) flattened.
     sample_task = np.arange(samples)[:, None] * n_tasks + np.arange(n_tasks)  # (samples, tasks)
     keys = (sample_task[None, :, None, :] * n_worlds + draws) * reps + np.arange(reps)[:, None, None, None]
     counts = np.bincount(keys.ravel(), minlength=samples * n_tasks * n_worlds * reps)
-    return counts.reshape(samples, n_tasks, n_worlds, reps).astype(np.float32)
+    counts = counts.reshape(samples, n_tasks, n_worlds, reps).astype(np.float32)
+    counts.flags.writeable = False
+    return counts
 
 
 def _cumulative_rows(rows: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -353,16 +359,20 @@ def probability_of_improvement(
         raise InputError(f"scores: {n_worlds} test worlds; P(improvement) is exact up to 2048")
     counts = _resample_counts(n_worlds, n_tasks, reps, seed, samples=2)  # X's, then Y's
     u_sum = np.zeros((n_agents * n_agents, reps))
-    below = np.empty((n_agents * n_agents, reps), dtype=np.float32)
+    block = 128  # replicates at a time: the working arrays stay in cache
     for task in range(n_tasks):
         order, tie_end, rows = _below_counts_index(scores[:, :, task])
         tables = _half_wins_tables(counts[1, task], order, tie_end)
-        u_task = np.zeros((n_agents * n_agents, reps), dtype=np.float32)
-        for world in range(n_worlds):
-            np.take(tables, rows[world], axis=0, out=below, mode="clip")  # "clip": unbuffered; rows are in range
-            below *= counts[0, task, world]
-            u_task += below
-        u_sum += u_task
+        for start in range(0, reps, block):
+            table = np.ascontiguousarray(tables[:, start : start + block])
+            x_counts = counts[0, task, :, start : start + block]
+            below = np.empty((n_agents * n_agents, table.shape[1]), dtype=np.float32)
+            u_block = np.zeros_like(below)
+            for world in range(n_worlds):
+                np.take(table, rows[world], axis=0, out=below, mode="clip")  # "clip": unbuffered; rows in range
+                below *= x_counts[world]
+                u_block += below
+            u_sum[:, start : start + block] += u_block
     replicates = (u_sum / (n_worlds * n_worlds) / n_tasks).reshape(n_agents, n_agents, reps)
     point = np.array([[improvement_probability(sx, sy) for sy in scores] for sx in scores])
     low, high = _percentile_interval(replicates, confidence)

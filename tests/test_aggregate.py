@@ -253,6 +253,7 @@ def test_bad_reference_points_are_one_line_errors(tmp_path):
     one_line_error(
         aggregate.parse_references, {"t1": {"random": 5, "upper_bound": 5}}, match="must be finite and above"
     )
+    one_line_error(aggregate.parse_references, {}, match="no reference points stated")
     one_line_error(aggregate.parse_references, {"t1": {"random": 5}}, match="t1.*needs the keys random and upper_bound")
     one_line_error(aggregate.parse_references, {"t1": {"random": "x", "upper_bound": 2}}, match="must be numbers")
     one_line_error(aggregate.normalise, [[1.0]], ["t9"], {}, match="none for task.*t9")
@@ -284,6 +285,7 @@ def test_mismatched_tasks_and_shapes_are_refused():
     one_line_error(aggregate.summarise, np.ones((2, 3, 2)), ["a", "a"], ["t1", "t2"], ["f", "f"], match="repeat.*a")
     one_line_error(aggregate.summarise, np.ones((2, 3, 1)), ["a", "b"], ["t1"], ["overall"], match="'overall' names")
     one_line_error(aggregate.aggregates, np.ones((3, 2)), match="expected shape .agents, worlds, tasks., got 2")
+    one_line_error(aggregate.aggregates, np.ones((3, 2, 0)), match="no tasks")
     one_line_error(aggregate.aggregates, [[["x", 1.0]]], match="expected numbers")
     results = {"a": {"t1": [1.0, 2.0], "t2": [1.0, 2.0]}, "b": {"t1": [1.0, 2.0]}}
     one_line_error(aggregate.score_array, results, ["t1", "t2"], match="agent 'b'.*missing t2")
