@@ -13,7 +13,6 @@ in ``pending-v2.yaml`` appear as pending with their reason, never silently missi
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from cryobench import aggregate
 from cryobench.errors import InputError
 from cryobench.heldout import HeldOutProtocol, load_heldout_protocol
 from cryobench.leaderboard.heldout_runs import load_submission
+from cryobench.leaderboard.tables import escape_markdown
 from cryobench.resources import card_dir
 
 VERSION = 2
@@ -163,11 +163,6 @@ def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | No
 
 
 # ---- Markdown ------------------------------------------------------------------------------------
-def md_text(text: str) -> str:
-    """Free text made safe for a Markdown table cell: HTML escaped, pipes and newlines neutralised."""
-    return html.escape(" ".join(str(text).split()), quote=True).replace("|", "&#124;").replace("`", "&#96;")
-
-
 def _interval(interval: aggregate.Interval, k: int) -> str:
     return f"{interval.point[k]:.1f} [{interval.low[k]:.1f}, {interval.high[k]:.1f}]"
 
@@ -190,11 +185,11 @@ def scope_table(board: Board, scope: str) -> list[str]:
             e = ranking.evidence[position - 1]
             evidence = f"{e['p_improvement']:.2f} [{e['low']:.2f}, {e['high']:.2f}]"
         lines.append(
-            f"| {label} | {md_text(agent)} | {_interval(stats['iqm'], k)} | {_interval(stats['mean'], k)} "
+            f"| {label} | {escape_markdown(agent)} | {_interval(stats['iqm'], k)} | {_interval(stats['mean'], k)} "
             f"| {_interval(stats['optimality_gap'], k)} | {evidence} |"
         )
     for agent, reason in entry["excluded"].items():
-        lines.append(f"| – | {md_text(agent)} | not applicable | | | {md_text(reason)} |")
+        lines.append(f"| – | {escape_markdown(agent)} | not applicable | | | {escape_markdown(reason)} |")
     return lines
 
 
@@ -203,7 +198,9 @@ def task_table(board: Board) -> list[str]:
     tasks = [t.name for t in board.protocol.tasks]
     names = [*board.agents, *board.bounds]
     lines = [
-        "| task | " + " | ".join(md_text(n) + (" (upper bound)" if n in board.bounds else "") for n in names) + " |"
+        "| task | "
+        + " | ".join(escape_markdown(n) + (" (upper bound)" if n in board.bounds else "") for n in names)
+        + " |"
     ]
     lines.append("|---|" + "---:|" * len(names))
     for task in tasks:
@@ -222,7 +219,7 @@ def real_data_table(board: Board) -> list[str]:
             block = board.docs[name]["tasks"].get(task.name)
             if block:
                 run = block["runs"][0]
-                label = md_text(name) + (" (upper bound)" if name in board.bounds else "")
+                label = escape_markdown(name) + (" (upper bound)" if name in board.bounds else "")
                 lines.append(f"| {label} | {task.name} | {run['score']:.1f} | {len(run['episodes'])} |")
     return lines
 
@@ -247,10 +244,12 @@ def render_markdown(board: Board) -> dict[str, str]:
         overall += ["", *section]
     if board.bounds:
         overall += ["", "## Upper bounds (see the ground truth; not ranked)", ""]
-        overall += [f"- {md_text(name)}" for name in board.bounds]
+        overall += [f"- {escape_markdown(name)}" for name in board.bounds]
     if board.pending:
         overall += ["", "## Pending (runs still to come)", ""]
-        overall += [f"- {md_text(name)}: {md_text(reason)}" for name, reason in sorted(board.pending.items())]
+        overall += [
+            f"- {escape_markdown(name)}: {escape_markdown(reason)}" for name, reason in sorted(board.pending.items())
+        ]
     out["overall.md"] = "\n".join(overall) + "\n"
     out["tasks.md"] = "\n".join(["# Protocol v2: mean good exposures per task", "", note, *task_table(board)]) + "\n"
     out["real-data.md"] = (
