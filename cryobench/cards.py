@@ -12,6 +12,8 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +53,29 @@ MAX_HOLES = 1_000_000
 _VARIANCE_KEYS = ("tile", "square", "patch", "field", "hole")
 
 
+#: A shipped card's name (a path to another card must end in .yaml).
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+
+def show_value(value: Any) -> str:
+    """A value echoed in an error message: cut short, nested structures (even YAML alias bombs) bounded."""
+    bounded = reprlib.Repr()
+    bounded.maxstring, bounded.maxother, bounded.maxlevel, bounded.maxlist, bounded.maxdict = 60, 60, 2, 4, 4
+    text = bounded.repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def list_dataset_cards() -> list[str]:
     """Names of the dataset cards shipped with cryobench."""
     return sorted(p.stem for p in card_dir("datasets").glob("*.yaml"))
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for names the system refuses (too long, a NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def card_path(name_or_path: str | Path) -> Path:
@@ -61,13 +83,15 @@ def card_path(name_or_path: str | Path) -> Path:
     text = str(name_or_path)
     if text.endswith((".yaml", ".yml")):
         path = Path(text).expanduser()
-        if not path.is_file():
-            raise InputError(f"dataset card {path} not found")
+        if not _is_file(path):
+            raise InputError(f"argument 'dataset': dataset card {show_value(text)} not found")
         return path
     path = card_dir("datasets") / f"{text}.yaml"
-    if not path.is_file():
+    if not _NAME.fullmatch(text) or not _is_file(path):
         known = ", ".join(list_dataset_cards())
-        raise InputError(f"argument 'dataset': unknown dataset {text!r}; expected one of {known} or a card path")
+        raise InputError(
+            f"argument 'dataset': unknown dataset {show_value(text)}; expected one of {known} or a card path (.yaml)"
+        )
     return path
 
 
@@ -96,48 +120,70 @@ def validate_card(card: Any, path: Path, text: str = "") -> dict[str, Any]:
             raise InputError(f"{path}: missing field {key!r} (expected a {_type_name(kind)})")
         if not _is(card[key], kind):
             raise InputError(
-                f"{path}{_line_of(text, key)}: field {key!r} must be a {_type_name(kind)}, got {card[key]!r}"
+                f"{path}{_line_of(text, key)}: field {key!r} must be a {_type_name(kind)}, got {show_value(card[key])}"
             )
+    for key, kind in _OPTIONAL_TOP.items():
+        if key in card and not _is(card[key], kind):
+            raise InputError(f"{path}{_line_of(text, key)}: field {key!r} must be a {_type_name(kind)}")
     if card["kind"] not in KINDS:
-        raise InputError(f"{path}{_line_of(text, 'kind')}: field 'kind' must be one of {KINDS}, got {card['kind']!r}")
+        raise InputError(
+            f"{path}{_line_of(text, 'kind')}: field 'kind' must be one of {KINDS}, got {show_value(card['kind'])}"
+        )
     unknown = set(card) - set(_TOP) - set(_OPTIONAL_TOP) - set(SCHEMA)
     if unknown:
-        raise InputError(f"{path}: unknown field(s) {sorted(unknown)}")
+        raise InputError(f"{path}: unknown field(s) {sorted(map(str, unknown))}")
     for section, params in SCHEMA.items():
         block = card.get(section)
         if not isinstance(block, dict):
             raise InputError(f"{path}{_line_of(text, section)}: missing section {section!r} (a mapping)")
         extra = set(block) - set(params)
         if extra:
-            raise InputError(f"{path}: unknown field(s) {sorted(extra)} in {section!r}; expected {sorted(params)}")
+            raise InputError(
+                f"{path}: unknown field(s) {sorted(map(str, extra))} in {section!r}; expected {sorted(params)}"
+            )
         for key, kind in params.items():
             where = f"{path}{_line_of(text, key)}: {section}.{key}"
             entry = block.get(key)
             if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
                 raise InputError(f"{where} must be a mapping with 'value' and 'source' ({'/'.join(SOURCES)})")
+            extra_keys = set(entry) - {"value", "source", "note"}
+            if extra_keys:
+                raise InputError(
+                    f"{where}: unknown key(s) {sorted(map(str, extra_keys))}; expected value, source, note"
+                )
+            if not isinstance(entry.get("note", ""), str):
+                raise InputError(f"{where}: note must be a text, got a {type(entry['note']).__name__}")
             if entry["source"] not in SOURCES:
-                raise InputError(f"{where}: source must be one of {SOURCES}, got {entry['source']!r}")
+                raise InputError(f"{where}: source must be one of {SOURCES}, got {show_value(entry['source'])}")
             if not _is(entry["value"], kind):
-                raise InputError(f"{where}: value must be a {_type_name(kind)}, got {entry['value']!r}")
+                raise InputError(f"{where}: value must be a {_type_name(kind)}, got {show_value(entry['value'])}")
     _check_values(card, path)
     return card
 
 
-def _numbers(value: Any) -> list[float]:
-    """Every number inside a card value (nested lists and mappings)."""
-    if isinstance(value, dict):
-        return [x for v in value.values() for x in _numbers(v)]
-    if isinstance(value, list):
-        return [x for v in value for x in _numbers(v)]
-    return [value] if _is(value, _NUMBER) else []
-
-
 def _check_values(card: dict, path: Path) -> None:
     layout, quality = card["layout"], card["quality"]
+    # Shapes first (a YAML alias bomb or a wrong shape fails fast), then finite numbers, then ranges.
+    for key in ("patches_per_square", "holes_per_patch"):
+        sizes = layout[key]["value"]
+        if set(sizes) != set(_SIZE_KEYS) or not all(_is(sizes[k], _NUMBER) for k in _SIZE_KEYS):
+            raise InputError(f"{path}: layout.{key} must give numbers min, median, max; got {show_value(sizes)}")
+    knots = quality["ctf_quantiles"]["value"]
+    ok = all(isinstance(k, list) and len(k) == 2 and all(_is(x, _NUMBER) for x in k) for k in knots)
+    if not ok or len(knots) < 2:
+        raise InputError(f"{path}: quality.ctf_quantiles must be a list of [cumulative fraction, CTFMaxRes Å] pairs")
+    variance = quality["variance"]["value"]
+    if set(variance) != set(_VARIANCE_KEYS) or not all(_is(variance[k], _NUMBER) for k in variance):
+        raise InputError(f"{path}: quality.variance must give numbers for {', '.join(_VARIANCE_KEYS)}")
     for section in ("layout", "quality"):
         for key, entry in card[section].items():
-            if not all(math.isfinite(x) for x in _numbers(entry["value"])):
-                raise InputError(f"{path}: {section}.{key} must hold finite numbers, got {entry['value']!r}")
+            value = entry["value"]
+            if key == "ctf_quantiles":
+                numbers = [x for pair in value for x in pair]
+            else:
+                numbers = list(value.values()) if isinstance(value, dict) else [value]
+            if not all(math.isfinite(x) for x in numbers):
+                raise InputError(f"{path}: {section}.{key} must hold finite numbers, got {show_value(value)}")
     for key in ("tiles", "squares", "holes"):
         if not 1 <= layout[key]["value"] <= MAX_HOLES:
             raise InputError(f"{path}: layout.{key} must be from 1 to {MAX_HOLES:,}, got {layout[key]['value']}")
@@ -148,25 +194,18 @@ def _check_values(card: dict, path: Path) -> None:
         raise InputError(f"{path}: layout.squares must be at least layout.tiles (every tile has a square)")
     for key in ("patches_per_square", "holes_per_patch"):
         sizes = layout[key]["value"]
-        if set(sizes) != set(_SIZE_KEYS) or not all(_is(sizes[k], _NUMBER) for k in _SIZE_KEYS):
-            raise InputError(f"{path}: layout.{key} must give numbers min, median, max; got {sizes!r}")
-        if not 1 <= sizes["min"] <= sizes["median"] <= sizes["max"]:
-            raise InputError(f"{path}: layout.{key} needs 1 <= min <= median <= max; got {sizes!r}")
+        if not 1 <= sizes["min"] <= sizes["median"] <= sizes["max"] <= MAX_HOLES:
+            raise InputError(
+                f"{path}: layout.{key} needs 1 <= min <= median <= max <= {MAX_HOLES:,}; got {show_value(sizes)}"
+            )
     if not 0.0 < layout["test_fraction"]["value"] < 1.0:
         raise InputError(f"{path}: layout.test_fraction must be between 0 and 1")
-    knots = quality["ctf_quantiles"]["value"]
-    ok = all(isinstance(k, list) and len(k) == 2 and all(_is(x, _NUMBER) for x in k) for k in knots)
-    if not ok or len(knots) < 2:
-        raise InputError(f"{path}: quality.ctf_quantiles must be a list of [cumulative fraction, CTFMaxRes Å] pairs")
     fractions, ctfs = [k[0] for k in knots], [k[1] for k in knots]
     if fractions[0] != 0 or fractions[-1] != 1 or any(b <= a for a, b in zip(fractions, fractions[1:], strict=False)):
         raise InputError(f"{path}: quality.ctf_quantiles fractions must rise strictly from 0 to 1")
     if ctfs[0] <= 0 or any(b < a for a, b in zip(ctfs, ctfs[1:], strict=False)):
         raise InputError(f"{path}: quality.ctf_quantiles CTFMaxRes values must be positive and non-decreasing")
-    variance = quality["variance"]["value"]
-    if set(variance) != set(_VARIANCE_KEYS) or not all(
-        _is(variance[k], _NUMBER) and variance[k] >= 0 for k in variance
-    ):
+    if not all(variance[k] >= 0 for k in variance):
         raise InputError(f"{path}: quality.variance must give non-negative numbers for {', '.join(_VARIANCE_KEYS)}")
     if not 0.0 <= quality["failed_fraction"]["value"] < 0.5:
         raise InputError(f"{path}: quality.failed_fraction must be in [0, 0.5)")

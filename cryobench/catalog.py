@@ -7,6 +7,7 @@ agents mean by "dataset", "split", "noise" and "regressor", so they all agree.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,11 +62,14 @@ def load_dataset(
     (read-only) arrays and an edited file gives a new dataset.
     """
     if data is not None:
-        from cryobench.cryorl_format import read_folder
+        from cryobench.cryorl_format import is_folder, read_folder
 
+        if not isinstance(data, str | os.PathLike):
+            raise InputError(f"argument 'data': expected the path of a CryoRL-format folder, got {type(data).__name__}")
         path = Path(data).expanduser()
-        if not path.is_dir():
-            raise InputError(f"argument 'data': {str(data)!r} is not a folder (expected a CryoRL-format data folder)")
+        if not is_folder(path):
+            shown = repr(str(data)) if len(str(data)) <= 200 else repr(str(data)[:200]) + "..."
+            raise InputError(f"argument 'data': {shown} is not a folder (expected a CryoRL-format data folder)")
         return _parse_measured(read_folder(path.resolve()))
     if not isinstance(dataset, str) or not dataset:
         raise InputError(f"argument 'dataset': expected a dataset name or card path, got {dataset!r}")

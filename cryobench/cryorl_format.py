@@ -21,6 +21,16 @@ hole footprints just touch (median nearest-neighbour patch distance = one patch 
 and square centres in the grid-wide frame are laid out from the atlas offsets of their tiles
 and their offsets in the tile (atlas and tile scales are unknown too; only used for drawing).
 Costs never depend on positions (as in the paper).
+
+Validation. Every file is read once as bytes (:func:`read_folder`; the catalogue caches the
+parsed dataset by a hash of those bytes) and every problem is an :class:`InputError` of one
+line naming the file and line: text that is not UTF-8 (a leading byte-order mark is fine),
+folders, broken links and oversized files or fields where files are expected, numbers that
+are not finite decimals in range (CTFMaxRes at least 1 Å; offsets within 100,000 px;
+confidence in [-1, 1]), names that are not Leginon's, the same exposure listed twice (under
+another version or suffix too), holes of more than one session/grid, and an atlas tile shared
+by the train and val splits. A folder without prediction files loads, but has no default
+regressor: whoever builds a world from it chooses one (``regressor=perfect``, ...).
 """
 
 from __future__ import annotations
@@ -129,11 +139,21 @@ def _read_text(path: Path) -> tuple[bytes, str]:
     return data, _decode(path, data)
 
 
+def is_folder(path: Path) -> bool:
+    """``path.is_dir()``, False for names the system refuses (too long, a NUL byte)."""
+    try:
+        return path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def read_folder(folder: str | Path) -> CryoRLFiles:
     """Find and read the files of a CryoRL folder (no parsing yet); missing or unreadable files are errors."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise InputError(f"{folder}: not a folder (expected a CryoRL-format data folder)")
+    if not is_folder(folder):
+        raise InputError(f"{_show(str(folder), 200)}: not a folder (expected a CryoRL-format data folder)")
+    if not any(folder.iterdir()):
+        raise InputError(f"{folder}: the folder is empty; expected a CryoRL-format folder (target_CTF_<tag>_*.csv)")
     paths = {role: _find(folder, pattern, what, required) for role, (pattern, what, required) in FILE_ROLES.items()}
     if (paths["train_predictions"] is None) != (paths["test_predictions"] is None):
         raise InputError(

@@ -10,6 +10,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
+from cryobench.cards import show_value
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
 
@@ -46,19 +47,21 @@ def _read_env_card(path: Path, taken: dict[str, Path]) -> dict:
         raise InputError(f"{path}: an environment card must be a mapping of fields")
     for field, kind in _CARD_FIELDS.items():
         if not isinstance(card.get(field), kind):
-            raise InputError(f"{path}: field {field!r} must be a {kind.__name__}, got {card.get(field)!r}")
+            raise InputError(f"{path}: field {field!r} must be a {kind.__name__}, got {show_value(card.get(field))}")
     for field, pattern, expected in (
         ("id", _ID_PATTERN, "cryobench/<Name>-v<N>"),
         ("short_name", _SHORT_NAME_PATTERN, "lower-case letters, digits and '-'"),
     ):
         if not pattern.fullmatch(card[field]):
-            raise InputError(f"{path}: field {field!r} must look like {expected}, got {card[field]!r}")
+            raise InputError(f"{path}: field {field!r} must look like {expected}, got {show_value(card[field])}")
     unknown = set(card) - set(_CARD_FIELDS) - set(_OPTIONAL_FIELDS)
     if unknown:
-        raise InputError(f"{path}: unknown field(s) {sorted(unknown)}; expected {sorted(_CARD_FIELDS)}")
+        raise InputError(f"{path}: unknown field(s) {sorted(map(str, unknown))}; expected {sorted(_CARD_FIELDS)}")
     entry_point = card.get("entry_point", ENTRY_POINT)
     if not isinstance(entry_point, str) or not re.fullmatch(r"cryobench(\.[a-z_]+)+:[A-Za-z]+", entry_point):
-        raise InputError(f"{path}: field 'entry_point' must be 'cryobench.<module>:<Class>', got {entry_point!r}")
+        raise InputError(
+            f"{path}: field 'entry_point' must be 'cryobench.<module>:<Class>', got {show_value(entry_point)}"
+        )
     for field in ("id", "short_name"):
         other = taken.get(f"{field}:{card[field]}")
         if other is not None:
@@ -122,7 +125,7 @@ def register_envs() -> None:
             entry_point = card.get("entry_point", ENTRY_POINT)
             gym.register(id=env_id, entry_point=entry_point, kwargs=dict(card["kwargs"]))
     for env_id, message in _load_env_cards()[1].values():
-        if env_id and env_id not in gym.registry:
+        if _ID_PATTERN.fullmatch(env_id) and env_id not in gym.registry:
             gym.register(id=env_id, entry_point=functools.partial(_refuse_bad_card, message))
 
 

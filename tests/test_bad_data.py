@@ -177,7 +177,7 @@ def _empty(folder: Path) -> None:
 
 
 BAD_FOLDERS = [
-    Case("empty folder", _empty, None, "no training-split ground truth"),
+    Case("empty folder", _empty, None, "the folder is empty; expected a CryoRL-format folder"),
     Case("val file missing", lambda f: role_path(f, "val").unlink(), None, r"no test-split \(val\) ground truth"),
     Case("val file empty", lambda f: role_path(f, "val").write_text(""), "val", "no holes"),
     Case("non-UTF-8 byte", lambda f: insert_bytes(f, "val", 3, b"\xe9"), "val", r"line 3: not UTF-8 text"),
@@ -479,6 +479,8 @@ def _card(tmp_path: Path, edit: Callable[[str], str], data: bytes | None = None)
     return path
 
 
+# Nine levels of nine aliases in one flow list: 9**9 leaves if anything walked it as a tree.
+YAML_BOMB = "[" + ", ".join(f"&b{i} [{', '.join([f'*b{i - 1}' if i else 'lol'] * 9)}]" for i in range(9)) + "]"
 BAD_CARDS = [
     ("non-UTF-8", None, b"name: \xe9\n", r"card.yaml, line 1: not UTF-8 text"),
     ("pitch inf", lambda t: t.replace("value: 2.5,", "value: .inf,"), None, r"layout.pitch_um must hold finite"),
@@ -486,6 +488,22 @@ BAD_CARDS = [
     ("variance inf", lambda t: t.replace("hole: 1.1", "hole: .inf"), None, r"quality.variance must hold finite"),
     ("holes 10**9", lambda t: t.replace("value: 3538", "value: 1000000000"), None, r"layout.holes must be from 1 to"),
     ("quantile nan", lambda t: t.replace("[1.0, 28.12]", "[1.0, .nan]"), None, "quality.ctf_quantiles must hold"),
+    (
+        "patches per square 10**12",
+        lambda t: t.replace("max: 13}", "max: 1000000000000}"),
+        None,
+        r"layout.patches_per_square needs 1 <= min <= median <= max <= 1,000,000",
+    ),
+    ("a note that is no text", lambda t: t.replace("source: paper}", "source: paper, note: [1]}", 1), None, "note"),
+    ("an extra key", lambda t: t.replace("source: paper}", "source: paper, units: um}", 1), None, r"\['units'\]"),
+    (
+        "a YAML alias bomb",
+        lambda t: t.replace(
+            "holes: {value: 3538, source: paper}", f"holes: {{value: 3538, source: paper, note: {YAML_BOMB}}}"
+        ),
+        None,
+        r"layout.holes: note must be a text, got a list",
+    ),
 ]
 
 
@@ -500,11 +518,80 @@ def test_bad_dataset_cards(tmp_path, case):
 
 def test_a_folder_given_as_card_is_refused(tmp_path):
     (tmp_path / "card.yaml").mkdir()
-    with pytest.raises(InputError, match=r"card.yaml not found"):
+    with pytest.raises(InputError, match=r"argument 'dataset': dataset card '.*card.yaml' not found"):
         load_dataset(dataset=str(tmp_path / "card.yaml"))
 
 
+@pytest.mark.parametrize(
+    "kwargs, pattern",
+    [
+        ({"dataset": "a\0b"}, r"argument 'dataset': unknown dataset 'a\\x00b'"),
+        ({"dataset": "x\0.yaml"}, r"argument 'dataset': dataset card 'x\\x00.yaml' not found"),
+        ({"dataset": "a" * 5000}, r"argument 'dataset': unknown dataset 'a+\.\.\.a+'"),
+        ({"dataset": "../datasets/aldolase"}, r"argument 'dataset': unknown dataset '\.\./datasets/aldolase'"),
+        ({"dataset": 3}, r"argument 'dataset': expected a dataset name or card path, got 3"),
+        ({"data": "a\0b"}, r"argument 'data': 'a\\x00b' is not a folder"),
+        ({"data": "a" * 5000}, r"argument 'data': 'a+'\.\.\. is not a folder"),
+        ({"data": 3}, r"argument 'data': expected the path of a CryoRL-format folder, got int"),
+    ],
+    ids=["NUL in name", "NUL in path", "5000-character name", "relative path", "int", "NUL", "5000 chars", "int"],
+)
+def test_bad_dataset_arguments(kwargs, pattern):
+    with pytest.raises(InputError) as caught:
+        load_dataset(**kwargs)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 400
+    assert re.search(pattern, str(caught.value)), str(caught.value)
+
+
 # ---- environment cards ------------------------------------------------------------------
+GOOD_ENV_CARD = (REPO / "envs" / "aldolase.yaml").read_text()
+BAD_ENV_CARDS = [
+    ("not a mapping", b"- a\n- b\n", r"an environment card must be a mapping of fields"),
+    ("bad YAML", b"id: [oops\n", r"line \d+: not valid YAML"),
+    ("not UTF-8", b"id: \xe9\n", r"not UTF-8 text \(byte offset 4\)"),
+    ("UTF-16", GOOD_ENV_CARD.encode("utf-16"), r"not UTF-8 text"),
+    ("bad id", GOOD_ENV_CARD.replace("cryobench/Aldolase-v0", "Aldolase v0").encode(), r"field 'id' must look like"),
+    ("duplicate id", GOOD_ENV_CARD.encode(), r"field 'id': 'cryobench/Aldolase-v0' is already the id of .*a.yaml"),
+    ("unknown field", (GOOD_ENV_CARD + "colour: blue\n").encode(), r"unknown field\(s\) \['colour'\]"),
+    ("integer key", (GOOD_ENV_CARD + "7: blue\n").encode(), r"unknown field\(s\) \['7'\]"),
+    (
+        "alias bomb",
+        GOOD_ENV_CARD.replace("kwargs:\n  dataset: aldolase", f"kwargs: {YAML_BOMB}").encode(),
+        r"field 'kwargs' must be a dict, got \[\['lol', 'lol', 'lol', 'lol', \.\.\.\], \[\[\.\.\.\]",
+    ),
+]
+
+
+@pytest.fixture
+def env_card_folder(tmp_path, monkeypatch):
+    """An envs/ folder of our own for the registry (its cache cleared before and after)."""
+    from cryobench import registration
+
+    folder = tmp_path / "envs"
+    folder.mkdir()
+    monkeypatch.setattr(registration, "card_dir", lambda kind: folder)
+    registration._load_env_cards.cache_clear()
+    yield folder
+    registration._load_env_cards.cache_clear()
+
+
+@pytest.mark.parametrize("case", BAD_ENV_CARDS, ids=[c[0] for c in BAD_ENV_CARDS])
+def test_bad_environment_cards_are_left_out_with_their_error(env_card_folder, case):
+    from cryobench.registration import env_card_errors, env_cards, register_envs, resolve_env_id
+
+    _, data, pattern = case
+    (env_card_folder / "a.yaml").write_text(GOOD_ENV_CARD)
+    (env_card_folder / "z.yaml").write_bytes(data)
+    register_envs()  # what import does: no error
+    assert list(env_cards()) == ["cryobench/Aldolase-v0"]
+    [message] = env_card_errors()
+    assert_one_line_error(InputError(message), env_card_folder / "z.yaml", pattern)
+    with pytest.raises(InputError) as caught:
+        resolve_env_id("z")
+    assert str(caught.value) == message
+    assert resolve_env_id("aldolase") == "cryobench/Aldolase-v0"
+
+
 BAD_ENV_CARD_SCRIPT = textwrap.dedent(
     """
     import gymnasium as gym

@@ -128,6 +128,9 @@ def test_duplicate_holes_and_predictions_are_refused(aldolase_data, tmp_path):
 
 
 def test_a_folder_that_is_not_cryorl_is_refused(tmp_path):
+    with pytest.raises(InputError, match="the folder is empty"):
+        load_cryorl(tmp_path)
+    (tmp_path / "notes.txt").write_text("not data")
     with pytest.raises(InputError, match="no training-split ground truth"):
         load_cryorl(tmp_path)
     with pytest.raises(InputError, match="argument 'data'.*not a folder"):
