@@ -1,7 +1,8 @@
 """DEVELOPERS.md's recipes, followed to the letter, and everything that must then see the new thing.
 
-"Adding an agent: its module, its card, its entry point" and "Adding a twin: its dataset card
-and its environment card". Each test adds a dummy the documented way, without touching the
+"Adding an agent: its module, its card, its entry point", "Adding a twin: its dataset card
+and its environment card" and "Adding a metric: one registration" (whose tables and plots
+tests/test_results.py checks). Each test adds a dummy the documented way, without touching the
 checkout or the installed environment:
 
 - the card folders are a temporary copy of the real ones (links to every real card) plus the
@@ -24,6 +25,7 @@ import textwrap
 from importlib.metadata import distribution
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -275,3 +277,49 @@ def test_a_twin_without_its_environment_card_is_caught(dummy_twin, cards):
 @pytest.mark.xfail(strict=True, reason="cli.py's --env help lists the environments by hand (reported, issue 10)")
 def test_a_new_twin_is_named_in_the_help_of_run(dummy_twin):
     assert TWIN in CliRunner().invoke(main, ["run", "--help"]).output
+
+
+# ---- adding a metric -----------------------------------------------------------------------------
+@pytest.fixture
+def dummy_metric():
+    """One registration, as DEVELOPERS.md's recipe says, into the real registry (so a reader that
+    kept its own reference to it sees the metric too); taken out again afterwards."""
+    from cryobench import metrics
+
+    metric = metrics.register_metric(
+        metrics.Metric(
+            "recipe_minutes_per_exposure",
+            "minutes / exposure",
+            digits=3,
+            unit="min",
+            higher_is_better=False,
+            compute=lambda row: row["minutes"] / max(row["exposures"], 1),
+        )
+    )
+    yield metric
+    metrics.METRICS.pop(metric.name)
+
+
+def test_a_new_metric_is_in_run_results_and_every_form_of_compare(dummy_metric, tmp_path):
+    import csv
+    import json
+
+    runner = CliRunner()
+    out = tmp_path / "run.json"
+    args = ["run", "--agent", "random", "--env", "aldolase", "-e", "duration=30", "--episodes", "2", "--quiet"]
+    ran = runner.invoke(main, [*args, "--out", str(out)])
+    assert ran.exit_code == 0, ran.output
+    document = json.loads(out.read_text())
+    expected = float(np.mean([row["minutes"] / row["exposures"] for row in document["episodes"]]))
+    assert document["summary"][dummy_metric.name]["mean"] == pytest.approx(expected)
+    printed = next(line for line in ran.output.splitlines() if line.startswith(dummy_metric.name))
+    assert float(printed.split()[1]) == pytest.approx(expected, abs=0.01)
+
+    compared = runner.invoke(main, ["compare", str(out)])
+    assert compared.exit_code == 0 and dummy_metric.name in compared.output
+    as_json = runner.invoke(main, ["compare", str(out), "--json"])
+    (row,) = json.loads(as_json.output)["table"]
+    assert row[dummy_metric.name] == pytest.approx(expected)
+    as_csv = runner.invoke(main, ["compare", str(out), "--csv"])
+    (row,) = list(csv.DictReader(as_csv.output.splitlines()))
+    assert float(row[dummy_metric.name]) == pytest.approx(expected)
