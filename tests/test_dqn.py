@@ -444,3 +444,148 @@ def test_train_command_warns_and_prints_one_validation_figure(tmp_path):
     expected = f"best validation_good {best['validation_good']} (mean good exposures) at step {best['env_steps']}"
     assert expected in result.stdout.splitlines()
     assert load_checkpoint(out)[1]["meta"]["validation_good"] == float(best["validation_good"])
+
+
+# ---- bad checkpoints and hyperparameters: one-line errors naming the file or the hyperparameter ----
+def _shipped_document() -> dict:
+    from cryobench.agents.dqn import resolve_checkpoint
+
+    return torch.load(resolve_checkpoint(DQNConfig().checkpoint), weights_only=True)
+
+
+def _drop(mapping: dict, key: str) -> dict:
+    del mapping[key]
+    return mapping
+
+
+SHAPES = "history 4, hidden1 64, hidden2 32"
+BAD_DOCUMENTS = {
+    "narrow first layer": (
+        lambda d: d["state_dict"].update({"layer1.weight": d["state_dict"]["layer1.weight"][:, :100].clone()}),
+        f"weight 'layer1.weight' has shape (64, 100), expected (64, 168) for the hyperparameters it records "
+        f"({SHAPES}, 42 features per hole)",
+    ),
+    "hyperparameters that do not fit the weights": (
+        lambda d: d["hyperparameters"].update(hidden1=1_000_000_000),  # never allocated
+        "weight 'layer1.weight' has shape (64, 168), expected (1000000000, 168) for the hyperparameters it records "
+        "(history 4, hidden1 1000000000, hidden2 32, 42 features per hole)",
+    ),
+    "missing weight": (
+        lambda d: _drop(d["state_dict"], "layer3.bias"),
+        "missing weights ['layer3.bias'] (a network of history 4, hidden1 64, hidden2 32 has ['layer1.bias', "
+        "'layer1.weight', 'layer2.bias', 'layer2.weight', 'layer3.bias', 'layer3.weight'])",
+    ),
+    "unexpected weight": (
+        lambda d: d["state_dict"].update({"layer4.weight": torch.zeros(1)}),
+        "unexpected ['layer4.weight'] (a network of history 4, hidden1 64, hidden2 32 has ['layer1.bias', "
+        "'layer1.weight', 'layer2.bias', 'layer2.weight', 'layer3.bias', 'layer3.weight'])",
+    ),
+    "no history": (
+        lambda d: _drop(d["hyperparameters"], "history"),
+        "hyperparameter 'history' must be a positive integer, got None",
+    ),
+    "no weights": (lambda d: _drop(d, "state_dict"), "no 'state_dict' mapping of weights"),
+    "no hyperparameters": (
+        lambda d: _drop(d, "hyperparameters"),
+        "no 'hyperparameters' mapping (history, hidden1, hidden2)",
+    ),
+    "double precision": (
+        lambda d: d["state_dict"].update({"layer2.bias": d["state_dict"]["layer2.bias"].double()}),
+        "weight 'layer2.bias' is torch.float64, expected a float32 tensor",
+    ),
+    "NaN weight": (
+        lambda d: d["state_dict"]["layer3.weight"].__setitem__((0, 5), float("nan")),
+        "weight 'layer3.weight' holds NaN or infinite values",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DOCUMENTS))
+def test_a_checkpoint_with_the_right_tag_but_wrong_contents_is_a_one_line_error(case, tmp_path):
+    spoil, reason = BAD_DOCUMENTS[case]
+    document = _shipped_document()
+    spoil(document)
+    path = tmp_path / "spoiled.pt"
+    torch.save(document, path)
+    with pytest.raises(InputError) as error:
+        load_checkpoint(path)
+    assert str(error.value) == f"DQN checkpoint {path}: {reason}"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"", "cannot be read as a torch file (the file is empty)"),
+        (b"hello", "cannot be read as a torch file (it is not a torch checkpoint)"),
+        ("truncated", "cannot be read as a torch file (PytorchStreamReader failed reading zip archive: "),
+        ("unsafe", "cannot be read safely: it holds Python objects besides tensors and plain data, and loading "),
+    ],
+)
+def test_an_unreadable_or_unsafe_checkpoint_is_one_line_without_torchs_advice(content, reason, tmp_path):
+    path = tmp_path / "bad.pt"
+    if content == "unsafe":
+        torch.save({"format": "cryobench-dqn/1", "payload": np.random.default_rng(0)}, path)  # not plain data
+    elif content == "truncated":
+        torch.save(_shipped_document(), path)
+        path.write_bytes(path.read_bytes()[:1000])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InputError) as error:
+        load_checkpoint(path)
+    message = str(error.value)
+    assert message.startswith(f"DQN checkpoint {path}: {reason}")
+    assert "\n" not in message and "weights_only" not in message
+
+
+def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    document = _shipped_document()
+    del document["state_dict"]["layer3.bias"]
+    path = tmp_path / "spoiled.pt"
+    torch.save(document, path)
+    args = ["run", "--agent", "dqn", "--env", "aldolase", "--episodes", "1", "-H", f"checkpoint={path}"]
+    result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "r.json")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: DQN checkpoint {path}: missing weights ['layer3.bias'] (")
+    assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("torch_threads=0", "'torch_threads': expected an integer >= 1, got 0"),
+        ("history=0", "'history': expected an integer >= 1, got 0"),
+        ("gamma=1.5", "'gamma': expected a number in [0, 1], got 1.5"),
+        ("gamma=.nan", "'gamma': expected a number in [0, 1], got nan"),
+        ("learning_rate=0", "'learning_rate': expected a number > 0, got 0.0"),
+        ("num_envs=-2", "'num_envs': expected an integer >= 1, got -2"),
+        ("act_candidates_per_patch=-1", "'act_candidates_per_patch': expected an integer >= 0, got -1"),
+        ("batch_size=true", "'batch_size': expected an integer >= 1, got True"),
+        ("margin=.inf", "'margin': expected a number >= 0, got inf"),
+    ],
+)
+@pytest.mark.parametrize("command", ["run", "train"])
+def test_out_of_range_hyperparameters_are_refused_naming_the_range(command, assignment, expected, tmp_path):
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    args = [command, "--agent", "dqn", "--env", "aldolase", "-H", assignment, "--out", str(tmp_path / "x")]
+    result = CliRunner().invoke(main, args)
+    assert (result.exit_code, result.output) == (1, f"Error: DQN hyperparameter {expected}\n")
+    assert not (tmp_path / "x").exists()
+
+
+def test_every_numeric_hyperparameter_has_a_range_and_the_cards_are_inside():
+    import dataclasses
+
+    from cryobench.agents.dqn import HYPERPARAMETER_RANGES
+    from cryobench.agents.registry import load_agent
+
+    numeric = {f.name for f in dataclasses.fields(DQNConfig) if f.type in ("int", "float")}
+    assert set(HYPERPARAMETER_RANGES) == numeric
+    for name in ("dqn", "dqn-noise-robust"):
+        load_agent(name)  # the shipped cards' values are valid

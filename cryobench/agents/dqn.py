@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import math
+import pickle
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +133,80 @@ class DQNConfig:
     # 2 threads on a busy 2-core machine OpenMP's spin-waits made a forward pass 30x slower (measured).
     torch_threads: int = 1
 
+    def __post_init__(self) -> None:
+        for name, allowed in HYPERPARAMETER_RANGES.items():
+            allowed.check(name, getattr(self, name))
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric hyperparameter may take: ``low`` (excluded when ``low_open``) to ``high``, finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    integer: bool = True
+
+    def __str__(self) -> str:
+        kind = "an integer" if self.integer else "a number"
+        if self.high is not None:
+            return f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+        return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+
+    def check(self, name: str, value: Any) -> None:
+        number = not isinstance(value, bool) and isinstance(value, int if self.integer else int | float)
+        inside = (
+            number
+            and math.isfinite(value)
+            and (self.low is None or (value > self.low if self.low_open else value >= self.low))
+            and (self.high is None or value <= self.high)
+        )
+        if not inside:
+            raise InputError(f"DQN hyperparameter {name!r}: expected {self}, got {value!r}")
+
+
+def _at_least(low: int) -> Range:
+    return Range(low)
+
+
+_FRACTION = Range(0.0, 1.0, integer=False)
+_POSITIVE = Range(0.0, low_open=True, integer=False)
+#: The valid values of every numeric hyperparameter; a value outside is refused when the config is made.
+HYPERPARAMETER_RANGES: dict[str, Range] = {
+    "history": _at_least(1),
+    "hidden1": _at_least(1),
+    "hidden2": _at_least(1),
+    "gamma": _FRACTION,
+    "n_step": _at_least(1),
+    "learning_rate": _POSITIVE,
+    "batch_size": _at_least(1),
+    "buffer_size": _at_least(1),
+    "target_update": _at_least(1),
+    "target_tau": _FRACTION,
+    "train_every": _at_least(1),
+    "learning_starts": _at_least(0),
+    "grad_clip": _POSITIVE,
+    "epsilon_start": _FRACTION,
+    "epsilon_end": _FRACTION,
+    "epsilon_decay_start": _at_least(0),
+    "epsilon_decay_end": _at_least(0),
+    "num_envs": _at_least(1),
+    "total_steps": _at_least(0),
+    "extra_worlds": _at_least(0),
+    "target_candidates_per_patch": _at_least(0),  # 0: every unvisited hole
+    "act_candidates_per_patch": _at_least(0),
+    "validate_every": _at_least(1),
+    "validation_episodes": _at_least(1),
+    "validation_seed": _at_least(0),
+    "extra_twin_worlds": _at_least(0),
+    "demo_episodes_per_world": _at_least(1),
+    "pretrain_steps": _at_least(0),
+    "demo_batch_size": _at_least(0),
+    "margin": Range(0.0, integer=False),
+    "margin_weight": Range(0.0, integer=False),
+    "torch_threads": _at_least(1),
+}
+
 
 # ---- 2. the network -----------------------------------------------------------------------
 class HoleQNetwork(nn.Module):
@@ -203,8 +280,19 @@ def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
         )
     try:
         document = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # a corrupt file or one holding arbitrary objects
-        raise InputError(f"DQN checkpoint {path}: cannot be read safely ({type(exc).__name__}: {exc})") from None
+    except pickle.UnpicklingError:  # torch's safe loader met an object that is not plain data
+        raise InputError(
+            f"DQN checkpoint {path}: cannot be read safely: it holds Python objects besides tensors and plain "
+            "data, and loading those could run code; a cryobench DQN checkpoint holds only plain data"
+        ) from None
+    except Exception as exc:  # not a torch file, truncated, empty
+        if path.stat().st_size == 0:
+            reason = "the file is empty"
+        elif isinstance(exc, RuntimeError) and str(exc).strip():  # torch's reader: its first sentence says what
+            reason = str(exc).splitlines()[0].split(". ")[0]
+        else:  # a KeyError or an unpickling error on some byte says nothing useful
+            reason = "it is not a torch checkpoint"
+        raise InputError(f"DQN checkpoint {path}: cannot be read as a torch file ({reason})") from None
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"DQN checkpoint {path}: not a cryobench DQN checkpoint (expected {CHECKPOINT_FORMAT!r})")
     layout, names = document.get("feature_layout_version"), tuple(document.get("feature_names") or ())
@@ -218,16 +306,62 @@ def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
             + (f"; first differences {differing}" if differing else "")
             + ". Retrain it with `cryobench train --agent dqn`."
         )
-    hyper = document["hyperparameters"]
-    network = HoleQNetwork(int(hyper["history"]), int(hyper["hidden1"]), int(hyper["hidden2"]))
-    network.load_state_dict(document["state_dict"])
+    sizes = _network_sizes(path, document)
+    weights = _checked_weights(path, document, sizes)
+    network = HoleQNetwork(*sizes)
+    network.load_state_dict(weights)
     network.eval()
     return network, document
 
 
+def _network_sizes(path: Path, document: dict[str, Any]) -> tuple[int, int, int]:
+    """``history``, ``hidden1``, ``hidden2`` from a checkpoint's hyperparameters, each a positive integer."""
+    hyper = document.get("hyperparameters")
+    if not isinstance(hyper, dict):
+        raise InputError(f"DQN checkpoint {path}: no 'hyperparameters' mapping (history, hidden1, hidden2)")
+    sizes = []
+    for name in ("history", "hidden1", "hidden2"):
+        value = hyper.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(
+                f"DQN checkpoint {path}: hyperparameter {name!r} must be a positive integer, got {value!r}"
+            )
+        sizes.append(value)
+    return sizes[0], sizes[1], sizes[2]
+
+
+def _checked_weights(path: Path, document: dict[str, Any], sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+    """The checkpoint's weights, refused unless they are exactly the network's: names, shapes, float32, finite."""
+    weights = document.get("state_dict")
+    if not isinstance(weights, dict):
+        raise InputError(f"DQN checkpoint {path}: no 'state_dict' mapping of weights")
+    with torch.device("meta"):  # shapes only: recorded sizes are not trusted with memory before they are checked
+        expected = {name: tuple(tensor.shape) for name, tensor in HoleQNetwork(*sizes).state_dict().items()}
+    described = "history {}, hidden1 {}, hidden2 {}".format(*sizes)
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected), key=str)
+    if missing or unexpected:
+        found = "; ".join(
+            f"{what} {names}" for what, names in (("missing weights", missing), ("unexpected", unexpected)) if names
+        )
+        raise InputError(f"DQN checkpoint {path}: {found} (a network of {described} has {sorted(expected)})")
+    for name, shape in expected.items():
+        tensor = weights[name]
+        if not isinstance(tensor, torch.Tensor) or tensor.dtype != torch.float32:
+            kind = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise InputError(f"DQN checkpoint {path}: weight {name!r} is {kind}, expected a float32 tensor")
+        if tuple(tensor.shape) != shape:
+            raise InputError(
+                f"DQN checkpoint {path}: weight {name!r} has shape {tuple(tensor.shape)}, expected {shape} "
+                f"for the hyperparameters it records ({described}, {N_FEATURES} features per hole)"
+            )
+        if not bool(torch.isfinite(tensor).all()):
+            raise InputError(f"DQN checkpoint {path}: weight {name!r} holds NaN or infinite values")
+    return weights
+
+
 @functools.lru_cache(maxsize=8)
-def _cached_checkpoint(path: str, mtime: float) -> tuple[HoleQNetwork, dict[str, Any]]:
-    return load_checkpoint(path)
+def _cached_checkpoint(path: str, sha256: str) -> tuple[HoleQNetwork, dict[str, Any]]:
+    return load_checkpoint(path)  # keyed by content: a checkpoint replaced in place is read again
 
 
 def resolve_checkpoint(name: str) -> Path:
@@ -259,7 +393,8 @@ class DQNAgent(Agent):
             path = resolve_checkpoint(self.config.checkpoint)
             if not path.is_file():
                 load_checkpoint(path)  # raises the friendly error
-            self.network, self.document = _cached_checkpoint(str(path.resolve()), path.stat().st_mtime)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            self.network, self.document = _cached_checkpoint(str(path.resolve()), digest)
             self.history = self.network.history
         return self.network
 
