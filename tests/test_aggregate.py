@@ -111,6 +111,24 @@ def test_the_bootstrap_equals_rliables_loop_on_other_shapes():
             np.testing.assert_allclose([got[name].low[k], got[name].high[k]], expected[k][:, i], rtol=0, atol=1e-12)
 
 
+def test_probability_of_improvement_equals_rliables_loop_with_many_ties():
+    # rliable's StratifiedIndependentBootstrap: per replicate X's indices, then Y's, from one RandomState.
+    scores = np.round(np.random.default_rng(9).uniform(0, 0.6, (3, 6, 2)), 1)
+    got = aggregate.probability_of_improvement(scores, reps=150, seed=4)
+    for x in range(3):
+        for y in range(3):
+            if x == y:
+                continue
+            rng, values = np.random.RandomState(4), []
+            for _ in range(150):
+                xs = scores[x][rng.choice(6, (6, 2)), np.arange(2)]
+                ys = scores[y][rng.choice(6, (6, 2)), np.arange(2)]
+                u = [stats.mannwhitneyu(xs[:, t], ys[:, t], alternative="greater").statistic for t in range(2)]
+                values.append(np.mean(np.array(u) / 36))
+            expected = np.percentile(values, [2.5, 97.5])
+            np.testing.assert_allclose([got.low[x, y], got.high[x, y]], expected, rtol=0, atol=1e-12)
+
+
 # ---- hand-computable cases ----------------------------------------------------------------------
 def test_iqm_of_known_arrays():
     assert aggregate.iqm(np.arange(1.0, 9.0).reshape(4, 2)) == pytest.approx(4.5)  # mean of 3, 4, 5, 6
