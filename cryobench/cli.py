@@ -359,7 +359,7 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
     if not tasks:
         raise InputError("options --agents and --envs: name at least one agent and one environment")
     paths = run_sweep(tasks, out_dir, workers=workers, backend=backend, address=address, progress=not quiet)
-    click.echo(f"{len(paths)} task results in {out_dir}")
+    click.echo(f"{len(paths)} task results in {out_dir}; see them: cryobench compare {out_dir}")
 
 
 @main.command("submit")

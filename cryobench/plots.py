@@ -47,9 +47,9 @@ SESSION_ONLY_ARGUMENTS = frozenset({"duration", "profile", "feedback", "partial_
 #: Environment arguments that change the predictions but not the holes.
 PREDICTION_ONLY_ARGUMENTS = frozenset({"noise", "regressor"})
 ERROR_BAR_NOTE = "bars: mean; error bars: ±1 sd over episodes"
-# Text in SVG stays text (searchable, editable in a drawing program); fonts embedded in PDF as TrueType.
-_SAVE_RC = {"svg.fonttype": "none", "pdf.fonttype": 42}
-# No creation dates: the same results give the same file.
+# Text in SVG stays text (searchable, editable in a drawing program); fonts embedded in PDF as
+# TrueType. Fixed SVG ids and no creation dates: the same results give the same file, byte for byte.
+_SAVE_RC = {"svg.fonttype": "none", "svg.hashsalt": "cryobench", "pdf.fonttype": 42}
 _METADATA = {"png": {}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
 
 
@@ -386,7 +386,7 @@ def _distinct_worlds(results: list[dict], ignore: frozenset = SESSION_ONLY_ARGUM
     varying = _varying_arguments(firsts, exclude=ignore)
     labels = []
     for result in firsts:
-        parts = [_short_name(result["env"]["id"])] if several_envs or not varying else []
+        parts = [_short_name(result["env"]["id"])] if several_envs else []
         parts += [f"{k}={_show(k, env_argument(result, k))}" for k in varying]
         labels.append(", ".join(parts))
     return firsts, labels
@@ -472,7 +472,7 @@ def plot_ctf(results: list[dict]):
         ax.set_xlim(np.floor(everything.min()), CTF_CAP + 0.5)
         ax.axvline(world.threshold, color="black", ls=":", lw=1)
         ax.text(world.threshold, ax.get_ylim()[1], f" good < {world.threshold:g} Å", va="top", fontsize=7)
-        ax.set_xlabel(f"CTFMaxRes (Å; failed fits and > {CTF_CAP:g} Å in the last bin)")
+        ax.set_xlabel(f"CTFMaxRes (Å); last bin: {CTF_CAP - 1:g} Å and above, failed fits included")
         ax.set_ylabel("share of holes (grey) or of exposures (lines)")
         what = f"{panel_label}: " if panel_label else ""
         ax.set_title(f"{what}{world.n_holes} holes, {int(world.true_good.sum())} good", fontsize=8)
