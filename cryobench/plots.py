@@ -175,10 +175,6 @@ def _legend_below(fig, handles, labels, title: str | None = None) -> None:
     fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 2), fontsize=8, title=title)
 
 
-def _episode_values(result: dict, key: str) -> np.ndarray:
-    return np.array([row[key] for row in result["episodes"]], dtype=float)
-
-
 def _sd(values: np.ndarray) -> float:
     return float(values.std(ddof=1)) if len(values) > 1 else 0.0
 
@@ -208,7 +204,7 @@ def plot_curve(results: list[dict]):
     thresholds = {_show("threshold", env_argument(r, "threshold")) for r in results}
     below = f"< {thresholds.pop()} Å" if len(thresholds) == 1 else "< threshold"
     ax.set_xlabel("minutes into the session")
-    ax.set_ylabel(f"good exposures (CTFMaxRes {below})")
+    ax.set_ylabel(f"{metrics.metric('good_exposures').label} (CTFMaxRes {below})")
     ax.set_title(env_title(results), fontsize=9)
     episodes = f"{counts.pop()} episodes" if len(counts) == 1 else "episodes"
     _legend_below(fig, handles, labels, title=f"line: mean over {episodes}; band: 25th-75th percentile")
@@ -249,20 +245,15 @@ def plot_bins(results: list[dict]):
     return fig
 
 
-def plot_metrics(results: list[dict]):
-    """Every registered metric (:data:`cryobench.metrics.METRICS`), one panel each, one bar per results
-    file, ±1 sd: a newly registered metric gets its panel here without a change to this module."""
+def _metric_bars(fig, axes, results: list[dict], names: list[str]) -> None:
+    """One panel per registered metric, one bar per results file (mean ±1 sd over episodes)."""
     from cryobench import metrics
 
-    shown = list(metrics.METRICS.values())
-    columns = min(3, len(shown))
-    rows = -(-len(shown) // columns)
-    fig = _figure(3.0 * columns, 2.4 * rows + 1.0)
-    axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
     labels = series_labels(results)
     colours = _colours(len(results))
     handles = []
-    for ax, metric in zip(axes, shown, strict=False):
+    for ax, name in zip(axes, names, strict=False):
+        metric = metrics.metric(name)
         for i, (result, colour) in enumerate(zip(results, colours, strict=True)):
             values = metric.values(result["episodes"])
             bars = ax.bar(
@@ -276,47 +267,34 @@ def plot_metrics(results: list[dict]):
                 linewidth=0.5,
                 hatch="//" if result["agent"].get("upper_bound") else None,
             )
-            if metric is shown[0]:
+            if ax is axes[0]:
                 handles.append(bars)
         ax.set_xticks([])
-        ax.set_title(metric.axis_label + ("" if metric.higher_is_better else " (lower is better)"), fontsize=9)
-    for ax in axes[len(shown) :]:
+        ax.set_title(metric.axis_label, fontsize=9)
+        ax.set_ylabel(f"{metric.label} per episode" + ("" if metric.higher_is_better else " (lower is better)"))
+    for ax in axes[len(names) :]:
         fig.delaxes(ax)
     fig.suptitle(env_title(results), fontsize=9)
     _legend_below(fig, handles, labels, title=ERROR_BAR_NOTE)
-    return fig
 
 
 def plot_squares(results: list[dict]):
     """Squares visited and exposures per square, one bar per results file, ±1 sd (Fig. 4D)."""
     fig = _figure(6.4, 4.8)
-    axes = fig.subplots(1, 2)
-    labels = series_labels(results)
-    colours = _colours(len(results))
-    handles = []
-    for ax, key, name in zip(
-        axes, ("squares_visited", "exposures_per_square"), ("squares visited", "exposures per square"), strict=True
-    ):
-        for i, (result, colour) in enumerate(zip(results, colours, strict=True)):
-            values = _episode_values(result, key)
-            bars = ax.bar(
-                i,
-                values.mean(),
-                0.8,
-                yerr=_sd(values),
-                capsize=3,
-                color=colour,
-                edgecolor="black",
-                linewidth=0.5,
-                hatch="//" if result["agent"].get("upper_bound") else None,
-            )
-            if key == "squares_visited":
-                handles.append(bars)
-        ax.set_xticks([])
-        ax.set_title(name, fontsize=9)
-        ax.set_ylabel(f"{name} per episode")
-    fig.suptitle(env_title(results), fontsize=9)
-    _legend_below(fig, handles, labels, title=ERROR_BAR_NOTE)
+    _metric_bars(fig, list(fig.subplots(1, 2)), results, ["squares_visited", "exposures_per_square"])
+    return fig
+
+
+def plot_metrics(results: list[dict]):
+    """Every registered metric (:data:`cryobench.metrics.METRICS`), one panel each, one bar per results
+    file, ±1 sd: a newly registered metric gets its panel here without a change to this module."""
+    from cryobench import metrics
+
+    names = list(metrics.METRICS)
+    columns = min(len(names), 3)
+    rows = -(-len(names) // columns)
+    fig = _figure(3.0 * columns + 0.6, 2.6 * rows + 1.4)
+    _metric_bars(fig, list(np.ravel(fig.subplots(rows, columns, squeeze=False))), results, names)
     return fig
 
 

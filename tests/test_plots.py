@@ -99,11 +99,30 @@ def test_squares_one_bar_per_file_in_each_panel(runs):
     results = [runs["rank"], runs["rank_noisy"]]
     fig = plots.plot_squares(results)
     left, right = fig.axes
-    assert [left.get_title(), right.get_title()] == ["squares visited", "exposures per square"]
+    assert [left.get_title(), right.get_title()] == ["squares visited", "exposures / square"]
     assert fig.get_suptitle() == plots.env_title(results)
     assert _legend_texts(fig) == plots.series_labels(results)
     heights = [c[0].get_height() for c in left.containers if isinstance(c, BarContainer)]
     assert heights == pytest.approx([np.mean([r["squares_visited"] for r in x["episodes"]]) for x in results])
+
+
+def test_metrics_plot_draws_every_registered_metric_a_new_one_too(runs):
+    from cryobench import metrics
+
+    added = metrics.register_metric(
+        metrics.Metric(
+            "good_per_hour", "good exposures / hour", compute=lambda r: 60 * r["good_exposures"] / r["minutes"]
+        )
+    )
+    try:
+        fig = plots.plot_metrics([runs["random"], runs["rank"]])
+    finally:
+        del metrics.METRICS[added.name]
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == [m.axis_label for m in metrics.METRICS.values()] + [added.label]
+    rank = runs["rank"]["episodes"]
+    heights = [c[0].get_height() for c in shown[-1].containers if isinstance(c, BarContainer)]
+    assert heights[1] == pytest.approx(np.mean([60 * r["good_exposures"] / r["minutes"] for r in rank]))
 
 
 def test_jaccard_marks_files_that_do_not_compare(runs):
