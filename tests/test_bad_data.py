@@ -611,6 +611,7 @@ BAD_ENV_CARD_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow  # copies the package and imports it in a fresh interpreter
 def test_a_bad_environment_card_does_not_break_import(tmp_path):
     """A copy of the package whose envs/ holds a bad card: import works, the card's error shows where it is used."""
     shutil.copytree(REPO / "cryobench", tmp_path / "cryobench", ignore=shutil.ignore_patterns("__pycache__"))
