@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
 import click
 
 import cryobench
-from cryobench.errors import InputError
+from cryobench.errors import ExitCode, InputError, Rejected
 from cryobench.plots import PLOT_DESCRIPTIONS
+
+
+class _Failure(click.ClickException):
+    """A one-line message and the exit code that says what kind of failure it was."""
+
+    def __init__(self, message: str, exit_code: ExitCode, prefix: str = "Error: ") -> None:
+        super().__init__(message)
+        self.exit_code = int(exit_code)
+        self.prefix = prefix
+
+    def show(self, file=None) -> None:
+        click.echo(f"{self.prefix}{self.format_message()}", file=file, err=True)
+
+
+@contextlib.contextmanager
+def _exit_codes():
+    """Each kind of failure as a message and its exit code (cryobench.errors.ExitCode), not a traceback.
+
+    Only a bug (an error no validation names) shows its traceback, for the report.
+    """
+    try:
+        yield
+    except (click.ClickException, click.exceptions.Exit, click.Abort):
+        raise
+    except Rejected as exc:
+        raise _Failure(str(exc), ExitCode.REJECTED) from None
+    except InputError as exc:
+        raise _Failure(str(exc), ExitCode.BAD_INPUT) from None
+    except OSError as exc:  # a file or folder that cannot be read or written
+        where = f"{exc.filename}: " if exc.filename else ""
+        raise _Failure(f"{where}{exc.strerror or exc}", ExitCode.BAD_INPUT) from None
+    except KeyboardInterrupt as exc:
+        raise _Failure(str(exc) or "interrupted", ExitCode.INTERRUPTED, prefix="") from None
+    except Exception as exc:
+        traceback.print_exc()
+        message = f"internal error (a bug in cryobench; please report it with the traceback above): {exc!r}"
+        raise _Failure(message, ExitCode.INTERNAL_ERROR) from None
 
 
 def _friendly_errors(func):
@@ -20,15 +59,21 @@ def _friendly_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        try:
+        with _exit_codes():
             return func(*args, **kwargs)
-        except (InputError, FileNotFoundError) as exc:
-            raise click.ClickException(str(exc)) from None
 
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level group: every command's failures get their exit code, decorated or not."""
+
+    def invoke(self, ctx: click.Context):
+        with _exit_codes():
+            return super().invoke(ctx)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cryobench.__version__, prog_name="cryobench")
 def main() -> None:
     """cryobench: benchmark environments and agents for planning cryo-EM data collection."""
@@ -485,7 +530,7 @@ def leaderboard_build(check) -> None:
     changed = build_tables(check=check)
     changed += heldout_site.build(check=check)
     if check and changed:
-        raise click.ClickException("tables out of date: " + ", ".join(changed) + " (run cryobench leaderboard build)")
+        raise Rejected("tables out of date: " + ", ".join(changed) + " (run cryobench leaderboard build)")
     click.echo("\n".join(f"wrote {rel}" for rel in changed) if changed else "tables up to date")
 
 
@@ -541,7 +586,7 @@ def leaderboard_verify(files, data, workers, quiet) -> None:
             for reason in report["reasons"]:
                 click.echo(f"  - {reason}", err=True)
     if rejected:
-        raise click.ClickException(f"{rejected} of {len(files)} submission(s) rejected")
+        raise Rejected(f"{rejected} of {len(files)} submission(s) rejected")
 
 
 # ---- datasets -----------------------------------------------------------------------

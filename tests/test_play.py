@@ -17,6 +17,7 @@ from click.testing import CliRunner
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench import metrics
 from cryobench.cli import main
+from cryobench.errors import ExitCode
 from cryobench.play import PlayConfig, create_app, hole_looks, make_play_server
 from cryobench.play.server import STATIC_DIR
 from cryobench.results import load_results
@@ -222,7 +223,7 @@ def test_replay_refuses_a_trajectory_from_another_world(short_app, client, tmp_p
     path = tmp_path / "forged.json"
     path.write_text(json.dumps(document))
     result = CliRunner().invoke(main, ["play", "--replay", str(path), "--port", "0"])
-    assert result.exit_code == 1 and "the trajectory gives" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "the trajectory gives" in result.output
 
 
 def test_queue_mode_reveals_in_batches(tmp_path):
@@ -291,11 +292,11 @@ def test_cli_refuses_bad_options_without_starting_a_server():
     runner = CliRunner()
     assert runner.invoke(main, ["play", "--help"]).exit_code == 0
     result = runner.invoke(main, ["play", "--feedback", "queue:x"])
-    assert result.exit_code == 1 and "expected 'inspection', 'queue:K'" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "expected 'inspection', 'queue:K'" in result.output
     result = runner.invoke(main, ["play", "--env", "nosuchenv"])
-    assert result.exit_code == 1 and "Error:" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "Error:" in result.output
     result = runner.invoke(main, ["play", "-e", "new_world_each_reset=true"])
-    assert result.exit_code == 1 and "one fixed world" in result.output
+    assert result.exit_code == ExitCode.BAD_INPUT and "one fixed world" in result.output
 
 
 # ---- the page, in a real browser ----------------------------------------------------------------------
