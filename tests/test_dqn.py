@@ -357,7 +357,7 @@ def test_train_command_refuses_an_agent_without_a_trainer():
     from cryobench.cli import main
 
     result = CliRunner().invoke(main, ["train", "--agent", "greedy", "--env", "aldolase"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
     assert result.output == "Error: agent 'greedy' has nothing to train (it names no trainer)\n"
 
 
