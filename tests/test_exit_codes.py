@@ -41,7 +41,7 @@ def test_a_rejected_submission_exits_1(tmp_path, monkeypatch):
     submission = tmp_path / "s.json"
     submission.write_text("{}")
     report = {"accepted": False, "reduced": False, "reasons": ["episodes differ"]}
-    monkeypatch.setattr(cryobench.leaderboard.verify, "verify", lambda file, data, workers: report)
+    monkeypatch.setattr(cryobench.leaderboard.verify, "verify", lambda file, **options: report)
     result = CliRunner().invoke(main, ["leaderboard", "verify", str(submission)])
     assert result.exit_code == ExitCode.REJECTED
     assert result.output.splitlines()[-1] == "Error: 1 of 1 submission(s) rejected"

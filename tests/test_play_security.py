@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from cryobench.cli import main
+from cryobench.errors import ExitCode
 from cryobench.play import PlayConfig, create_app, make_play_server
 from cryobench.play.server import STATIC_DIR
 
@@ -505,7 +506,7 @@ def test_a_malformed_replay_file_is_one_line_naming_the_file(played_document, tm
         where, value, reason = spec
         path.write_text(json.dumps(_edit(played_document, where, value)))
     result = CliRunner().invoke(main, ["play", "--replay", str(path), "--port", "0"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: {path}: ") and reason in lines[0], result.output
     assert "Traceback" not in result.output
@@ -516,14 +517,14 @@ def test_a_replay_file_that_is_a_folder_or_missing_is_one_line(tmp_path):
     assert result.exit_code == 2 and "is a directory" in result.output and "Traceback" not in result.output
     missing = tmp_path / "missing.json"
     result = CliRunner().invoke(main, ["play", "--replay", str(missing)])
-    assert result.exit_code == 1 and result.output.strip() == f"Error: {missing}: no such results file"
+    assert result.exit_code == ExitCode.BAD_INPUT and result.output.strip() == f"Error: {missing}: no such results file"
 
 
 def test_a_replay_episode_out_of_range_names_the_option_and_the_file(played_document, tmp_path):
     path = tmp_path / "one-episode.json"
     path.write_text(json.dumps(played_document))
     result = CliRunner().invoke(main, ["play", "--replay", str(path), "--episode", "3"])
-    assert result.exit_code == 1
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.strip() == f"Error: option --episode: {path} has episodes 0..0, got 3"
 
 
