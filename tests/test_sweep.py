@@ -280,6 +280,22 @@ def test_results_with_other_seeds_are_not_taken_as_finished(tmp_path):
     assert result_problem(path, task) == "episodes for seeds [0], expected [0, 1]"
 
 
+def test_results_on_several_worlds_must_cover_every_world_and_seed(tmp_path):
+    plain = Task("random", "aldolase", {}, (0, 1))
+    doc = json.loads(run_task(plain, tmp_path).read_text())
+    task = Task("random", "aldolase", {}, (0, 1), worlds=(5, 6))
+    doc["task"]["key"] = task.key()
+    doc["episodes"] = [{**row, "world": world} for world in (5, 6) for row in doc["episodes"]]
+    path = tmp_path / task.filename()
+    path.write_text(json.dumps(doc))
+    assert result_problem(path, task) is None
+    doc["episodes"].pop()
+    path.write_text(json.dumps(doc))
+    assert result_problem(path, task) == (
+        "episodes for (world, seed) [(5, 0), (5, 1), (6, 0)], expected [(5, 0), (5, 1), (6, 0), (6, 1)]"
+    )
+
+
 # ---- the folder lock --------------------------------------------------------------------------
 def test_a_second_sweep_into_a_locked_folder_is_refused_naming_the_holder(tmp_path):
     out = tmp_path / "sweep"
