@@ -414,7 +414,7 @@ def test_bad_folder_on_the_command_line_is_one_line(tmp_path):
     folder = make_folder(tmp_path / "f")
     set_field(folder, "val", 3, 1, "inf")
     result = CliRunner().invoke(main, ["datasets", "import-cryorl", str(folder)])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
     assert result.output.strip().splitlines() == [
         f"Error: {role_path(folder, 'val')}, line 3: x (px) must be a decimal number, got 'inf'"
     ]
