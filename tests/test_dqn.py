@@ -548,7 +548,7 @@ def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):
     torch.save(document, path)
     args = ["run", "--agent", "dqn", "--env", "aldolase", "--episodes", "1", "-H", f"checkpoint={path}"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "r.json")])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
     assert result.output.startswith(f"Error: DQN checkpoint {path}: missing weights ['layer3.bias'] (")
     assert len(result.output.splitlines()) == 1
 
