@@ -62,7 +62,7 @@ def check_scores(
 ) -> np.ndarray:
     """``scores`` as a float array of shape (agents, worlds, tasks), or an InputError saying what is wrong."""
     try:
-        values = np.asarray(scores, dtype=np.float64)
+        values = np.ascontiguousarray(scores, dtype=np.float64)  # the same sums whatever the memory layout
     except (TypeError, ValueError) as error:
         raise InputError(f"scores: expected numbers of shape (agents, worlds, tasks) ({error})") from None
     if values.ndim != 3:
@@ -498,6 +498,33 @@ class ScopeSummary:
         }
 
 
+def summarise_scope(
+    scores: np.ndarray,
+    agents: Sequence[str],
+    tasks: Sequence[str],
+    scope: str = OVERALL,
+    *,
+    taus: np.ndarray = DEFAULT_TAUS,
+    reps: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+    gamma: float = BOUND,
+) -> ScopeSummary:
+    """The statistics of one scope: ``scores`` (agents, worlds, tasks) over exactly its ``tasks``."""
+    scores = check_scores(scores, agents, tasks)
+    stats = aggregates(scores, reps=reps, confidence=confidence, seed=seed, gamma=gamma)
+    improvement = probability_of_improvement(scores, reps=reps, confidence=confidence, seed=seed)
+    return ScopeSummary(
+        scope=scope,
+        tasks=tuple(tasks),
+        aggregates=stats,
+        improvement=improvement,
+        taus=np.asarray(taus, dtype=np.float64),
+        profiles=performance_profiles(scores, taus, reps=reps, confidence=confidence, seed=seed),
+        ranking=rank_agents(agents, stats["iqm"].point, improvement),
+    )
+
+
 def summarise(
     scores: np.ndarray,
     agents: Sequence[str],
@@ -513,25 +540,15 @@ def summarise(
     """Statistics per task family (in order of first appearance) and ``"overall"`` (all tasks).
 
     ``scores``: (agents, worlds, tasks) normalised scores, one run per test world. Every scope's
-    bootstraps start from ``seed``, so a family's results equal those of the family alone.
+    bootstraps start from ``seed``, so a family's results equal ``summarise_scope`` of the family alone.
     """
     scores = check_scores(scores, agents, tasks, families)
     if OVERALL in families:
         raise InputError(f"families: {OVERALL!r} names the scope of all tasks; choose another family name")
     scopes = {family: [t for t, f in enumerate(families) if f == family] for family in dict.fromkeys(families)}
     scopes[OVERALL] = list(range(len(tasks)))
-    out = {}
-    for scope, columns in scopes.items():
-        part = scores[:, :, columns]
-        stats = aggregates(part, reps=reps, confidence=confidence, seed=seed, gamma=gamma)
-        improvement = probability_of_improvement(part, reps=reps, confidence=confidence, seed=seed)
-        out[scope] = ScopeSummary(
-            scope=scope,
-            tasks=tuple(tasks[t] for t in columns),
-            aggregates=stats,
-            improvement=improvement,
-            taus=np.asarray(taus, dtype=np.float64),
-            profiles=performance_profiles(part, taus, reps=reps, confidence=confidence, seed=seed),
-            ranking=rank_agents(agents, stats["iqm"].point, improvement),
-        )
-    return out
+    settings = {"taus": taus, "reps": reps, "confidence": confidence, "seed": seed, "gamma": gamma}
+    return {
+        scope: summarise_scope(scores[:, :, columns], agents, [tasks[t] for t in columns], scope, **settings)
+        for scope, columns in scopes.items()
+    }

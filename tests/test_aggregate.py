@@ -249,6 +249,8 @@ def test_an_agents_results_do_not_depend_on_the_other_agents_or_families():
     family_alone = aggregate.probability_of_improvement(scores[:, :, 2:], reps=200, seed=5)
     np.testing.assert_array_equal(summary["g"].improvement.low, family_alone.low)
     assert summary["g"].tasks == ("t3", "t4") and list(summary) == ["f", "g", "overall"]
+    family = aggregate.summarise_scope(scores[:, :, 2:], ["a", "b", "c"], ["t3", "t4"], "g", reps=200, seed=5)
+    assert json.dumps(family.as_dict(["a", "b", "c"])) == json.dumps(summary["g"].as_dict(["a", "b", "c"]))
 
 
 # ---- normalisation ------------------------------------------------------------------------------
