@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import gymnasium as gym
@@ -31,12 +31,18 @@ def _read_only_view(array: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class PublicLayout:
-    """What an agent may know before the session: the hierarchy, positions and predictions.
+    """What an agent may know: the hierarchy, positions and predictions.
 
     Views of the world's arrays for reading; agents derive their own tables from it
     (``agents.common.Hierarchy``).
 
     The ground truth is not here; upper-bound agents ask :meth:`CryoEMSessionEnv.ground_truth_ctf`.
+
+    Staged acquisition (``acquisition == "staged"``): a snapshot of what is known so far. The
+    holes of squares not imaged yet have ``tile``, ``square``, ``patch`` -1 and ``x_um``,
+    ``y_um``, ``predicted_ctf`` NaN; the atlas fields describe every square. Each time a
+    square is imaged the environment publishes a *new* layout (``env.unwrapped.layout`` and the
+    step's ``info["layout"]``); a layout never changes once handed out.
     """
 
     tile: np.ndarray
@@ -50,6 +56,25 @@ class PublicLayout:
     threshold: float
     duration: float
     feedback: simulator.Feedback
+    acquisition: str = "paper"
+    #: staged: per square, its tile, the atlas's noisy size class and good fraction, whether imaged
+    square_tile: np.ndarray | None = None
+    atlas_size_class: np.ndarray | None = None
+    atlas_good_fraction: np.ndarray | None = None
+    imaged: np.ndarray | None = None
+    #: staged: minutes of imaging one square (``InstrumentProfile.square_minutes``)
+    square_minutes: float | None = None
+
+    @property
+    def staged(self) -> bool:
+        return self.acquisition == "staged"
+
+
+def _hidden(values: np.ndarray, shown: np.ndarray, fill: float) -> np.ndarray:
+    """A read-only copy of ``values`` with ``fill`` (-1 for ids, NaN for numbers) where the hole is not shown."""
+    out = np.where(shown, values, fill)
+    out.flags.writeable = False
+    return out
 
 
 class CryoEMSessionEnv(gym.Env):
@@ -70,6 +95,11 @@ class CryoEMSessionEnv(gym.Env):
     holes are masked in ``action_mask``; choosing one anyway costs the in-patch minutes,
     earns nothing, leaves the stage in place and sets ``info["invalid_action"]``.
 
+    With ``acquisition="staged"``: ``Discrete(N + S)``, actions ``N .. N+S-1`` image square
+    ``action - N`` (the profile's ``square_minutes``; the stage then sits at that square). Holes
+    of squares not imaged yet and squares already imaged are masked; choosing one anyway is
+    the same costed no-op.
+
     ## Observation Space
 
     A ``Dict``:
@@ -82,8 +112,15 @@ class CryoEMSessionEnv(gym.Env):
     - ``current_hole``: ``Discrete(N)``, where the stage is.
     - ``action_mask``: ``MultiBinary(N)`` int8, 1 for holes that can still be exposed.
 
+    Staged, also ``imaged``: ``MultiBinary(S)`` int8, the squares imaged so far, and
+    ``stage_square``: ``Discrete(S + 1)``, 0 when the stage is at ``current_hole``, ``s + 1``
+    when it sits at square ``s`` after imaging it; ``action_mask`` is ``MultiBinary(N + S)``.
+    The feature rows of holes in squares not imaged yet are all zero.
+
     The hierarchy, positions and predictions are also available before acting, without the
-    ground truth, as ``env.unwrapped.layout`` (a :class:`PublicLayout`).
+    ground truth, as ``env.unwrapped.layout`` (a :class:`PublicLayout`). Staged, it shows the
+    atlas and only the imaged squares' holes, and is replaced by a new snapshot (also given as
+    ``info["layout"]``) at every step that images a square.
 
     Every observation's arrays are new: the environment never changes an array after handing
     it out, so agents may keep past observations (e.g. a history of features) without copying.
@@ -98,7 +135,8 @@ class CryoEMSessionEnv(gym.Env):
 
     The stage starts at a hole drawn uniformly from the environment's ``np_random``: visited,
     free, not an exposure. With ``new_world_each_reset=True`` (twins only) every reset also
-    draws a new twin world (same layout, new quality and predictions).
+    draws a new twin world (same layout, new quality and predictions). Staged, the start
+    hole's square is imaged for free (the square the operator set the session up in).
 
     ## Episode End
 
@@ -118,7 +156,12 @@ class CryoEMSessionEnv(gym.Env):
     - ``threshold``: good means CTFMaxRes below this (Å, default 6).
     - ``duration``: session minutes (default 480).
     - ``profile``: instrument profile: ``paper`` (1/2/6/8 min), ``arxiv`` (2/5/10/20),
-      ``measured-aldolase`` (1.52/3.1/3.1/3.2), or a mapping with ``minutes`` and ``beta``.
+      ``measured-aldolase`` (1.52/3.1/3.1/3.2), ``bis-modern`` (beam-image shift, 4 movies per hole),
+      a mapping with ``minutes`` and ``beta``, or a profile file (``cryobench datasets fit-profile``).
+    - ``acquisition``: ``"paper"`` (default: every prediction known at minute 0) or ``"staged"``
+      (the atlas first, squares imaged on demand; ``cryobench.simulator`` rules 7-10).
+    - ``atlas_noise``: staged: the atlas regressor's error, 0 (exact) .. 5; 1 (default): 0.8 on the
+      logit of a square's good fraction and 0.25 on the log of its size (assumptions).
     - ``feedback``: ``inspection`` (default), ``queue:K`` or ``none``.
     - ``partial_reward``: the paper's partial reward above the threshold (default False).
     - ``world_seed``: the twin world's quality and predictions (default: the card's fixed world, like
@@ -152,6 +195,8 @@ class CryoEMSessionEnv(gym.Env):
         layout_seed: int | None = None,
         new_world_each_reset: bool = False,
         new_layout_each_reset: bool = False,
+        acquisition: str = "paper",
+        atlas_noise: float = 1.0,
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -192,6 +237,9 @@ class CryoEMSessionEnv(gym.Env):
             raise InputError("argument 'new_world_each_reset': measured data is one fixed world; use a twin")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"argument 'render_mode': expected None or 'rgb_array', got {render_mode!r}")
+        if acquisition not in simulator.ACQUISITIONS:
+            raise InputError(f"argument 'acquisition': expected 'paper' or 'staged', got {acquisition!r}")
+        self.acquisition, self.atlas_noise = acquisition, atlas_noise
         self.render_mode = render_mode
         feedback = simulator.Feedback.parse(feedback)  # parsed once; the World, layout and agents share it
         self._world_args = dict(
@@ -210,17 +258,30 @@ class CryoEMSessionEnv(gym.Env):
         base = load_dataset(dataset=dataset, data=data, seed=world_seed, layout_seed=layout_seed)
         self.world_seed = int(base.grid.meta.get("seed", 0)) if world_seed is None else int(world_seed)
         self.layout_seed = base.grid.meta.get("layout_seed")
-        self._init_spaces(build_world(base, prediction_seed=self.world_seed, **self._world_args))
+        self._init_spaces(self._staged(build_world(base, prediction_seed=self.world_seed, **self._world_args)))
+
+    def _staged(self, world: simulator.World) -> simulator.World:
+        """The world with this environment's acquisition (and, staged, its atlas)."""
+        if self.acquisition == "paper":
+            self.atlas = None
+            return world
+        world = replace(world, acquisition=self.acquisition)
+        self.atlas = simulator.make_atlas(world, self.atlas_noise, self.world_seed)
+        return world
 
     @classmethod
-    def from_world(cls, world: simulator.World, render_mode: str | None = None) -> CryoEMSessionEnv:
+    def from_world(
+        cls, world: simulator.World, render_mode: str | None = None, atlas_noise: float = 1.0
+    ) -> CryoEMSessionEnv:
         """An environment on a World built by hand (custom grids, tests); one fixed world."""
         env = cls.__new__(cls)
+        env.acquisition, env.atlas_noise = world.acquisition, atlas_noise
         env.render_mode = render_mode
         env._world_args, env._dataset_name, env._data = {}, world.grid.name, None
         env._new_world_each_reset = env._new_layout_each_reset = False
         env.world_seed = int(world.grid.meta.get("seed", 0))
         env.layout_seed = world.grid.meta.get("layout_seed")
+        env.atlas = simulator.make_atlas(world, atlas_noise, env.world_seed) if world.staged else None
         env._init_spaces(world)
         return env
 
@@ -228,17 +289,19 @@ class CryoEMSessionEnv(gym.Env):
         self._set_world(world)
         n = self.world.n_holes
         duration_f = float(self.world.duration)
-        self.action_space = spaces.Discrete(n)
-        self.observation_space = spaces.Dict(
-            {
-                "features": spaces.Box(0.0, 1.0, shape=(n, N_FEATURES), dtype=np.float32),
-                "revealed": spaces.MultiBinary(n),
-                "revealed_ctf": spaces.Box(0.0, CTF_CAP, shape=(n,), dtype=np.float32),
-                "time_left": spaces.Box(0.0, duration_f, shape=(1,), dtype=np.float32),
-                "current_hole": spaces.Discrete(n),
-                "action_mask": spaces.MultiBinary(n),
-            }
-        )
+        self.action_space = spaces.Discrete(self.world.n_actions)
+        observations = {
+            "features": spaces.Box(0.0, 1.0, shape=(n, N_FEATURES), dtype=np.float32),
+            "revealed": spaces.MultiBinary(n),
+            "revealed_ctf": spaces.Box(0.0, CTF_CAP, shape=(n,), dtype=np.float32),
+            "time_left": spaces.Box(0.0, duration_f, shape=(1,), dtype=np.float32),
+            "current_hole": spaces.Discrete(n),
+            "action_mask": spaces.MultiBinary(self.world.n_actions),
+        }
+        if self.world.staged:
+            observations["imaged"] = spaces.MultiBinary(self.world.n_squares)
+            observations["stage_square"] = spaces.Discrete(self.world.n_squares + 1)
+        self.observation_space = spaces.Dict(observations)
         self.state: simulator.SessionState | None = None
 
     # ---- world and views ------------------------------------------------------------
@@ -257,6 +320,33 @@ class CryoEMSessionEnv(gym.Env):
             threshold=world.threshold,
             duration=world.duration,
             feedback=world.feedback,
+        )
+        if world.staged:
+            self.layout = self._staged_layout(np.zeros(grid.n_holes, dtype=bool), np.zeros(world.n_squares, dtype=bool))
+
+    def _staged_layout(self, shown: np.ndarray, imaged: np.ndarray) -> PublicLayout:
+        """A snapshot of what a staged session has shown: the atlas, and the holes of the imaged squares."""
+        world, grid, atlas = self.world, self.world.grid, self.atlas
+        imaged = imaged.copy()
+        imaged.flags.writeable = False
+        return PublicLayout(
+            tile=_hidden(grid.tile, shown, -1),
+            square=_hidden(grid.square, shown, -1),
+            patch=_hidden(grid.patch, shown, -1),
+            x_um=_hidden(grid.x_um, shown, np.nan),
+            y_um=_hidden(grid.y_um, shown, np.nan),
+            square_xy_um=_read_only_view(grid.square_xy_um),
+            predicted_ctf=_hidden(world.predicted_ctf, shown, np.nan),
+            minutes=world.profile.minutes,
+            threshold=world.threshold,
+            duration=world.duration,
+            feedback=world.feedback,
+            acquisition=world.acquisition,
+            square_tile=atlas.square_tile,
+            atlas_size_class=atlas.size_class,
+            atlas_good_fraction=atlas.good_fraction,
+            imaged=imaged,
+            square_minutes=world.square_minutes,
         )
 
     def _training_world(self, world_seed: int, layout_seed: int | None) -> simulator.World:
@@ -278,16 +368,18 @@ class CryoEMSessionEnv(gym.Env):
         if self._new_world_each_reset:
             world_seed = draw_training_seed(self.np_random)
             layout_seed = draw_training_seed(self.np_random) if self._new_layout_each_reset else self.layout_seed
-            world = self._training_world(world_seed, layout_seed)
+            self.world_seed, self.layout_seed = world_seed, layout_seed  # (the atlas is drawn from the world seed)
+            world = self._staged(self._training_world(world_seed, layout_seed))
             if world.n_holes != self.world.n_holes:
                 raise RuntimeError("a new twin world changed the number of holes; the card's layout must be fixed")
             self._set_world(world)
-            self.world_seed, self.layout_seed = world_seed, layout_seed
         start = int(self.np_random.integers(self.world.n_holes))
         if options and "start_hole" in options:
             start = int(options["start_hole"])
         self.state = simulator.start_session(self.world, start)
         self._last_level = "start"
+        if self.world.staged:
+            self.layout = self._staged_layout(self.state.shown, self.state.imaged)
         return self._observation(), self._info(invalid=False)
 
     def step(self, action):
@@ -295,30 +387,60 @@ class CryoEMSessionEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if simulator.is_over(self.world, self.state):
             raise RuntimeError("the session is over: call reset() to start a new one")
-        result = simulator.expose(self.world, self.state, int(action))
-        self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
+        if not self.world.staged:
+            result = simulator.expose(self.world, self.state, int(action))
+            self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
+            terminated = simulator.is_over(self.world, self.state)
+            return self._observation(), result.reward, terminated, False, self._info(invalid=result.invalid)
+        result = simulator.step(self.world, self.state, int(action))
+        info_extra = {}
+        if result.level == simulator.IMAGE_SQUARE_LEVEL:
+            self._last_level = "image_square"
+            self.layout = self._staged_layout(self.state.shown, self.state.imaged)
+            info_extra["layout"] = self.layout
+        else:
+            self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
         terminated = simulator.is_over(self.world, self.state)
-        return self._observation(), result.reward, terminated, False, self._info(invalid=result.invalid)
+        obs, info = self._observation(), self._info(invalid=result.invalid)
+        info.update(info_extra)
+        return obs, result.reward, terminated, False, info
 
     def action_masks(self) -> np.ndarray:
-        """Holes that can still be exposed (bool, for sb3-contrib's MaskablePPO)."""
+        """Actions allowed now (bool, for sb3-contrib's MaskablePPO): unvisited holes; staged, of
+        imaged squares, then the squares not imaged yet."""
+        if self.world.staged:
+            return self._staged_mask().astype(bool)
         return ~self.state.visited
+
+    def _staged_mask(self) -> np.ndarray:
+        state, n = self.state, self.world.n_holes
+        mask = np.empty(self.world.n_actions, dtype=np.int8)
+        np.greater(state.shown, state.visited, out=mask[:n])  # shown and not visited
+        np.logical_not(state.imaged, out=mask[n:])
+        return mask
 
     def _observation(self) -> dict[str, np.ndarray]:
         state = self.state
-        return {
+        obs = {
             "features": hole_features(self.world, state),
             "revealed": state.revealed.astype(np.int8),
             "revealed_ctf": np.minimum(state.revealed_ctf, CTF_CAP).astype(np.float32),
             "time_left": np.array([simulator.time_left(self.world, state)], dtype=np.float32),
             "current_hole": np.int64(state.current),
-            "action_mask": (~state.visited).astype(np.int8),
         }
+        if not self.world.staged:
+            obs["action_mask"] = (~state.visited).astype(np.int8)
+            return obs
+        self._mask = self._staged_mask()
+        obs["action_mask"] = self._mask
+        obs["imaged"] = state.imaged.astype(np.int8)
+        obs["stage_square"] = np.int64(state.stage_square + 1)
+        return obs
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         state = self.state
         return {
-            "action_mask": (~state.visited).astype(np.int8),
+            "action_mask": (~state.visited).astype(np.int8) if not self.world.staged else self._mask.copy(),
             "elapsed_minutes": state.elapsed,
             "exposures": state.n_exposures,
             "level": self._last_level,

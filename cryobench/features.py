@@ -24,6 +24,11 @@ cols   feature
 40     minutes to move there from the current hole / the profile's largest move
 41     time left / duration (the same for every hole)
 =====  ====================================================================
+
+Staged acquisition: the rows of holes in squares not imaged yet are all zero (their
+predictions, patches and even their squares are unknown; the group tables count only the
+holes of imaged squares). After a square is imaged the stage sits at the square, not at a
+hole: columns 29-31 and 40 are then measured from the square (no patch shared).
 """
 
 from __future__ import annotations
@@ -164,14 +169,19 @@ def _patch_index(world: World) -> _PatchIndex:
 
 
 def patch_features(
-    world: World, tables: tuple[np.ndarray, ...], current: np.ndarray, elapsed: np.ndarray
+    world: World,
+    tables: tuple[np.ndarray, ...],
+    current: np.ndarray,
+    elapsed: np.ndarray,
+    stage_square: np.ndarray | None = None,
 ) -> np.ndarray:
     """The feature columns a patch's holes share, for S sessions at once: (S, n_patches, N_FEATURES).
 
     ``tables`` are the sessions' group tables per level, (S, n_groups, N_COLS) (see
     ``simulator.recount_tables``); ``current`` and ``elapsed`` are (S,). Every column but the
     hole's own (``HOLE_OWN_COLUMNS``, left 0 here) is the same for all holes of a patch, so a
-    hole's row is its patch's row plus those four.
+    hole's row is its patch's row plus those four. ``stage_square`` (S,) (staged sessions):
+    the square the stage sits at after imaging it, -1 where it is at ``current``.
     """
     index = _patch_index(world)
     current = np.asarray(current, dtype=np.int64)
@@ -181,9 +191,15 @@ def patch_features(
     for table, cap, groups, columns in zip(tables, GROUP_CAPS, patch_groups, GROUP_COLUMNS, strict=True):
         out[..., columns] = _group_values(table, cap)[:, groups]  # each patch's row of this level
     current_patch = world.groups[0][current]
+    current_square, current_tile = index.square[current_patch], index.tile[current_patch]
+    if stage_square is not None:  # at a square just imaged: its square and tile, no patch
+        at_square = np.asarray(stage_square) >= 0
+        current_square = np.where(at_square, stage_square, current_square)
+        current_tile = np.where(at_square, world.square_tile[np.maximum(stage_square, 0)], current_tile)
+        current_patch = np.where(at_square, -1, current_patch)
     levels = move_level(
-        index.tile[None] == index.tile[current_patch][:, None],
-        index.square[None] == index.square[current_patch][:, None],
+        index.tile[None] == current_tile[:, None],
+        index.square[None] == current_square[:, None],
         np.arange(n_patches)[None] == current_patch[:, None],
     )
     out[..., SHARED_GROUP_COLUMNS] = index.move_values[levels, :3]
@@ -200,11 +216,15 @@ def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
     It is :func:`patch_features` spread to the holes plus the holes' own columns.
     """
     tables = tuple(table[None] for table in state.tables)
-    out = patch_features(world, tables, np.array([state.current]), np.array([state.elapsed]))[0][world.groups[0]]
+    stage = np.array([state.stage_square])
+    out = patch_features(world, tables, np.array([state.current]), np.array([state.elapsed]), stage)
+    out = out[0][world.groups[0]]
     out[:, PREDICTED_CTF_COLUMN] = predicted_ctf_feature(world)
     out[:, VISITED_COLUMN] = state.visited
     out[:, REVEALED_COLUMN] = state.revealed
     out[:, REVEALED_CTF_COLUMN] = np.minimum(state.revealed_ctf, CTF_CAP) / CTF_CAP
+    if state.shown is not None:
+        out[~state.shown] = 0.0  # holes of squares not imaged yet are unknown
     return out
 
 
@@ -235,6 +255,7 @@ class _WorldIndex:
     hole_groups: np.ndarray  # (n_holes, 3) each hole's patch, square, tile in the joint numbering
     group_hierarchy_level: np.ndarray  # (n_groups,) 0 patch, 1 square, 2 tile
     group_rows: np.ndarray  # (n_groups, 2) first and last + 1 row of each group in the sorted matrix
+    square_groups: np.ndarray  # (n_squares, 3) a stage at each square: no patch (-1), its square, its tile
     group_caps: np.ndarray  # (3, 1) float32, the count caps per level
     move_values: np.ndarray  # (4, 4) float32: same tile, same square, same patch, minutes; per move level
     unvisited: np.ndarray  # sorted features with nothing visited or revealed, stage nowhere, no time left
@@ -247,7 +268,9 @@ class _FeatureCache:
     sorted_features: np.ndarray
     visited: np.ndarray
     revealed: np.ndarray
-    current: int
+    current: int  # the hole the stage is at, _NOWHERE, or (staged) -2 - s at square s
+    squares_imaged: int = 0  # staged: how many squares the cached values count
+    visible: np.ndarray | None = None  # staged: (n_holes, 1) float32 in sorted order, 1 where shown
 
 
 _world_indexes: weakref.WeakKeyDictionary[World, _WorldIndex] = weakref.WeakKeyDictionary()
@@ -275,6 +298,7 @@ def _build_world_index(world: World) -> _WorldIndex:
     move_values = _patch_index(world).move_values
     # A session before its start, from the reference code: nothing visited, the stage nowhere.
     blank = blank_session(world, elapsed=world.duration)
+    blank.shown = None  # staged: every row's own values; the rows of unimaged squares are hidden on output
     unvisited = hole_features_from_scratch(world, blank)[order]
     unvisited[:, SHARED_GROUP_COLUMNS] = move_values[3, :3]
     unvisited[:, MOVE_MINUTES_COLUMN] = move_values[3, 3]
@@ -285,6 +309,13 @@ def _build_world_index(world: World) -> _WorldIndex:
         hole_groups=hole_groups,
         group_hierarchy_level=np.repeat(np.arange(3), [len(sizes) for sizes in world.group_sizes]),
         group_rows=np.column_stack([first_row, first_row + group_size]),
+        square_groups=np.column_stack(
+            [
+                np.full(len(world.square_tile), -1),
+                np.arange(len(world.square_tile)) + first_group[1],
+                world.square_tile + first_group[2],
+            ]
+        ),
         group_caps=np.array(GROUP_CAPS, dtype=np.float32)[:, None],
         move_values=move_values,
         unvisited=unvisited,
@@ -322,25 +353,34 @@ def _update_count_rows(cache: _FeatureCache, state: SessionState, touched: np.nd
 
 
 def _set_move_level(cache: _FeatureCache, group: int, level: int) -> None:
+    if group < 0:  # a stage at a square has no patch
+        return
     first, stop = cache.index.group_rows[group].tolist()
     cache.sorted_features[first:stop, SHARED_GROUP_COLUMNS] = cache.index.move_values[level, :3]
     cache.sorted_features[first:stop, MOVE_MINUTES_COLUMN] = cache.index.move_values[level, 3]
 
 
+def _position_groups(index: _WorldIndex, position: int) -> list[int]:
+    """The joint group ids (patch, square, tile) of a stage position: a hole, or -2 - s at square s."""
+    if position >= 0:
+        return index.hole_groups[position].tolist()
+    return index.square_groups[-2 - position].tolist()
+
+
 def _update_move_rows(cache: _FeatureCache, current: int) -> None:
     """Recompute the same-tile/square/patch and move-minutes columns after the stage moved
-    to another patch.
+    to another patch (``current``: a hole, or -2 - s for the stage at square s).
 
     Only holes whose move level changed need it. With ``L`` the coarsest level where the old
     and the new current hole differ, the old hole's group at ``L`` is now ``L + 1`` away, and
     the new hole's nested groups at levels ``L, L - 1, .., 0`` are ``L, .., 0`` away (written
     from the outside in, each overwriting its part of the previous).
     """
-    new_groups = cache.index.hole_groups[current].tolist()
+    new_groups = _position_groups(cache.index, current)
     if cache.current == _NOWHERE:
         coarsest = 2
     else:
-        old_groups = cache.index.hole_groups[cache.current].tolist()
+        old_groups = _position_groups(cache.index, cache.current)
         coarsest = max(level for level in range(3) if old_groups[level] != new_groups[level])
         _set_move_level(cache, old_groups[coarsest], coarsest + 1)
     for level in range(coarsest, -1, -1):
@@ -349,7 +389,11 @@ def _update_move_rows(cache: _FeatureCache, current: int) -> None:
 
 def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
     cache = state.feature_cache
-    if not isinstance(cache, _FeatureCache) or cache.world is not world:
+    if (
+        not isinstance(cache, _FeatureCache)
+        or cache.world is not world
+        or (state.shown is not None and cache.squares_imaged > len(state.squares_imaged))
+    ):
         index = _world_index(world)
         cache = _FeatureCache(
             world=world,
@@ -363,6 +407,8 @@ def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
     out, position = cache.sorted_features, cache.index.sorted_position
     # holes whose visited or revealed flag changed (usually one: the hole just exposed)
     touched = np.flatnonzero((state.visited != cache.visited) | (state.revealed != cache.revealed))
+    if state.shown is not None and len(state.squares_imaged) != cache.squares_imaged:
+        touched = _newly_imaged(world, state, cache, touched)
     if len(touched):
         _update_count_rows(cache, state, touched)
         rows = position[touched]
@@ -373,7 +419,11 @@ def _up_to_date_cache(world: World, state: SessionState) -> _FeatureCache:
         np.copyto(cache.revealed, state.revealed)
     current = int(state.current)
     patch = world.groups[0]
-    if cache.current == _NOWHERE or patch[current] != patch[cache.current]:
+    if state.stage_square >= 0:  # staged: the stage sits at a square it just imaged
+        current = -2 - state.stage_square
+        if cache.current != current:
+            _update_move_rows(cache, current)
+    elif cache.current < 0 or patch[current] != patch[cache.current]:
         _update_move_rows(cache, current)
     cache.current = current
     out[:, TIME_LEFT_COLUMN] = time_left(world, state) / world.duration
@@ -388,6 +438,24 @@ def hole_features(world: World, state: SessionState) -> np.ndarray:
     bit-identical to :func:`hole_features_from_scratch`.
     """
     cache = _up_to_date_cache(world, state)
+    if cache.visible is not None:  # staged: the copy and the hiding of unimaged squares in one pass
+        if cache.index.hole_order is None:
+            return np.multiply(cache.sorted_features, cache.visible)
+        out = np.take(cache.sorted_features, cache.index.sorted_position, axis=0)
+        out[~state.shown] = 0.0
+        return out
     if cache.index.hole_order is None:
         return cache.sorted_features.copy()
     return np.take(cache.sorted_features, cache.index.sorted_position, axis=0)
+
+
+def _newly_imaged(world: World, state: SessionState, cache: _FeatureCache, touched: np.ndarray) -> np.ndarray:
+    """Staged: the squares imaged since the cache was last updated change their groups' counts
+    (every hole of theirs is touched) and which rows are shown."""
+    new = state.squares_imaged[cache.squares_imaged :]
+    cache.squares_imaged = len(state.squares_imaged)
+    if cache.visible is None:
+        cache.visible = np.zeros((world.n_holes, 1), dtype=np.float32)
+    holes = np.concatenate([world.square_holes[square] for square in new])
+    cache.visible[cache.index.sorted_position[holes]] = 1.0
+    return np.union1d(touched, holes)

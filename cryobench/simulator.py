@@ -24,6 +24,23 @@ Episode rules (as the original cryoRL environment, so numbers compare with the p
 6. Feedback: ``inspection`` reveals an exposed hole's true CTFMaxRes at once, ``queue:K``
    reveals exposures in batches of K (as the paper's simulator's queueing mode), ``none``
    never reveals (as the original code).
+
+Staged acquisition (``World.acquisition == "staged"``), as facilities run sessions: the agent
+starts from the atlas, and a square's holes are found and predicted only once the square is
+imaged at medium magnification.
+
+7. The session starts at a hole as in rule 1, and that hole's square is imaged for free (the
+   square the operator set the session up in). Every other square starts unimaged.
+8. Actions ``0 .. N-1`` are holes, ``N .. N+S-1`` image square ``action - N``
+   (:func:`image_square`): it costs the profile's ``square_minutes`` (the stage move there
+   included), earns nothing, and leaves the stage at the square, not at a hole: the next hole
+   of that square costs an other-patch move, of its tile an other-square move, else an
+   other-tile move (:func:`rules.move_level` with no shared patch).
+9. Imaging a square again, or exposing a hole of a square not imaged yet, is a costed no-op
+   like rule 4 (the in-patch minutes, ``invalid``, the stage stays). A square action in a
+   paper session is an ``InputError``.
+10. The group tables count only the holes of imaged squares (predictions of unimaged squares
+    are not known to anyone but the simulator).
 """
 
 from __future__ import annotations
@@ -39,6 +56,11 @@ from cryobench.grid import Grid
 from cryobench.profiles import InstrumentProfile, partial_reward_factor
 from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM, Feedback
 from cryobench.rules import move_level as move_level_of
+
+#: ``World.acquisition``: every prediction known at minute 0 (the paper), or squares imaged on demand.
+ACQUISITIONS = ("paper", "staged")
+#: ``StepResult.level`` of a square-imaging action (move levels are 0-3).
+IMAGE_SQUARE_LEVEL = 4
 
 #: Bin edges (Å) of the cryoRL feature histograms of predicted CTFMaxRes.
 FEATURE_BIN_EDGES = np.array([0.0, 4.0, 6.0, 8.0, 10.0, np.inf])
@@ -68,6 +90,7 @@ class World:
         duration: session length (minutes).
         partial_reward: give the paper's partial reward just above the threshold.
         feedback: when exposed holes' true CTFMaxRes are revealed.
+        acquisition: ``"paper"`` or ``"staged"`` (rules 7-10 of the module docstring).
     """
 
     grid: Grid
@@ -77,6 +100,7 @@ class World:
     duration: float = PAPER_SESSION_MINUTES
     partial_reward: bool = False
     feedback: Feedback = field(default_factory=lambda: Feedback("inspection"))
+    acquisition: str = "paper"
     # Derived per-hole arrays, set in __post_init__.
     groups: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
     group_sizes: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
@@ -85,6 +109,12 @@ class World:
     visit_delta: np.ndarray = field(init=False, repr=False)
     reveal_delta: np.ndarray = field(init=False, repr=False)
     initial_tables: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
+    # Staged acquisition: each square's holes, each square's tile, and the rows a square's imaging
+    # adds to the group tables (its holes counted as unvisited); None in paper sessions.
+    square_holes: tuple[np.ndarray, ...] | None = field(init=False, repr=False)
+    square_tile: np.ndarray = field(init=False, repr=False)
+    image_delta: np.ndarray | None = field(init=False, repr=False)
+    square_minutes: float | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         grid = self.grid
@@ -95,6 +125,8 @@ class World:
             raise InputError(f"argument 'threshold': expected a positive number of Å, got {self.threshold!r}")
         if not np.isfinite(self.duration) or self.duration <= 0:
             raise InputError(f"argument 'duration': expected a positive number of minutes, got {self.duration!r}")
+        if self.acquisition not in ACQUISITIONS:
+            raise InputError(f"argument 'acquisition': expected 'paper' or 'staged', got {self.acquisition!r}")
         set_ = object.__setattr__
         set_(self, "predicted_ctf", pred)
         set_(self, "groups", (grid.patch, grid.square, grid.tile))
@@ -122,12 +154,37 @@ class World:
         set_(self, "reveal_delta", reveal)
         # Every session starts from these counts (copied), so a reset does not recount the grid.
         set_(self, "initial_tables", _unvisited_tables(self.groups, self.group_sizes, pred_bin, pred_good))
+        set_(self, "square_tile", grid.square_tile)
+        set_(self, "square_holes", None)
+        set_(self, "image_delta", None)
+        set_(self, "square_minutes", None)
+        if self.acquisition == "staged":
+            set_(self, "square_minutes", self.profile.require("square_minutes", "staged acquisition"))
+            # Nothing is imaged before the session: the tables start empty; imaging adds the square's rows.
+            # (a hole's unvisited columns: the negative part of its visit row)
+            set_(self, "image_delta", -np.minimum(visit, 0))
+            order = np.argsort(grid.square, kind="stable")
+            set_(self, "square_holes", tuple(np.split(order, np.cumsum(self.group_sizes[1])[:-1])))
+            set_(self, "initial_tables", tuple(np.zeros_like(table) for table in self.initial_tables))
         for table in self.initial_tables:
             table.flags.writeable = False
 
     @property
     def n_holes(self) -> int:
         return self.grid.n_holes
+
+    @property
+    def n_squares(self) -> int:
+        return len(self.group_sizes[1])
+
+    @property
+    def staged(self) -> bool:
+        return self.acquisition == "staged"
+
+    @property
+    def n_actions(self) -> int:
+        """Holes, then (staged) one square-imaging action per square."""
+        return self.n_holes + (self.n_squares if self.staged else 0)
 
 
 @dataclass(eq=False)
@@ -151,6 +208,12 @@ class SessionState:
     moves: np.ndarray
     invalid_moves: int
     tables: tuple[np.ndarray, np.ndarray, np.ndarray]
+    #: Staged acquisition (None / -1 / empty in paper sessions): which squares are imaged, which holes
+    #: they show, the square the stage sits at after imaging it (-1: at ``current``), the imaging order.
+    imaged: np.ndarray | None = None
+    shown: np.ndarray | None = None
+    stage_square: int = -1
+    squares_imaged: list[int] = field(default_factory=list)
     #: Owned by :func:`cryobench.features.hole_features`: the last feature matrix and the masks
     #: it was computed from, so the next call updates only the rows that changed. Anything else
     #: leaves it alone; a stale or foreign cache is detected and rebuilt, never trusted.
@@ -245,8 +308,9 @@ def _membership_matrices(world: World) -> tuple[Any, Any]:
 
 
 def blank_session(world: World, hole: int = 0, elapsed: float = 0.0) -> SessionState:
-    """A session with nothing visited or revealed, the stage at ``hole``: the state before the start."""
+    """A session with nothing visited or revealed (nor imaged), the stage at ``hole``: the state before the start."""
     n = world.n_holes
+    staged = world.staged
     return SessionState(
         start=int(hole),
         current=int(hole),
@@ -261,6 +325,8 @@ def blank_session(world: World, hole: int = 0, elapsed: float = 0.0) -> SessionS
         moves=np.zeros(4, dtype=np.int64),
         invalid_moves=0,
         tables=empty_tables(world),
+        imaged=np.zeros(world.n_squares, dtype=bool) if staged else None,
+        shown=np.zeros(n, dtype=bool) if staged else None,
     )
 
 
@@ -269,8 +335,20 @@ def start_session(world: World, start_hole: int) -> SessionState:
     if not 0 <= start_hole < world.n_holes:
         raise InputError(f"start hole {start_hole} out of range 0..{world.n_holes - 1}")
     state = blank_session(world, start_hole)
+    if world.staged:  # rule 7: the start hole's square is imaged, for free
+        _show_square(world, state, int(world.groups[1][start_hole]))
     _mark_visited(world, state, start_hole)
     return state
+
+
+def _show_square(world: World, state: SessionState, square: int) -> None:
+    holes = world.square_holes[square]
+    state.imaged[square] = True
+    state.shown[holes] = True
+    state.squares_imaged.append(square)
+    rows = world.image_delta[holes]
+    for ids, table in zip(world.groups, state.tables, strict=True):
+        np.add.at(table, ids[holes], rows)
 
 
 def _mark_visited(world: World, state: SessionState, hole: int) -> None:
@@ -309,16 +387,55 @@ def move_minutes(world: World, from_hole: int) -> np.ndarray:
     return world.profile.move_minutes(move_levels(world, from_hole))
 
 
+def _costed_no_op(world: World, state: SessionState) -> StepResult:
+    """Rules 4 and 9: the in-patch minutes, nothing earned, the stage where it was."""
+    minutes = world.profile.minutes[0]
+    state.elapsed += minutes
+    state.invalid_moves += 1
+    return StepResult(minutes, -1, 0.0, True, ())
+
+
+def step(world: World, state: SessionState, action: int) -> StepResult:
+    """One action: a hole to expose (``0 .. N-1``) or, staged, a square to image (``N .. N+S-1``)."""
+    if action >= world.n_holes:  # a square, or out of range (image_square says which)
+        return image_square(world, state, action - world.n_holes)
+    return expose(world, state, action)
+
+
+def image_square(world: World, state: SessionState, square: int) -> StepResult:
+    """Move the stage to ``square`` and image it (rules 8-9): its holes and predictions become known."""
+    if not world.staged:
+        raise InputError(
+            f"action {world.n_holes + square}: square actions exist only with acquisition='staged' "
+            f"(this session's actions are holes 0..{world.n_holes - 1})"
+        )
+    if not 0 <= square < world.n_squares:
+        raise InputError(
+            f"action {world.n_holes + square} out of range: squares are actions {world.n_holes}.."
+            f"{world.n_holes + world.n_squares - 1}"
+        )
+    if state.imaged[square]:
+        return _costed_no_op(world, state)
+    minutes = world.square_minutes
+    state.elapsed += minutes
+    state.stage_square = int(square)
+    _show_square(world, state, int(square))
+    return StepResult(minutes, IMAGE_SQUARE_LEVEL, 0.0, False, ())
+
+
 def expose(world: World, state: SessionState, hole: int) -> StepResult:
     """Move to ``hole`` and expose it; update ``state`` in place (see the module's rules)."""
     if not 0 <= hole < world.n_holes:
         raise InputError(f"action {hole} out of range: holes are 0..{world.n_holes - 1}")
-    if state.visited[hole]:
-        minutes = world.profile.minutes[0]
-        state.elapsed += minutes
-        state.invalid_moves += 1
-        return StepResult(minutes, -1, 0.0, True, ())
-    level = move_level(world, state.current, hole)
+    if state.visited[hole] or (state.shown is not None and not state.shown[hole]):
+        return _costed_no_op(world, state)
+    if state.stage_square < 0:
+        level = move_level(world, state.current, hole)
+    else:  # rule 8: from a square just imaged, no patch is shared
+        patch, square, tile = world.groups
+        square_from = state.stage_square
+        level = int(move_level_of(world.square_tile[square_from] == tile[hole], square_from == square[hole], False))
+        state.stage_square = -1
     minutes = world.profile.minutes[level]
     reward = float(world.exposure_reward[hole, level])
     state.elapsed += minutes
@@ -347,3 +464,47 @@ def is_over(world: World, state: SessionState) -> bool:
 def time_left(world: World, state: SessionState) -> float:
     """Minutes left in the session (0 once over)."""
     return max(world.duration - state.elapsed, 0.0)
+
+
+# ---- the atlas (staged acquisition) ------------------------------------------------------------
+
+#: Square size classes of the atlas, by holes per square: < 50, 50-100, 100-150, 150-200, >= 200.
+SIZE_CLASS_EDGES = np.array([50.0, 100.0, 150.0, 200.0])
+#: At ``atlas_noise`` 1: the atlas regressor's error on a square's good fraction (logit scale) and on
+#: its hole count (log scale). Assumptions: no measured square-level regressor is public.
+ATLAS_LOGIT_ERROR = 0.8
+ATLAS_LOG_SIZE_ERROR = 0.25
+
+
+@dataclass(frozen=True, eq=False)
+class Atlas:
+    """What the atlas shows of every square before it is imaged (staged acquisition).
+
+    Attributes:
+        square_tile: (S,) the tile of each square.
+        size_class: (S,) int8, a noisy size class (``SIZE_CLASS_EDGES``: 0 smallest .. 4 largest).
+        good_fraction: (S,) a noisy estimate of the share of the square's holes that are good,
+            from a square-level "atlas regressor" whose error grows with ``noise``.
+    """
+
+    square_tile: np.ndarray
+    size_class: np.ndarray
+    good_fraction: np.ndarray
+
+
+def make_atlas(world: World, noise: float, seed: int) -> Atlas:
+    """The atlas of ``world``'s squares, its errors drawn from ``seed`` (0 noise: exact classes and fractions)."""
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not np.isfinite(noise) or not 0 <= noise <= 5:
+        raise InputError(f"argument 'atlas_noise': expected a number from 0 (exact) to 5, got {noise!r}")
+    rng = np.random.default_rng([int(seed), 0xA71A5])
+    square = world.groups[1]
+    holes = world.group_sizes[1].astype(np.float64)
+    good = np.bincount(square, weights=world.true_good, minlength=len(holes)) / holes
+    logit = np.log(np.clip(good, 0.01, 0.99) / (1.0 - np.clip(good, 0.01, 0.99)))
+    logit = logit + rng.normal(0.0, ATLAS_LOGIT_ERROR * noise, size=len(holes))
+    estimate = np.where(noise > 0, 1.0 / (1.0 + np.exp(-logit)), good)
+    size = holes * np.exp(rng.normal(0.0, ATLAS_LOG_SIZE_ERROR * noise, size=len(holes)))
+    arrays = (world.square_tile.copy(), np.searchsorted(SIZE_CLASS_EDGES, size, side="right").astype(np.int8), estimate)
+    for array in arrays:
+        array.flags.writeable = False
+    return Atlas(*arrays)

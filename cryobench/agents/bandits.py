@@ -68,6 +68,7 @@ class _ArmBandit(Agent):
     """The shared machinery: arms, Beta beliefs, cost-aware choice; subclasses give ``index``."""
 
     needs_feedback = True
+    plays_staged = True
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)

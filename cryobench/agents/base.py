@@ -16,10 +16,17 @@ apart. Agents that learn from revealed CTFs set ``needs_feedback = True`` and re
 environment whose feedback is ``none``.
 
 Every random choice comes from the ``seed`` given to ``reset`` (and to ``fit``).
+
+Staged sessions (``acquisition="staged"``: the atlas first, squares imaged on demand): an agent
+whose class sets ``plays_staged = True`` is played by ``cryobench.agents.staged.StagedDriver``,
+which chooses the squares to image and runs a copy of the agent over the imaged squares' holes
+(the class's own ``reset`` and ``act`` are routed there, see ``Agent.__init_subclass__``).
+Every other agent refuses a staged environment with a one-line error.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -42,9 +49,21 @@ class Agent:
     uses_ground_truth: ClassVar[bool] = False
     #: Learns from revealed CTFs: needs feedback "inspection" or "queue:K".
     needs_feedback: ClassVar[bool] = False
+    #: Can plan over the holes known so far: played in staged sessions by ``agents.staged.StagedDriver``.
+    plays_staged: ClassVar[bool] = False
+    #: True on the copies a StagedDriver runs over the imaged squares (they see a paper-like view).
+    _driven: bool = False
 
     def __init__(self, config: Any | None = None) -> None:
         self.config = config if config is not None else self.Config()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Route a staged session's ``reset`` and ``act`` to a StagedDriver (paper sessions: untouched)."""
+        super().__init_subclass__(**kwargs)
+        if "reset" in cls.__dict__:
+            cls.reset = _staged_reset(cls.__dict__["reset"])
+        if "act" in cls.__dict__:
+            cls.act = _staged_act(cls.__dict__["act"])
 
     def fit(self, env, seed: int = 0) -> None:  # noqa: B027 - optional hook
         """Learn or plan offline on ``env`` (default: nothing to do)."""
@@ -62,6 +81,44 @@ class Agent:
 
     def act(self, obs: dict, info: dict) -> int:
         raise NotImplementedError
+
+
+def _staged_reset(reset):
+    @functools.wraps(reset)
+    def wrapper(self, env, seed: int) -> None:
+        layout = env.unwrapped.layout
+        if getattr(layout, "acquisition", "paper") == "staged" and not self._driven:
+            if not type(self).plays_staged:
+                raise InputError(
+                    f"agent {self.name!r} cannot plan with squares not imaged yet (acquisition='staged'); "
+                    "agents that can: predict-rank, greedy, hierarchical-bayes, ucb, thompson, epsilon-greedy, "
+                    "genetic, annealing (and -replan), snowball, random, oracle-predict-rank, oracle-planner"
+                )
+            from cryobench.agents.staged import StagedDriver  # the agents package, imported on first use
+
+            Agent.reset(self, env, seed)  # the feedback check and self.env / layout / rng
+            self._staged_driver = StagedDriver(self, env, seed)
+            return None
+        if getattr(self, "staged_options", None) is not None and not self._driven:
+            raise InputError(
+                f"agent {self.name!r}: staged options (squares, min_pool, ...) were given, but the environment's "
+                "acquisition is 'paper' (pass -e acquisition=staged)"
+            )
+        self._staged_driver = None
+        return reset(self, env, seed)
+
+    return wrapper
+
+
+def _staged_act(act):
+    @functools.wraps(act)
+    def wrapper(self, obs: dict, info: dict):
+        driver = self.__dict__.get("_staged_driver")
+        if driver is not None:
+            return driver.act(obs, info)
+        return act(self, obs, info)
+
+    return wrapper
 
 
 def masked_argmax(scores: np.ndarray, mask: np.ndarray) -> int:

@@ -46,6 +46,7 @@ class GreedyAgent(Agent):
 
     name = "greedy"
     Config = GreedyConfig
+    plays_staged = True
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)

@@ -103,6 +103,7 @@ class HierarchicalBayesAgent(Agent):
 
     name = "hierarchical-bayes"
     Config = HierarchicalBayesConfig
+    plays_staged = True
     needs_feedback = True
 
     def reset(self, env, seed: int) -> None:

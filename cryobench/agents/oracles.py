@@ -47,6 +47,7 @@ class OraclePlannerAgent(Agent):
     name = "oracle-planner"
     Config = OraclePlannerConfig
     uses_ground_truth = True
+    plays_staged = True
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)

@@ -489,6 +489,7 @@ class _PatchOrderPlanner(Agent):
     """Shared execution: plan an order of patches at the first step, then walk it hole by hole."""
 
     replans: bool = False
+    plays_staged = True
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)

@@ -87,6 +87,7 @@ class PredictRankAgent(Agent):
 
     name = "predict-rank"
     Config = PredictRankConfig
+    plays_staged = True
 
     def quality(self) -> np.ndarray:
         """The CTFMaxRes the plan ranks by: the regressor's predictions."""

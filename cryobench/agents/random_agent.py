@@ -19,6 +19,7 @@ class RandomAgent(Agent):
 
     name = "random"
     Config = RandomConfig
+    plays_staged = True
 
     def act(self, obs: dict, info: dict) -> int:
         holes = np.flatnonzero(obs["action_mask"])

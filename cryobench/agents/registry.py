@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from cryobench.agents.base import Agent
+from cryobench.agents.staged import STAGED_OPTION_NAMES, staged_options
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
 
@@ -160,8 +161,16 @@ def load_agent(name: str, overrides: dict[str, Any] | None = None, card_path: st
     hyper = dict(card.get("hyperparameters") or {})
     hyper.update(overrides or {})
     source = str(card_path or card_dir("agents") / f"{name}.yaml")
+    # Options of staged sessions (squares=..., min_pool=...) are given like hyperparameters but are
+    # not the agent's: they go to the StagedDriver (cryobench.agents.staged).
+    staged = {key: hyper.pop(key) for key in STAGED_OPTION_NAMES if key in hyper}
     agent = cls(make_config(cls, hyper, source))
     effective = dict(card)
     effective["name"] = name
     effective["hyperparameters"] = dataclasses.asdict(agent.config)
+    if staged:
+        if not cls.plays_staged:
+            raise InputError(f"{source}: agent {name!r} does not play staged sessions; options {sorted(staged)} unused")
+        agent.staged_options = staged_options(staged, source)
+        effective["staged"] = dataclasses.asdict(agent.staged_options)
     return agent, effective

@@ -27,6 +27,7 @@ class SnowballAgent(Agent):
 
     name = "snowball"
     Config = SnowballConfig
+    plays_staged = True
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
