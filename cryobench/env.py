@@ -19,7 +19,7 @@ from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
 from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM
-from cryobench.seeding import SEED_BOUND, draw_training_seed
+from cryobench.seeding import SEED_BOUND, draw_training_seed, draw_training_seeds
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -64,10 +64,20 @@ class PublicLayout:
     imaged: np.ndarray | None = None
     #: staged: minutes of imaging one square (``InstrumentProfile.square_minutes``)
     square_minutes: float | None = None
+    #: cassettes: every hole's grid (-1 while hidden), every square's grid, the exchange's minutes
+    grid: np.ndarray | None = None
+    square_grid: np.ndarray | None = None
+    grid_exchange_minutes: float | None = None
 
     @property
     def staged(self) -> bool:
         return self.acquisition == "staged"
+
+
+def _microscope(card: Mapping) -> str:
+    """The microscope a dataset card's title names (after its last comma), e.g. ``Glacios``."""
+    title = str(card.get("title", "")).replace("(simulated twin)", "")
+    return title.rsplit(",", 1)[-1].strip() if "," in title else "unknown"
 
 
 def _hidden(values: np.ndarray, shown: np.ndarray, fill: float) -> np.ndarray:
@@ -160,6 +170,11 @@ class CryoEMSessionEnv(gym.Env):
       a mapping with ``minutes`` and ``beta``, or a profile file (``cryobench datasets fit-profile``).
     - ``acquisition``: ``"paper"`` (default: every prediction known at minute 0) or ``"staged"``
       (the atlas first, squares imaged on demand; ``cryobench.simulator`` rules 7-10).
+    - ``grids``: a cassette (``cryobench.simulator`` rules 11-12): an integer G >= 2, G grids of
+      ``dataset`` (the card's world, then worlds and layouts drawn from ``world_seed``), or a list of
+      twin names; moves between grids cost the profile's ``grid_exchange_minutes``. Pair it with a
+      ``duration`` of the facility's choosing (the cassette environments: 1440 min). Grids
+      collected on different microscopes (their cards' titles name them) are refused.
     - ``atlas_noise``: staged: the atlas regressor's error, 0 (exact) .. 5; 1 (default): 0.8 on the
       logit of a square's good fraction and 0.25 on the log of its size (assumptions).
     - ``feedback``: ``inspection`` (default), ``queue:K`` or ``none``.
@@ -197,6 +212,7 @@ class CryoEMSessionEnv(gym.Env):
         new_layout_each_reset: bool = False,
         acquisition: str = "paper",
         atlas_noise: float = 1.0,
+        grids: int | list[str] | None = None,
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -258,7 +274,51 @@ class CryoEMSessionEnv(gym.Env):
         base = load_dataset(dataset=dataset, data=data, seed=world_seed, layout_seed=layout_seed)
         self.world_seed = int(base.grid.meta.get("seed", 0)) if world_seed is None else int(world_seed)
         self.layout_seed = base.grid.meta.get("layout_seed")
-        self._init_spaces(self._staged(build_world(base, prediction_seed=self.world_seed, **self._world_args)))
+        world = build_world(base, prediction_seed=self.world_seed, **self._world_args)
+        self.grids = None
+        if grids is not None:
+            if data is not None or new_world_each_reset:
+                raise InputError(
+                    "argument 'grids': a cassette is built from twins' worlds, once (no data=, no new_world_each_reset)"
+                )
+            world = self._cassette(world, grids)
+        self._init_spaces(self._staged(world))
+
+    def _cassette(self, first: simulator.World, grids: Any) -> simulator.World:
+        """The cassette's world: ``first`` and the other grids (``grids``: a count or twin names)."""
+        from cryobench.cards import load_dataset_card
+
+        if isinstance(grids, bool) or not isinstance(grids, int | list | tuple):
+            raise InputError(
+                f"argument 'grids': expected a number of grids (2 or more) or a list of twins, got {grids!r}"
+            )
+        if isinstance(grids, int):
+            if grids < 2:
+                raise InputError(f"argument 'grids': a cassette holds 2 grids or more, got {grids}")
+            rng = np.random.default_rng([self.world_seed, 0xCA55E77E])
+            seeds = [(int(a), int(b)) for a, b in draw_training_seeds(rng, 2 * (grids - 1)).reshape(-1, 2)]
+            specs = [(self._dataset_name, world_seed, layout_seed) for world_seed, layout_seed in seeds]
+        else:
+            if len(grids) < 2 or not all(isinstance(name, str) for name in grids):
+                raise InputError(f"argument 'grids': expected a list of 2 or more twin names, got {grids!r}")
+            if grids[0] != self._dataset_name:
+                raise InputError(
+                    f"argument 'grids': the first grid is the environment's dataset {self._dataset_name!r}, "
+                    f"got {grids[0]!r} first"
+                )
+            specs = [(name, None, None) for name in grids[1:]]
+        scopes = {self._dataset_name: _microscope(load_dataset_card(self._dataset_name))}
+        worlds = [first]
+        for name, world_seed, layout_seed in specs:
+            scopes.setdefault(name, _microscope(load_dataset_card(name)))
+            base = load_dataset(dataset=name, seed=world_seed, layout_seed=layout_seed)
+            seed = int(base.grid.meta.get("seed", 0))
+            worlds.append(build_world(base, prediction_seed=seed, **self._world_args))
+        if len(set(scopes.values())) > 1:
+            found = ", ".join(f"{name} ({scope})" for name, scope in scopes.items())
+            raise InputError(f"argument 'grids': a cassette's grids go into one microscope; these were not: {found}")
+        self.grids = [dict(dataset=name, world_seed=w, layout_seed=lay) for name, w, lay in specs]
+        return simulator.cassette_world(worlds)
 
     def _staged(self, world: simulator.World) -> simulator.World:
         """The world with this environment's acquisition (and, staged, its atlas)."""
@@ -321,6 +381,13 @@ class CryoEMSessionEnv(gym.Env):
             duration=world.duration,
             feedback=world.feedback,
         )
+        if world.cassette is not None:
+            self.layout = replace(
+                self.layout,
+                grid=_read_only_view(world.cassette),
+                square_grid=_read_only_view(world.square_grid),
+                grid_exchange_minutes=world.exchange_minutes,
+            )
         if world.staged:
             self.layout = self._staged_layout(np.zeros(grid.n_holes, dtype=bool), np.zeros(world.n_squares, dtype=bool))
 
@@ -347,6 +414,9 @@ class CryoEMSessionEnv(gym.Env):
             atlas_good_fraction=atlas.good_fraction,
             imaged=imaged,
             square_minutes=world.square_minutes,
+            grid=None if world.cassette is None else _hidden(world.cassette, shown, -1),
+            square_grid=None if world.cassette is None else _read_only_view(world.square_grid),
+            grid_exchange_minutes=world.exchange_minutes,
         )
 
     def _training_world(self, world_seed: int, layout_seed: int | None) -> simulator.World:
@@ -387,14 +457,16 @@ class CryoEMSessionEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if simulator.is_over(self.world, self.state):
             raise RuntimeError("the session is over: call reset() to start a new one")
-        if not self.world.staged:
+        if not self.world.staged and self.world.cassette is None:
             result = simulator.expose(self.world, self.state, int(action))
             self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
             terminated = simulator.is_over(self.world, self.state)
             return self._observation(), result.reward, terminated, False, self._info(invalid=result.invalid)
         result = simulator.step(self.world, self.state, int(action))
         info_extra = {}
-        if result.level == simulator.IMAGE_SQUARE_LEVEL:
+        if result.level == simulator.GRID_EXCHANGE_LEVEL:
+            self._last_level = "grid_exchange"
+        elif result.level == simulator.IMAGE_SQUARE_LEVEL:
             self._last_level = "image_square"
             self.layout = self._staged_layout(self.state.shown, self.state.imaged)
             info_extra["layout"] = self.layout
@@ -439,13 +511,22 @@ class CryoEMSessionEnv(gym.Env):
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         state = self.state
-        return {
+        info = {
             "action_mask": (~state.visited).astype(np.int8) if not self.world.staged else self._mask.copy(),
             "elapsed_minutes": state.elapsed,
             "exposures": state.n_exposures,
             "level": self._last_level,
             "invalid_action": invalid,
         }
+        if state.grid_minutes is not None:  # cassettes: per grid, minutes spent and good exposures so far
+            world = self.world
+            good = np.zeros(world.n_grids, dtype=np.int64)
+            exposed = np.asarray(state.exposures, dtype=np.int64)
+            np.add.at(good, world.cassette[exposed], world.true_good[exposed])
+            info["grid"] = simulator.stage_grid(world, state)
+            info["grid_minutes"] = state.grid_minutes.copy()
+            info["grid_good_exposures"] = good
+        return info
 
     def render(self):
         if self.render_mode != "rgb_array":

@@ -149,6 +149,10 @@ _ALDOLASE_SQUARE_SOURCE = (
 #: of jruickoldt/CryoCrane (MIT), sessions/617-2.csv: movies 12 s apart within a hole, 3-5 per hole.
 BIS_SECONDS_PER_MOVIE = 12.0
 BIS_EXPOSURES_PER_HOLE = 4
+#: Exchanging the grid on the stage (cassettes): autoloader exchange, eucentric height, the new grid's
+#: atlas reused. An assumption: no public session in the project's sources times it.
+GRID_EXCHANGE_MINUTES = 15.0
+_GRID_EXCHANGE_SOURCE = "assumption: autoloader exchange, eucentric height and alignments; the atlas is reused"
 _BIS_MOVIES = BIS_EXPOSURES_PER_HOLE * BIS_SECONDS_PER_MOVIE / 60.0  # 0.8 min of movies per hole
 #: The move part of each level (before the hole's movies): image shift to another hole of the same
 #: stage position; a stage move to another patch (stage position) with its autofocus; another square;
@@ -164,10 +168,12 @@ PROFILES: dict[str, InstrumentProfile] = {
             0.1,
             "cryoRL paper, Extended Data Table 2 (default)",
             square_minutes=ALDOLASE_SQUARE_MINUTES,
+            grid_exchange_minutes=GRID_EXCHANGE_MINUTES,
             sources=(
                 ("minutes", "paper: Extended Data Table 2, 1/2/6/8 min"),
                 ("beta", "paper: reward exp(-0.1 (t - t0))"),
                 ("square_minutes", _ALDOLASE_SQUARE_SOURCE),
+                ("grid_exchange_minutes", _GRID_EXCHANGE_SOURCE),
             ),
         ),
         InstrumentProfile(
@@ -183,10 +189,12 @@ PROFILES: dict[str, InstrumentProfile] = {
             0.1,
             "median gaps between exposures in the measured Aldolase session (timestamps.csv); beta as the paper",
             square_minutes=ALDOLASE_SQUARE_MINUTES,
+            grid_exchange_minutes=GRID_EXCHANGE_MINUTES,
             sources=(
                 ("minutes", "measured: median gaps between exposures by move level, Aldolase timestamps.csv"),
                 ("beta", "paper: as the paper's profile"),
                 ("square_minutes", _ALDOLASE_SQUARE_SOURCE),
+                ("grid_exchange_minutes", _GRID_EXCHANGE_SOURCE),
             ),
         ),
         InstrumentProfile(
@@ -195,7 +203,7 @@ PROFILES: dict[str, InstrumentProfile] = {
             0.1,
             "beam-image-shift collection (EPU, 2025): 4 movies of 12 s per hole; see sources per number",
             square_minutes=ALDOLASE_SQUARE_MINUTES,
-            grid_exchange_minutes=20.0,
+            grid_exchange_minutes=GRID_EXCHANGE_MINUTES,
             exposures_per_hole=BIS_EXPOSURES_PER_HOLE,
             sources=(
                 (
@@ -213,7 +221,7 @@ PROFILES: dict[str, InstrumentProfile] = {
                 ("minutes_grid", "measured: 3.2 min to another tile (Aldolase timestamps.csv), plus the movies"),
                 ("beta", "assumption: the paper's 0.1 per minute"),
                 ("square_minutes", _ALDOLASE_SQUARE_SOURCE),
-                ("grid_exchange_minutes", "assumption: autoloader exchange, eucentric height and the new grid's atlas"),
+                ("grid_exchange_minutes", _GRID_EXCHANGE_SOURCE),
                 (
                     "exposures_per_hole",
                     "measured: 3-5 movies per hole, 12 s apart, in CryoCrane's EPU sessions (617-2.csv); 4 taken, "

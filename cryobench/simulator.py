@@ -41,6 +41,15 @@ imaged at medium magnification.
    paper session is an ``InputError``.
 10. The group tables count only the holes of imaged squares (predictions of unimaged squares
     are not known to anyone but the simulator).
+
+Cassettes (``World.cassette``: the grid of every hole, :func:`cassette_world`): several grids
+in one session, a level above the tile.
+
+11. A move to a hole (or, staged, a square) on another grid is a grid exchange: it costs the
+    profile's ``grid_exchange_minutes`` (instead of the move's level; a square's imaging is
+    added to it), and a good hole reached by it earns ``exp(-beta (exchange - t0))``.
+12. Every action's minutes count for the grid it ends on (``SessionState.grid_minutes``;
+    costed no-ops for the grid the stage is on).
 """
 
 from __future__ import annotations
@@ -59,8 +68,10 @@ from cryobench.rules import move_level as move_level_of
 
 #: ``World.acquisition``: every prediction known at minute 0 (the paper), or squares imaged on demand.
 ACQUISITIONS = ("paper", "staged")
-#: ``StepResult.level`` of a square-imaging action (move levels are 0-3).
+#: ``StepResult.level`` of a square-imaging action (move levels are 0-3) and of an exposure
+#: reached by a grid exchange (cassettes).
 IMAGE_SQUARE_LEVEL = 4
+GRID_EXCHANGE_LEVEL = 5
 
 #: Bin edges (Å) of the cryoRL feature histograms of predicted CTFMaxRes.
 FEATURE_BIN_EDGES = np.array([0.0, 4.0, 6.0, 8.0, 10.0, np.inf])
@@ -91,6 +102,7 @@ class World:
         partial_reward: give the paper's partial reward just above the threshold.
         feedback: when exposed holes' true CTFMaxRes are revealed.
         acquisition: ``"paper"`` or ``"staged"`` (rules 7-10 of the module docstring).
+        cassette: the grid (0..G-1) of every hole of a cassette session (rules 11-12), or None.
     """
 
     grid: Grid
@@ -101,6 +113,7 @@ class World:
     partial_reward: bool = False
     feedback: Feedback = field(default_factory=lambda: Feedback("inspection"))
     acquisition: str = "paper"
+    cassette: np.ndarray | None = None
     # Derived per-hole arrays, set in __post_init__.
     groups: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
     group_sizes: tuple[np.ndarray, np.ndarray, np.ndarray] = field(init=False, repr=False)
@@ -115,6 +128,10 @@ class World:
     square_tile: np.ndarray = field(init=False, repr=False)
     image_delta: np.ndarray | None = field(init=False, repr=False)
     square_minutes: float | None = field(init=False, repr=False)
+    # Cassettes: each square's grid, the exchange's minutes and the reward of a good hole reached by it.
+    square_grid: np.ndarray | None = field(init=False, repr=False)
+    exchange_minutes: float | None = field(init=False, repr=False)
+    exchange_reward: np.ndarray | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         grid = self.grid
@@ -158,6 +175,21 @@ class World:
         set_(self, "square_holes", None)
         set_(self, "image_delta", None)
         set_(self, "square_minutes", None)
+        for name in ("square_grid", "exchange_minutes", "exchange_reward"):
+            set_(self, name, None)
+        if self.cassette is not None:
+            cassette = np.asarray(self.cassette, dtype=np.int64)
+            tile_grid = np.zeros(grid.n_tiles, dtype=np.int64)
+            tile_grid[grid.tile] = cassette if cassette.shape == (grid.n_holes,) else 0
+            if cassette.shape != (grid.n_holes,) or np.any(tile_grid[grid.tile] != cassette):
+                raise InputError("a cassette names one grid per hole, the same for every hole of a tile")
+            exchange = self.profile.require("grid_exchange_minutes", "a cassette")
+            square_grid = np.zeros(len(self.group_sizes[1]), dtype=np.int64)
+            square_grid[grid.square] = cassette
+            set_(self, "cassette", cassette)
+            set_(self, "square_grid", square_grid)
+            set_(self, "exchange_minutes", exchange)
+            set_(self, "exchange_reward", quality * np.exp(-self.profile.beta * (exchange - self.profile.t0)))
         if self.acquisition == "staged":
             set_(self, "square_minutes", self.profile.require("square_minutes", "staged acquisition"))
             # Nothing is imaged before the session: the tables start empty; imaging adds the square's rows.
@@ -180,6 +212,10 @@ class World:
     @property
     def staged(self) -> bool:
         return self.acquisition == "staged"
+
+    @property
+    def n_grids(self) -> int:
+        return 1 if self.cassette is None else int(self.cassette.max()) + 1
 
     @property
     def n_actions(self) -> int:
@@ -214,6 +250,9 @@ class SessionState:
     shown: np.ndarray | None = None
     stage_square: int = -1
     squares_imaged: list[int] = field(default_factory=list)
+    #: Cassettes (None otherwise): minutes spent per grid (rule 12) and grid exchanges made.
+    grid_minutes: np.ndarray | None = None
+    grid_exchanges: int = 0
     #: Owned by :func:`cryobench.features.hole_features`: the last feature matrix and the masks
     #: it was computed from, so the next call updates only the rows that changed. Anything else
     #: leaves it alone; a stale or foreign cache is detected and rebuilt, never trusted.
@@ -327,6 +366,7 @@ def blank_session(world: World, hole: int = 0, elapsed: float = 0.0) -> SessionS
         tables=empty_tables(world),
         imaged=np.zeros(world.n_squares, dtype=bool) if staged else None,
         shown=np.zeros(n, dtype=bool) if staged else None,
+        grid_minutes=None if world.cassette is None else np.zeros(world.n_grids),
     )
 
 
@@ -392,7 +432,18 @@ def _costed_no_op(world: World, state: SessionState) -> StepResult:
     minutes = world.profile.minutes[0]
     state.elapsed += minutes
     state.invalid_moves += 1
+    if state.grid_minutes is not None:
+        state.grid_minutes[stage_grid(world, state)] += minutes
     return StepResult(minutes, -1, 0.0, True, ())
+
+
+def stage_grid(world: World, state: SessionState) -> int:
+    """The grid the stage is on (cassettes; 0 otherwise)."""
+    if world.cassette is None:
+        return 0
+    if state.stage_square >= 0:
+        return int(world.square_grid[state.stage_square])
+    return int(world.cassette[state.current])
 
 
 def step(world: World, state: SessionState, action: int) -> StepResult:
@@ -417,6 +468,12 @@ def image_square(world: World, state: SessionState, square: int) -> StepResult:
     if state.imaged[square]:
         return _costed_no_op(world, state)
     minutes = world.square_minutes
+    if world.cassette is not None:  # rule 11: on another grid, the exchange first
+        grid = int(world.square_grid[square])
+        if grid != stage_grid(world, state):
+            minutes += world.exchange_minutes
+            state.grid_exchanges += 1
+        state.grid_minutes[grid] += minutes
     state.elapsed += minutes
     state.stage_square = int(square)
     _show_square(world, state, int(square))
@@ -438,9 +495,12 @@ def expose(world: World, state: SessionState, hole: int) -> StepResult:
         state.stage_square = -1
     minutes = world.profile.minutes[level]
     reward = float(world.exposure_reward[hole, level])
+    if world.cassette is not None:
+        minutes, level, reward = _cassette_move(world, state, hole, minutes, level, reward)
     state.elapsed += minutes
     state.current = int(hole)
-    state.moves[level] += 1
+    if level < len(state.moves):
+        state.moves[level] += 1
     state.exposures.append(int(hole))
     state.exposure_minutes.append(state.elapsed)
     state.rewards.append(reward)
@@ -454,6 +514,69 @@ def expose(world: World, state: SessionState, hole: int) -> StepResult:
             revealed, state.pending = state.pending, []
     _reveal(world, state, revealed)
     return StepResult(minutes, level, reward, False, tuple(revealed))
+
+
+def _cassette_move(
+    world: World, state: SessionState, hole: int, minutes: float, level: int, reward: float
+) -> tuple[float, int, float]:
+    """Rules 11-12: a move to another grid is an exchange; the minutes count for the hole's grid."""
+    grid = int(world.cassette[hole])
+    if grid != stage_grid(world, state):
+        minutes, level, reward = world.exchange_minutes, GRID_EXCHANGE_LEVEL, float(world.exchange_reward[hole])
+        state.grid_exchanges += 1
+    state.grid_minutes[grid] += minutes
+    return minutes, level, reward
+
+
+def cassette_world(worlds: list[World]) -> World:
+    """One session over several grids (a cassette): the worlds' grids side by side, ids offset,
+    each grid a level above its tiles (rules 11-12). The worlds share the profile and the rules
+    (threshold, duration, feedback, partial reward) of the first; the session is the first's."""
+    if len(worlds) < 2:
+        raise InputError(f"a cassette holds 2 grids or more, got {len(worlds)}")
+    first = worlds[0]
+    for world in worlds[1:]:
+        for name in ("threshold", "partial_reward", "feedback", "acquisition"):
+            if getattr(world, name) != getattr(first, name):
+                raise InputError(f"a cassette's grids must share their rules; {name!r} differs between its grids")
+    grids = [world.grid for world in worlds]
+    offsets = {
+        name: np.cumsum([0] + [int(getattr(g, name).max()) + 1 for g in grids])[:-1]
+        for name in ("tile", "square", "patch")
+    }
+    # Square centres side by side for drawing: each grid's frame shifted right of the previous one.
+    shift, squares_xy = 0.0, []
+    for g in grids:
+        xy = np.asarray(g.square_xy_um, dtype=np.float64)
+        squares_xy.append(xy + [shift - xy[:, 0].min(), 0.0])
+        shift += float(np.ptp(xy[:, 0])) + 500.0
+    cat = np.concatenate
+    grid = Grid(
+        name="cassette:" + "+".join(g.name for g in grids),
+        tile=cat([g.tile + offsets["tile"][i] for i, g in enumerate(grids)]).astype(np.int32),
+        square=cat([g.square + offsets["square"][i] for i, g in enumerate(grids)]).astype(np.int32),
+        patch=cat([g.patch + offsets["patch"][i] for i, g in enumerate(grids)]).astype(np.int32),
+        x_um=cat([g.x_um for g in grids]),
+        y_um=cat([g.y_um for g in grids]),
+        ctf=cat([g.ctf for g in grids]),
+        confidence=cat([g.confidence for g in grids]),
+        failed=cat([g.failed for g in grids]),
+        hole_names=tuple(f"g{i}:{name}" for i, g in enumerate(grids) for name in g.hole_names),
+        square_xy_um=cat(squares_xy),
+        pitch_um=first.grid.pitch_um,
+        meta={"cassette": [dict(g.meta) for g in grids], "seed": first.grid.meta.get("seed", 0)},
+    )
+    return World(
+        grid=grid,
+        predicted_ctf=cat([world.predicted_ctf for world in worlds]),
+        profile=first.profile,
+        threshold=first.threshold,
+        duration=first.duration,
+        partial_reward=first.partial_reward,
+        feedback=first.feedback,
+        acquisition=first.acquisition,
+        cassette=np.repeat(np.arange(len(grids)), [g.n_holes for g in grids]),
+    )
 
 
 def is_over(world: World, state: SessionState) -> bool:

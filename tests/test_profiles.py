@@ -47,7 +47,7 @@ def test_the_modern_profile_folds_its_movies_into_every_level():
     movies = BIS_EXPOSURES_PER_HOLE * BIS_SECONDS_PER_MOVIE / 60.0
     np.testing.assert_allclose(bis.minutes, np.add(BIS_MOVE_MINUTES, movies))
     assert bis.exposures_per_hole == 4 and bis.minutes[0] < 1.0  # seconds of image shift, not a stage move
-    assert bis.grid_exchange_minutes == 20.0
+    assert bis.grid_exchange_minutes == 15.0
 
 
 def test_a_profile_round_trips_through_its_mapping():
@@ -76,6 +76,8 @@ def test_bad_profiles_are_refused_in_one_line(mapping, message):
 def test_a_missing_number_names_what_needs_it():
     with pytest.raises(InputError, match="staged acquisition needs the profile's 'square_minutes'.*paper"):
         PROFILES["arxiv"].require("square_minutes", "staged acquisition")
+    with pytest.raises(InputError, match="a cassette needs the profile's 'grid_exchange_minutes'"):
+        PROFILES["arxiv"].require("grid_exchange_minutes", "a cassette")
 
 
 def test_fit_profile_gives_the_measured_minutes(aldolase_data):

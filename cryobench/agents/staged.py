@@ -193,9 +193,15 @@ class StagedDriver:
     def next_square(self, obs: dict) -> int:
         unimaged = ~np.asarray(self.layout.imaged, dtype=bool)
         if self.options.squares == "in-order" and self.truth_good is None:
-            after = np.roll(np.arange(self.n_squares), -(self.last_square + 1))
+            after = np.roll(np.arange(self.n_squares), -(self.last_square + 1))  # grid by grid in a cassette
             return int(after[unimaged[after]][0])
-        scores = np.where(unimaged, self.square_scores(obs), -np.inf)
+        expected = self.square_scores(obs)
+        scores = np.where(unimaged, expected, -np.inf)
+        layout = self.layout
+        if layout.square_grid is not None:  # cassettes: another grid costs an exchange first
+            here = _stage_grid(layout, obs)
+            cost = layout.square_minutes + np.where(layout.square_grid != here, layout.grid_exchange_minutes, 0.0)
+            scores = np.where(unimaged, expected / (cost + expected * layout.minutes[0]), -np.inf)
         return int(np.argmax(scores))
 
     # ---- one decision ------------------------------------------------------------------------
@@ -214,6 +220,13 @@ class StagedDriver:
             return int(np.argmax(mask))
         local = self.inner.act(self.view.observation(obs), info)
         return int(self.view.holes[int(local)])
+
+
+def _stage_grid(layout: Any, obs: dict) -> int:
+    """The grid the stage is on: the square it sits at, else the current hole's."""
+    if int(obs["stage_square"]) > 0:
+        return int(layout.square_grid[int(obs["stage_square"]) - 1])
+    return int(layout.grid[int(obs["current_hole"])])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
