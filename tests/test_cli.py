@@ -325,7 +325,10 @@ def test_every_option_and_command_has_help():
     [
         ("cryobench run --agent pre", ["predict-rank"]),
         ("cryobench run --agent oracle-", ["oracle-planner", "oracle-predict-rank"]),
-        ("cryobench run --env aldolase", ["aldolase", "aldolaseau"]),
+        (
+            "cryobench run --env aldolase",
+            ["aldolase-staged", "aldolase", "aldolaseau-cassette", "aldolaseau-staged", "aldolaseau"],
+        ),
         ("cryobench run --env cryobench/R", ["cryobench/RNAPII-v0"]),
         ("cryobench sweep --agents random,gre", ["random,greedy"]),
         ("cryobench play --env rna", ["rnapii"]),

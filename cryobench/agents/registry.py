@@ -17,7 +17,6 @@ from typing import Any
 import yaml
 
 from cryobench.agents.base import Agent
-from cryobench.agents.staged import STAGED_OPTION_NAMES, staged_options
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
 
@@ -162,7 +161,10 @@ def load_agent(name: str, overrides: dict[str, Any] | None = None, card_path: st
     hyper.update(overrides or {})
     source = str(card_path or card_dir("agents") / f"{name}.yaml")
     # Options of staged sessions (squares=..., min_pool=...) are given like hyperparameters but are
-    # not the agent's: they go to the StagedDriver (cryobench.agents.staged).
+    # not the agent's: they go to the StagedDriver (cryobench.agents.staged, imported only here:
+    # listing agents imports no agent module).
+    from cryobench.agents.staged import STAGED_OPTION_NAMES, staged_options
+
     staged = {key: hyper.pop(key) for key in STAGED_OPTION_NAMES if key in hyper}
     agent = cls(make_config(cls, hyper, source))
     effective = dict(card)
