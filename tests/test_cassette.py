@@ -55,7 +55,7 @@ def test_a_move_to_another_grid_is_an_exchange_counted_for_that_grid():
     assert info["grid"] == 2 and info["grid_minutes"].tolist() == [0.0, 0.0, 15.0]
     assert info["grid_good_exposures"].tolist() == [0, 0, int(good)]
     # back on grid 2, an ordinary move; the minutes per grid always add up to the elapsed minutes
-    near = int(np.flatnonzero((u.world.grid.patch == u.world.grid.patch[other]))[1])
+    near = int(np.flatnonzero(u.world.grid.patch == u.world.grid.patch[other])[1])
     _, _, _, _, info = env.step(near)
     assert info["level"] == "patch" and info["grid_minutes"].sum() == info["elapsed_minutes"]
 
