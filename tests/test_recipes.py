@@ -52,7 +52,7 @@ def completions(command: str, option: str, incomplete: str) -> list[str]:
 
 
 AGENT_MODULE = '''
-"""A dummy agent for tests/test_recipes.py: the lowest predicted CTF, ties broken by its own seeded draw."""
+"""A dummy agent for tests/test_recipes.py: the lowest predicted CTF, jittered by its own seeded draws."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ from cryobench.agents.base import Agent
 
 @dataclass
 class RecipeDummyConfig:
-    jitter: float = 0.01  # seeded noise added to the scaled predictions before ranking
+    jitter: float = 0.1  # Å of seeded noise added to the predicted CTFs before ranking
 
 
 class RecipeDummyAgent(Agent):
@@ -75,7 +75,8 @@ class RecipeDummyAgent(Agent):
     Config = RecipeDummyConfig
 
     def act(self, obs: dict, info: dict) -> int:
-        score = obs["features"][:, 0] + self.rng.normal(0.0, self.config.jitter, len(obs["action_mask"]))
+        predicted = self.layout.predicted_ctf
+        score = predicted + self.rng.normal(0.0, self.config.jitter, len(predicted))
         score[obs["action_mask"] == 0] = np.inf
         return int(np.argmin(score))
 '''
@@ -142,7 +143,7 @@ def dummy_agent(cards, installed):
         "source": "tests/test_recipes.py",
         "upper_bound": False,
         "needs_feedback": False,
-        "hyperparameters": {"jitter": 0.01},
+        "hyperparameters": {"jitter": 0.1},
     }
     (cards / "agents" / f"{AGENT}.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
     # 3. its entry point
@@ -168,7 +169,7 @@ def test_a_new_agent_is_listed_loaded_and_run_by_name(dummy_agent, tmp_path):
     ran = runner.invoke(main, [*args, "--out", str(tmp_path / "run.json")])
     assert ran.exit_code == 0, ran.output
     document = yaml.safe_load((tmp_path / "run.json").read_text())
-    assert document["agent"]["name"] == AGENT and document["agent"]["card"]["hyperparameters"] == {"jitter": 0.01}
+    assert document["agent"]["name"] == AGENT and document["agent"]["card"]["hyperparameters"] == {"jitter": 0.1}
 
 
 def test_a_new_agent_is_in_the_generic_tests_and_passes_them(dummy_agent):
@@ -195,7 +196,7 @@ def test_a_card_that_disagrees_with_the_config_is_caught(dummy_agent, cards):
 
     path = cards / "agents" / f"{AGENT}.yaml"
     card = yaml.safe_load(path.read_text())
-    card["hyperparameters"] = {"jitter": 0.01, "temperature": 1.0}
+    card["hyperparameters"] = {"jitter": 0.1, "temperature": 1.0}
     path.write_text(yaml.safe_dump(card))
     with pytest.raises(
         AssertionError, match=r"recipe-dummy.yaml: hyperparameters missing \[\], unknown \['temperature'\]"
