@@ -192,7 +192,8 @@ def test_example_agent_package_submits_and_verifies(tmp_path):
     plugin = _plugin_path(tmp_path)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(plugin), str(EXAMPLE / "src")])}
     out = tmp_path / "lp.json"
-    submit = ["submit", "--agent", "lowest-prediction", "--seeds", "0-1", "--entries", "aldolase,rnapii-blind"]
+    submit = ["submit", "--protocol", "1", "--agent", "lowest-prediction", "--seeds", "0-1"]
+    submit += ["--entries", "aldolase,rnapii-blind"]
     submit += ["--workers", "1", "--quiet", "--work", str(tmp_path / "work"), "--out", str(out)]
     verify = ["leaderboard", "verify", str(out), "--workers", "1"]
     # One fresh interpreter (the plugin visible only there) runs the two commands as a user would.

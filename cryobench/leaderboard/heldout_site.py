@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from cryobench import aggregate
+from cryobench.files import write_atomic
 from cryobench.leaderboard.heldout_tables import CONFIDENCE, REPS, Board
 
 _SVG_METADATA = {"Date": None, "Creator": None}
@@ -255,8 +256,7 @@ def write_outputs(board: Board, root: Path, tables: dict[str, str], check: bool 
             continue
         changed.append(str(path.relative_to(root.parent) if path.is_relative_to(root.parent) else path))
         if not check:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
+            write_atomic(path, data)
     return changed
 
 

@@ -23,6 +23,7 @@ import yaml
 
 from cryobench import aggregate
 from cryobench.errors import InputError
+from cryobench.files import write_atomic
 from cryobench.heldout import HeldOutProtocol, load_heldout_protocol
 from cryobench.leaderboard.heldout_runs import load_submission
 from cryobench.leaderboard.tables import escape_markdown
@@ -102,7 +103,7 @@ def write_references(path: Path | None = None) -> dict[str, dict[str, Any]]:
     lines = ["", "references:"]
     for name, points in references.items():
         lines.append(f"  {name}: {json.dumps(points, sort_keys=True)}")
-    path.write_text(head + "\n".join(lines) + "\n", encoding="utf-8")
+    write_atomic(path, head + "\n".join(lines) + "\n")
     return references
 
 
