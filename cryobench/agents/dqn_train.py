@@ -532,30 +532,30 @@ def train_on_worlds(
     _warn_if_no_update_would_happen(config)
     run = start_run(config, worlds, seed, progress)
     out = Path(out)
-    log = TrainingLog(Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv"), log_dir)
-    if run.has_demonstrations and config.pretrain_steps > 0:
-        pretrain(run, progress)
-        validate_and_checkpoint(run, log, out, meta)
-    bar = tqdm(total=config.total_steps, desc="dqn training", unit="step", disable=not progress)
-    next_validation = config.validate_every
-    while run.env_steps < config.total_steps:
-        epsilon = collect(run)
-        learn(run)
-        if run.env_steps >= next_validation or run.env_steps >= config.total_steps:
-            next_validation += config.validate_every
+    log_path = Path(log_dir) / "train_log.csv" if log_dir else out.with_suffix(".csv")
+    with TrainingLog(log_path, log_dir) as log:
+        if run.has_demonstrations and config.pretrain_steps > 0:
+            pretrain(run, progress)
             validate_and_checkpoint(run, log, out, meta)
-        bar.update(config.num_envs)
-        bar.set_postfix(
-            reward=_recent(run.episode_rewards, RECENT_EPISODES, ".1f"),
-            loss=_recent(run.losses, RECENT_LOSSES, ".4f"),
-            eps=f"{epsilon:.3f}",
-            best_validation_good=validation_figure(run.best["validation_good"]) if run.validated else "-",
-        )
-    bar.close()
-    log.close()
+        bar = tqdm(total=config.total_steps, desc="dqn training", unit="step", disable=not progress)
+        next_validation = config.validate_every
+        while run.env_steps < config.total_steps:
+            epsilon = collect(run)
+            learn(run)
+            if run.env_steps >= next_validation or run.env_steps >= config.total_steps:
+                next_validation += config.validate_every
+                validate_and_checkpoint(run, log, out, meta)
+            bar.update(config.num_envs)
+            bar.set_postfix(
+                reward=_recent(run.episode_rewards, RECENT_EPISODES, ".1f"),
+                loss=_recent(run.losses, RECENT_LOSSES, ".4f"),
+                eps=f"{epsilon:.3f}",
+                best_validation_good=validation_figure(run.best["validation_good"]) if run.validated else "-",
+            )
+        bar.close()
     return {
         "checkpoint": str(out),
-        "log": str(log.path),
+        "log": str(log_path),
         "best": run.best,
         "env_steps": run.env_steps,
         "gradient_steps": run.updates,
@@ -843,7 +843,10 @@ class TrainingLog:
             for name in ("episode_reward", "episode_good", "loss", "validation_good"):
                 self.tensorboard.add_scalar(name, float(row[name]), run.env_steps)
 
-    def close(self) -> None:
+    def __enter__(self) -> TrainingLog:
+        return self
+
+    def __exit__(self, *_exc_info) -> None:
         self.file.close()
         if self.tensorboard is not None:
             self.tensorboard.close()

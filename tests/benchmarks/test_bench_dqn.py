@@ -46,7 +46,7 @@ def test_bench_dqn_gradient_step(benchmark):
         batch_size=128, buffer_size=4000, num_envs=4, learning_starts=0, demonstrator="", validation_twin=""
     )
     run = start_run(config, [_env("train").unwrapped.world], seed=0)
-    for _ in range(25):  # 100 recorded steps: the replay can sample
+    for _ in range(100):  # 100 recorded steps per session, as many as the benchmark has always sampled from
         collect(run)
     loss = benchmark(update, run)
     assert run.losses[-1] == loss and np.isfinite(loss)
