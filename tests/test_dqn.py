@@ -17,7 +17,7 @@ from cryobench.agents.dqn import (
 )
 from cryobench.agents.dqn_train import WorldIndex, greedy_good_exposures, train_on_worlds
 from cryobench.env import CryoEMSessionEnv
-from cryobench.errors import InputError
+from cryobench.errors import ExitCode, InputError
 from cryobench.features import FEATURE_LAYOUT_VERSION, PREDICTED_CTF_COLUMN, hole_features
 from cryobench.metrics import episode_metrics
 from tests.conftest import make_world
@@ -357,7 +357,7 @@ def test_train_command_refuses_an_agent_without_a_trainer():
     from cryobench.cli import main
 
     result = CliRunner().invoke(main, ["train", "--agent", "greedy", "--env", "aldolase"])
-    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output == "Error: agent 'greedy' has nothing to train (it names no trainer)\n"
 
 
@@ -548,7 +548,7 @@ def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):
     torch.save(document, path)
     args = ["run", "--agent", "dqn", "--env", "aldolase", "--episodes", "1", "-H", f"checkpoint={path}"]
     result = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "r.json")])
-    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.startswith(f"Error: DQN checkpoint {path}: missing weights ['layer3.bias'] (")
     assert len(result.output.splitlines()) == 1
 
@@ -575,7 +575,7 @@ def test_out_of_range_hyperparameters_are_refused_naming_the_range(command, assi
 
     args = [command, "--agent", "dqn", "--env", "aldolase", "-H", assignment, "--out", str(tmp_path / "x")]
     result = CliRunner().invoke(main, args)
-    assert (result.exit_code, result.output) == (1, f"Error: DQN hyperparameter {expected}\n")
+    assert (result.exit_code, result.output) == (ExitCode.BAD_INPUT, f"Error: DQN hyperparameter {expected}\n")
     assert not (tmp_path / "x").exists()
 
 
