@@ -187,7 +187,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
     "env_name",
     required=True,
     shell_complete=_complete_envs,
-    help="aldolase, apoferritin, rnapii, aldolaseau, cryorl or an id (cryobench list envs).",
+    help="An environment's short name (e.g. aldolaseau) or id; cryobench list envs shows them.",
 )
 @click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True, help="Seeded episodes to run.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed + i.")

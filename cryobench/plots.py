@@ -330,6 +330,12 @@ def _rebuilt_world(env_id: str, kwargs_json: str):
 
     env = make_env(env_id, json.loads(kwargs_json))
     try:
+        # The environment's own flag (Training-v0 sets it too): its episodes each had another world.
+        if getattr(env.unwrapped, "_new_world_each_reset", False):
+            raise InputError(
+                f"{env_id} with {kwargs_json} draws a new world at every reset: there is no one world to draw "
+                "(the path, ctf, regressor and confusion plots need an environment with a fixed world)"
+            )
         return env.unwrapped.world
     finally:
         env.close()

@@ -222,6 +222,14 @@ def test_world_kinds_refuse_a_world_that_does_not_match(runs):
         plots.plot_ctf([changed])
 
 
+def test_world_kinds_refuse_an_environment_of_changing_worlds(runs):
+    changing = copy.deepcopy(runs["rank"])
+    changing["env"]["kwargs"]["new_world_each_reset"] = True
+    for plot in (plots.plot_path, plots.plot_ctf, plots.plot_regressor, plots.plot_confusion):
+        with pytest.raises(InputError, match="draws a new world at every reset: there is no one world to draw"):
+            plot([changing])
+
+
 def test_render_frame_fills_the_image_and_names_the_good_exposures():
     env = gym.make("cryobench/Aldolase-v0", render_mode="rgb_array")
     obs, _ = env.reset(seed=0)
