@@ -18,7 +18,7 @@ from cryobench.errors import InputError
 from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
-from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM
+from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM, hole_index
 from cryobench.seeding import SEED_BOUND, draw_training_seed, draw_training_seeds
 
 
@@ -457,12 +457,18 @@ class CryoEMSessionEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if simulator.is_over(self.world, self.state):
             raise RuntimeError("the session is over: call reset() to start a new one")
+        hole = hole_index(action)
+        if hole is None:
+            raise InputError(
+                "action: expected a hole index (a Python int, a numpy integer or a 0-d integer array), "
+                f"got {action!r:.60} ({type(action).__name__})"
+            )
         if not self.world.staged and self.world.cassette is None:
-            result = simulator.expose(self.world, self.state, int(action))
+            result = simulator.expose(self.world, self.state, hole)
             self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
             terminated = simulator.is_over(self.world, self.state)
             return self._observation(), result.reward, terminated, False, self._info(invalid=result.invalid)
-        result = simulator.step(self.world, self.state, int(action))
+        result = simulator.step(self.world, self.state, hole)
         info_extra = {}
         if result.level == simulator.GRID_EXCHANGE_LEVEL:
             self._last_level = "grid_exchange"

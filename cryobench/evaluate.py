@@ -20,6 +20,7 @@ from cryobench.agents.registry import agent_version, load_agent
 from cryobench.errors import InputError
 from cryobench.registration import make_env
 from cryobench.results import env_record, results_document
+from cryobench.rules import hole_index
 
 
 def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) -> dict:
@@ -36,10 +37,11 @@ def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None) ->
     terminated = truncated = False
     while not (terminated or truncated):
         action = agent.act(obs, info)
-        if isinstance(action, bool) or not isinstance(action, int | np.integer) or not 0 <= action < n_holes:
+        hole = hole_index(action)
+        if hole is None or not 0 <= hole < n_holes:
             invalid_actions.append({"step": int(info["exposures"]), "action": repr(action)})
-            action = int(obs["current_hole"])
-        obs, _reward, terminated, truncated, info = env.step(int(action))
+            hole = int(obs["current_hole"])
+        obs, _reward, terminated, truncated, info = env.step(hole)
     inner = env.unwrapped
     return {**metrics.episode_metrics(inner.world, inner.state), "invalid_actions": invalid_actions}
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,10 @@ PROFILE_NUMBERS = (
     "grid_exchange_minutes",
     "exposures_per_hole",
 )
+
+
+#: The longest move a profile may state (minutes: a year), so every feature stays finite in float32.
+MAX_MINUTES = 525_600.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +90,9 @@ class InstrumentProfile:
     def __post_init__(self) -> None:
         m = self.minutes
         where = f"argument 'profile' ({self.name!r})"
-        if len(m) != 4 or any(not np.isfinite(x) or x <= 0 for x in m):
-            raise InputError(f"{where}: minutes must be 4 positive numbers, got {m!r}")
+        # features divide minutes in float32: beyond a year of minutes they would overflow to inf/NaN
+        if len(m) != 4 or any(not np.isfinite(x) or x <= 0 or x > MAX_MINUTES for x in m):
+            raise InputError(f"{where}: minutes must be 4 positive numbers up to {MAX_MINUTES:g}, got {m!r}")
         if any(b < a for a, b in zip(m, m[1:], strict=False)):
             raise InputError(f"{where}: minutes must not decrease with the move's level, got {m!r}")
         if not np.isfinite(self.beta) or self.beta < 0:
@@ -261,8 +266,12 @@ def get_profile(profile: str | Mapping | InstrumentProfile) -> InstrumentProfile
                 f"'grid_exchange_minutes', 'exposures_per_hole', 'sources'; got keys {sorted(profile)}"
             )
         minutes = profile["minutes"]
-        if not isinstance(minutes, Sequence) or len(minutes) != 4:
+        # a list of real numbers: not a string ("1268" is not 1/2/6/8), not bools, not numeric strings
+        if not isinstance(minutes, list | tuple) or len(minutes) != 4 or not all(map(_is_real, minutes)):
             raise InputError(f"argument 'profile': 'minutes' must be a list of 4 numbers, got {minutes!r}")
+        for name in ("beta", "square_minutes", "grid_exchange_minutes", "exposures_per_hole"):
+            if profile.get(name) is not None and not _is_real(profile[name]):
+                raise InputError(f"argument 'profile': {name!r} must be a number, got {profile[name]!r}")
         sources = profile.get("sources") or {}
         if not isinstance(sources, Mapping):
             raise InputError(f"argument 'profile': 'sources' must map numbers to their sources, got {sources!r}")
@@ -285,6 +294,10 @@ def get_profile(profile: str | Mapping | InstrumentProfile) -> InstrumentProfile
             **optional,
         )
     raise InputError(f"argument 'profile': expected a profile name or a mapping, got {type(profile).__name__}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
 
 
 def partial_reward_factor(ctf: np.ndarray, threshold: float) -> np.ndarray:

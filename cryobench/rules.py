@@ -9,6 +9,7 @@ hierarchy; the hierarchy's own levels (patch, square, tile) are called *hierarch
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,13 +60,9 @@ class Feedback:
             raise InputError(f"argument 'feedback': expected 'inspection', 'queue:K' or 'none', got {value!r}")
         if value in ("inspection", "none"):
             return cls(value, 1)
-        if value.startswith("queue:"):
-            try:
-                batch = int(value.split(":", 1)[1])
-            except ValueError:
-                batch = 0
-            if batch >= 1:
-                return cls("queue", batch)
+        queue = re.fullmatch(r"queue:([1-9][0-9]{0,8})", value)  # digits only: no sign, space or underscore
+        if queue:
+            return cls("queue", int(queue.group(1)))
         raise InputError(
             f"argument 'feedback': expected 'inspection', 'queue:K' (K a positive integer) or 'none', got {value!r}"
         )
@@ -77,3 +74,19 @@ class Feedback:
     def reveals(self) -> bool:
         """Whether exposed holes' true CTFMaxRes ever become visible (not ``none``)."""
         return self.mode != "none"
+
+
+def hole_index(action: Any) -> int | None:
+    """The hole an action names, or None when it is not an integer index.
+
+    An action is a Python int, a numpy integer scalar or a 0-d integer array (what SB3's
+    ``predict`` returns), and nothing else: not a bool, a float (12.7 is not hole 12), a string
+    ("5" is not hole 5), None or a larger array. The range is the caller's to check.
+    """
+    if isinstance(action, bool | np.bool_):
+        return None
+    if isinstance(action, int | np.integer):
+        return int(action)
+    if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+        return int(action[()])
+    return None

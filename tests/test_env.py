@@ -176,7 +176,7 @@ def test_render_draws_the_grid():
         ({"profile": "fast"}, "argument 'profile': unknown profile 'fast'; expected one of paper"),
         ({"profile": 3}, "argument 'profile': expected a profile name or a mapping"),
         ({"profile": {"minutes": [1, 2, 3]}}, "argument 'profile': 'minutes' must be a list of 4 numbers"),
-        ({"profile": {"minutes": [1, 2, 3, "x"]}}, "argument 'profile': minutes and beta must be numbers"),
+        ({"profile": {"minutes": [1, 2, 3, "x"]}}, "argument 'profile': 'minutes' must be a list of 4 numbers"),
         ({"profile": {"minutes": [1, 2, 3, 4], "speed": 2}}, "argument 'profile': a custom profile is a mapping"),
         ({"profile": {"minutes": [8, 6, 2, 1]}}, "minutes must not decrease"),
         ({"profile": {"minutes": [1, 2, 3, 4], "beta": -1}}, "beta must be a non-negative number"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,7 @@ from cryobench import features, simulator
 from cryobench.agents.common import Hierarchy
 from cryobench.agents.planners import patch_to_patch_minutes
 from cryobench.env import CryoEMSessionEnv
+from cryobench.errors import InputError
 from cryobench.rules import MOVE_LEVELS, SHARED_GROUPS_BY_LEVEL, Feedback, move_level
 from tests.conftest import make_world
 
@@ -96,3 +99,65 @@ def test_the_public_layout_cannot_change_the_rules():
     for name in ("tile", "square", "patch", "x_um", "y_um", "square_xy_um", "predicted_ctf"):
         with pytest.raises(ValueError, match="read-only"):
             getattr(layout, name)[:1] = 0
+
+
+@pytest.mark.parametrize(
+    "action", [12.7, "5", True, np.True_, None, float("nan"), float("inf"), 1 + 2j, np.array([3]), np.float64(3.0)]
+)
+def test_an_action_is_an_integer_hole_index_and_nothing_else(action):
+    env = CryoEMSessionEnv(dataset="aldolase")
+    env.reset(seed=0)
+    before = (env.state.elapsed, list(env.state.exposures))
+    with pytest.raises(InputError, match="action: expected a hole index") as caught:
+        env.step(action)
+    assert "\n" not in str(caught.value)
+    assert (env.state.elapsed, list(env.state.exposures)) == before  # state unchanged
+
+
+@pytest.mark.parametrize("action", [7, np.int64(7), np.int32(7), np.array(7), np.array(7, dtype=np.uint16)])
+def test_integer_actions_of_every_kind_name_the_same_hole(action):
+    env = CryoEMSessionEnv(dataset="aldolase")
+    env.reset(seed=0)
+    env.step(action)
+    assert env.state.exposures == [7]
+
+
+@pytest.mark.parametrize("text", ["queue: 5", "queue:+5", "queue:1_0", "queue:0", "queue:-1", "queue:", "Queue:5"])
+def test_feedback_text_is_parsed_strictly(text):
+    with pytest.raises(InputError, match="argument 'feedback'"):
+        Feedback.parse(text)
+
+
+@pytest.mark.parametrize(
+    ("profile", "message"),
+    [
+        ({"minutes": "1268"}, "'minutes' must be a list of 4 numbers"),
+        ({"minutes": [1, 2, 6, True]}, "'minutes' must be a list of 4 numbers"),
+        ({"minutes": [1, 2, 6, 1e40]}, "up to 525600"),
+        ({"minutes": [1, 2, 6, 8], "beta": "0.1"}, "'beta' must be a number"),
+    ],
+)
+def test_a_custom_profile_is_read_strictly(profile, message):
+    from cryobench.profiles import get_profile
+
+    with pytest.raises(InputError, match=re.escape(message)):
+        get_profile(profile)
+
+
+@pytest.mark.parametrize(
+    ("agent", "overrides", "message"),
+    [
+        ("greedy", {"replan_every": 0}, "'replan_every' of agent 'greedy' must be >= 1, got 0"),
+        ("greedy", {"scale": float("nan")}, "'scale' of agent 'greedy' must be finite"),
+        ("ucb", {"scale": 0.0}, "'scale' of agent 'ucb' must be > 0"),
+        ("genetic", {"population": -3}, "'population' of agent 'genetic' must be >= 2"),
+        ("epsilon-greedy", {"epsilon": 1.5}, "'epsilon' of agent 'epsilon-greedy' must be >= 0 and <= 1"),
+        ("greedy", {"replan_every": True}, "'replan_every' of agent 'greedy' must be int, got True"),
+    ],
+)
+def test_hyperparameters_out_of_their_cards_ranges_are_refused_naming_where_they_came_from(agent, overrides, message):
+    from cryobench.agents.registry import load_agent
+
+    with pytest.raises(InputError, match=re.escape(message)) as caught:
+        load_agent(agent, overrides)
+    assert str(caught.value).startswith("the hyperparameters given (-H)")  # not blamed on the card file

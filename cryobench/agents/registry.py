@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -101,25 +102,71 @@ def load_card(name: str, path: str | Path | None = None) -> dict[str, Any]:
     return card
 
 
-def make_config(cls: type[Agent], hyperparameters: dict[str, Any], source: str) -> Any:
-    """The agent's Config from a mapping, refusing unknown or mistyped hyperparameters."""
+def card_ranges(card: dict[str, Any], source: str) -> dict[str, dict[str, float]]:
+    """The card's ``ranges``: per hyperparameter, ``min`` / ``max`` (inclusive) and ``above`` (exclusive)."""
+    ranges = card.get("ranges") or {}
+    if not isinstance(ranges, dict):
+        raise InputError(f"{source}: field 'ranges' must map hyperparameters to {{min, max, above}}")
+    for name, bounds in ranges.items():
+        if not isinstance(bounds, dict) or not bounds or set(bounds) - {"min", "max", "above"}:
+            raise InputError(f"{source}: ranges.{name} must be a mapping of min, max and/or above")
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in bounds.values()):
+            raise InputError(f"{source}: ranges.{name}: bounds must be numbers")
+    return ranges
+
+
+def _range_text(bounds: dict[str, float]) -> str:
+    parts = [f">= {bounds['min']:g}"] if "min" in bounds else []
+    parts += [f"> {bounds['above']:g}"] if "above" in bounds else []
+    parts += [f"<= {bounds['max']:g}"] if "max" in bounds else []
+    return " and ".join(parts)
+
+
+def make_config(
+    cls: type[Agent],
+    hyperparameters: dict[str, Any],
+    source: str,
+    ranges: dict[str, dict[str, float]] | None = None,
+    sources: dict[str, str] | None = None,
+) -> Any:
+    """The agent's Config from a mapping, refusing unknown, mistyped, non-finite or out-of-range values.
+
+    ``ranges`` are the card's (:func:`card_ranges`); ``sources`` names where a given value came
+    from when it is not ``source`` (e.g. ``option -H``), so an error blames the right place.
+    """
     fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     unknown = set(hyperparameters) - set(fields)
     if unknown:
+        where = (sources or {}).get(sorted(unknown)[0], source)
         raise InputError(
-            f"{source}: unknown hyperparameter(s) {sorted(unknown)} for agent {cls.name!r}; "
+            f"{where}: unknown hyperparameter(s) {sorted(unknown)} for agent {cls.name!r}; "
             f"expected some of {sorted(fields)}"
         )
     values = {}
     for key, value in hyperparameters.items():
+        where = (sources or {}).get(key, source)
         default = fields[key].default
-        if default is not dataclasses.MISSING and default is not None and not isinstance(value, type(default)):
+        if default is not dataclasses.MISSING and default is not None:
+            kind = type(default)
             if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
                 value = float(value)
-            else:
+            if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
                 raise InputError(
-                    f"{source}: hyperparameter {key!r} of agent {cls.name!r} must be "
-                    f"{type(default).__name__}, got {value!r}"
+                    f"{where}: hyperparameter {key!r} of agent {cls.name!r} must be {kind.__name__}, got {value!r}"
+                )
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(f"{where}: hyperparameter {key!r} of agent {cls.name!r} must be finite, got {value!r}")
+        bounds = (ranges or {}).get(key)
+        if bounds and isinstance(value, int | float) and not isinstance(value, bool):
+            inside = (
+                value >= bounds.get("min", -math.inf)
+                and value > bounds.get("above", -math.inf)
+                and value <= bounds.get("max", math.inf)
+            )
+            if not inside:
+                raise InputError(
+                    f"{where}: hyperparameter {key!r} of agent {cls.name!r} must be {_range_text(bounds)}, "
+                    f"got {value!r}"
                 )
         values[key] = value
     return cls.Config(**values)
@@ -166,7 +213,8 @@ def load_agent(name: str, overrides: dict[str, Any] | None = None, card_path: st
     from cryobench.agents.staged import STAGED_OPTION_NAMES, staged_options
 
     staged = {key: hyper.pop(key) for key in STAGED_OPTION_NAMES if key in hyper}
-    agent = cls(make_config(cls, hyper, source))
+    given = {key: "the hyperparameters given (-H)" for key in overrides or {}}
+    agent = cls(make_config(cls, hyper, source, card_ranges(card, source), given))
     effective = dict(card)
     effective["name"] = name
     effective["hyperparameters"] = dataclasses.asdict(agent.config)
