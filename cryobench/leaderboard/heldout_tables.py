@@ -155,10 +155,7 @@ def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | No
         if len(members) < 2:
             continue
         scores = np.stack([_normalised(by_name[a], tasks, protocol) for a in members])
-        # one scope at a time: summarise's "overall" of a single family is that family's statistics
-        summary = aggregate.summarise(
-            scores, members, tasks, ["scope"] * len(tasks), reps=REPS, confidence=CONFIDENCE, seed=SEED
-        )[aggregate.OVERALL]
+        summary = aggregate.summarise_scope(scores, members, tasks, scope, reps=REPS, confidence=CONFIDENCE, seed=SEED)
         scopes[scope] = {"tasks": tasks, "agents": members, "summary": summary, "excluded": excluded}
     return Board(protocol, agents, bounds, by_name, scopes, load_pending())
 
