@@ -12,6 +12,7 @@ from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.evaluate import play_episode
 from cryobench.registration import make_env
+from cryobench.resources import card_dir
 from cryobench.simulator import World, move_minutes
 from tests.conftest import make_world
 from tests.discover import agent_names
@@ -80,6 +81,15 @@ def test_card_equals_the_agent_class_and_its_config(name):
         # An agent with a Config of its own runs the same without its card. (A variant that shares
         # its parent's Config, like dqn-noise-robust, is that Config with other values.)
         assert hyper == defaults
+
+
+def test_every_agent_card_belongs_to_an_agent():
+    """A card left behind by a renamed or removed agent would document something that does not run."""
+    folder = card_dir("agents")
+    stray = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix != ".yaml" and p.name != "README.md")
+    assert not stray, f"agents/: {stray} are not cards (cards are <name>.yaml)"
+    orphans = sorted(set(p.stem for p in folder.glob("*.yaml")) - set(agent_names()))
+    assert not orphans, f"agents/: cards {orphans} have no entry point in the cryobench.agents group"
 
 
 @pytest.mark.parametrize("name", AGENTS)

@@ -206,6 +206,14 @@ def test_a_card_that_disagrees_with_the_config_is_caught(dummy_agent, cards):
     assert [f.name for f in config] == ["jitter"]
 
 
+def test_a_card_without_its_entry_point_is_caught(cards):
+    from tests import test_agents
+
+    (cards / "agents" / f"{AGENT}.yaml").write_text(yaml.safe_dump({"name": AGENT, "hyperparameters": {}}))
+    with pytest.raises(AssertionError, match=f"cards \\['{AGENT}'\\] have no entry point"):
+        test_agents.test_every_agent_card_belongs_to_an_agent()
+
+
 # ---- adding a twin -------------------------------------------------------------------------------
 @pytest.fixture
 def dummy_twin(cards):
