@@ -50,6 +50,8 @@ _OPTIONAL_TOP = {"paper": str, "notes": str}
 _SIZE_KEYS = ("min", "median", "max")
 #: The largest grid a card may ask for (the synthetic benchmark grid has 100,000 holes).
 MAX_HOLES = 1_000_000
+#: A twin's patch is a block of 5 x 5 lattice sites (twin.PATCH_SIDE; tested equal).
+MAX_HOLES_PER_PATCH = 25
 _VARIANCE_KEYS = ("tile", "square", "patch", "field", "hole")
 
 
@@ -158,7 +160,52 @@ def validate_card(card: Any, path: Path, text: str = "") -> dict[str, Any]:
             if not _is(entry["value"], kind):
                 raise InputError(f"{where}: value must be a {_type_name(kind)}, got {show_value(entry['value'])}")
     _check_values(card, path)
+    _check_regressor(card, path, text)
     return card
+
+
+def _one_hole() -> Any:
+    """A grid of one hole, to try a card's regressor on (every check of a spec, no copy of the ranges)."""
+    import numpy as np
+
+    from cryobench.grid import Grid
+
+    ids = np.zeros(1, dtype=np.int32)
+    return Grid(
+        name="card check",
+        tile=ids,
+        square=ids,
+        patch=ids,
+        x_um=np.zeros(1),
+        y_um=np.zeros(1),
+        ctf=np.array([5.0]),
+        confidence=np.array([np.nan]),
+        failed=np.zeros(1, dtype=bool),
+        hole_names=("hole",),
+        square_xy_um=np.zeros((1, 2)),
+        pitch_um=2.5,
+    )
+
+
+def _check_regressor(card: dict, path: Path, text: str) -> None:
+    """The regressor section is a model a twin can use with its own parameters, in their ranges."""
+    from cryobench.regressors import predict
+
+    where = f"{path}{_line_of(text, 'regressor')}: regressor"
+    model, parameters = card["regressor"]["model"]["value"], card["regressor"]["parameters"]["value"]
+    for key, number in parameters.items():
+        if key == "model" or not isinstance(key, str) or not _is(number, _NUMBER) or not math.isfinite(number):
+            raise InputError(
+                f"{where}.parameters: expected parameter names with finite numbers, "
+                f"got {show_value(key)}: {show_value(number)}"
+            )
+    if model == "measured":
+        raise InputError(f"{where}.model: 'measured' reads a data folder's prediction files; a twin names a model")
+    try:
+        predict(_one_hole(), {"model": model, **parameters})
+    except InputError as exc:
+        reason = str(exc).removeprefix("argument 'regressor': ")
+        raise InputError(f"{where}: {reason}") from None
 
 
 def _check_values(card: dict, path: Path) -> None:
@@ -187,6 +234,8 @@ def _check_values(card: dict, path: Path) -> None:
     for key in ("tiles", "squares", "holes"):
         if not 1 <= layout[key]["value"] <= MAX_HOLES:
             raise InputError(f"{path}: layout.{key} must be from 1 to {MAX_HOLES:,}, got {layout[key]['value']}")
+    if layout["tiles"]["value"] < 2:
+        raise InputError(f"{path}: layout.tiles must be at least 2 (the train and test splits are disjoint tiles)")
     for section, key in (("layout", "pitch_um"), ("quality", "field_length_pitches")):
         if not card[section][key]["value"] > 0:
             raise InputError(f"{path}: {section}.{key} must be positive, got {card[section][key]['value']}")
@@ -198,6 +247,20 @@ def _check_values(card: dict, path: Path) -> None:
             raise InputError(
                 f"{path}: layout.{key} needs 1 <= min <= median <= max <= {MAX_HOLES:,}; got {show_value(sizes)}"
             )
+    pps, hpp = layout["patches_per_square"]["value"], layout["holes_per_patch"]["value"]
+    if hpp["max"] > MAX_HOLES_PER_PATCH:
+        raise InputError(
+            f"{path}: layout.holes_per_patch max must be at most {MAX_HOLES_PER_PATCH} (a twin's patch is "
+            f"5 x 5 lattice sites), got {hpp['max']}"
+        )
+    squares, holes = layout["squares"]["value"], layout["holes"]["value"]
+    fewest, most = squares * pps["min"] * hpp["min"], squares * pps["max"] * hpp["max"]
+    if not fewest <= holes <= most or pps["max"] * hpp["min"] > holes:
+        raise InputError(
+            f"{path}: layout.holes is {holes}, but {squares} squares of {pps['min']}-{pps['max']} patches of "
+            f"{hpp['min']}-{hpp['max']} holes hold {fewest:g} to {most:g} (one square up to "
+            f"{pps['max'] * hpp['min']:g}); expected sizes that fit"
+        )
     if not 0.0 < layout["test_fraction"]["value"] < 1.0:
         raise InputError(f"{path}: layout.test_fraction must be between 0 and 1")
     fractions, ctfs = [k[0] for k in knots], [k[1] for k in knots]
@@ -239,10 +302,20 @@ def _parse(path: str, text: str) -> dict[str, Any]:
     try:
         card = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{file}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise yaml_error(file, exc) from None
     return validate_card(card, file, text)
+
+
+def yaml_error(path: Path, exc: yaml.YAMLError) -> InputError:
+    """A YAML parse error as one line naming the file and line (PyYAML's own messages span lines)."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f", line {mark.line + 1}" if mark is not None else ""
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        problem = f"character {exc.character!r} at position {exc.position} is not allowed"
+    else:
+        problem = getattr(exc, "problem", None) or str(exc)
+    problem = " ".join(str(problem).split())
+    return InputError(f"{path}{where}: not valid YAML ({problem if len(problem) <= 120 else problem[:117] + '...'})")
 
 
 def parse_dataset_card(path: str | Path, text: str) -> dict[str, Any]:

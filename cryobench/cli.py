@@ -118,6 +118,8 @@ def list_envs(as_json: bool) -> None:
     """The registered environments and their short names."""
     from cryobench.registration import env_card_errors, env_cards
 
+    for message in env_card_errors():  # on stderr, so --json output stays a document
+        click.echo(f"not loaded: {message}", err=True)
     if as_json:
         rows = [
             {"id": env_id, "short_name": card["short_name"], "title": card["title"], "kwargs": card["kwargs"]}
@@ -129,8 +131,6 @@ def list_envs(as_json: bool) -> None:
     for env_id, card in env_cards().items():
         args = ", ".join(f"{k}={v!r}" for k, v in card["kwargs"].items()) or "data=PATH"
         click.echo(f"{card['short_name']:<12} {env_id:<26} {args:<24} {card['title']}")
-    for message in env_card_errors():
-        click.echo(f"not loaded: {message}", err=True)
 
 
 @list_group.command("agents")

@@ -85,16 +85,21 @@ def _show(text: str, limit: int = 60) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class CryoRLFiles:
-    """The text of every file a CryoRL folder's import reads; ``digest`` hashes names and bytes.
+    """The bytes of every file a CryoRL folder's import reads; ``digest`` hashes names and bytes.
 
     Two reads of unchanged files compare equal (folder and digest), so the catalogue caches
-    datasets by content: an edit on disk is a new digest, whatever the file times say.
+    datasets by content: an edit on disk is a new digest, whatever the file times say. The
+    bytes are decoded only when parsed (a cache hit costs a read and a hash).
     """
 
     folder: Path
     digest: str
     paths: dict[str, Path] = dataclasses.field(compare=False, hash=False)
-    texts: dict[str, str] = dataclasses.field(compare=False, hash=False)
+    data: dict[str, bytes] = dataclasses.field(compare=False, hash=False)
+
+    def text(self, role: str) -> str:
+        """The text of one file (``""`` for an absent optional one); not UTF-8 is an error naming it."""
+        return _decode(self.paths[role], self.data[role]) if role in self.data else ""
 
 
 def _find(folder: Path, pattern: str, what: str, required: bool = True) -> Path | None:
@@ -123,8 +128,8 @@ def _decode(path: Path, data: bytes) -> str:
         ) from None
 
 
-def _read_text(path: Path) -> tuple[bytes, str]:
-    """The bytes and the text of one file; what is not a readable text file is an InputError naming it."""
+def _read_bytes(path: Path) -> bytes:
+    """The bytes of one file; what is not a readable file of sensible size is an InputError naming it."""
     try:
         if path.is_dir():
             raise InputError(f"{path}: is a folder; expected a file")
@@ -136,7 +141,7 @@ def _read_text(path: Path) -> tuple[bytes, str]:
         raise InputError(f"{path}: cannot read the file: {reason}{hint}") from None
     if len(data) > MAX_FILE_BYTES:
         raise InputError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MB; expected a CryoRL text file")
-    return data, _decode(path, data)
+    return data
 
 
 def is_folder(path: Path) -> bool:
@@ -171,15 +176,12 @@ def read_folder(folder: str | Path) -> CryoRLFiles:
     all_images = folder / f"target_CTF_{tags['train']}.csv"
     paths["all"] = all_images if all_images.exists() or all_images.is_symlink() else None
     digest = hashlib.sha256()
-    texts = {}
-    for role, path in paths.items():
-        if path is None:
-            continue
-        data, texts[role] = _read_text(path)
-        digest.update(f"{role}\0{path.name}\0{len(data)}\0".encode())
-        digest.update(data)
     present = {role: path for role, path in paths.items() if path is not None}
-    return CryoRLFiles(folder=folder, digest=digest.hexdigest(), paths=present, texts=texts)
+    data = {role: _read_bytes(path) for role, path in present.items()}
+    for role, path in present.items():
+        digest.update(f"{role}\0{path.name}\0{len(data[role])}\0".encode())
+        digest.update(data[role])
+    return CryoRLFiles(folder=folder, digest=digest.hexdigest(), paths=present, data=data)
 
 
 def _read_rows(path: Path, text: str, n_fields: int, sep: str | None) -> list[tuple[int, list[str]]]:
@@ -373,13 +375,13 @@ def load_cryorl(folder: str | Path) -> Dataset:
 
 def parse_cryorl(files: CryoRLFiles) -> Dataset:
     """The Dataset of a folder's files read by :func:`read_folder`; every bad value names its file and line."""
-    folder, paths, texts = files.folder, files.paths, files.texts
+    folder, paths = files.folder, files.paths
     has_predictions = "train_predictions" in paths
     records: list[dict[str, Any]] = []
     for split in ("train", "test"):
-        holes = read_holes(paths[split], texts[split])
+        holes = read_holes(paths[split], files.text(split))
         predictions = (
-            read_predictions(paths[f"{split}_predictions"], texts[f"{split}_predictions"], holes)
+            read_predictions(paths[f"{split}_predictions"], files.text(f"{split}_predictions"), holes)
             if has_predictions
             else None
         )
@@ -394,7 +396,7 @@ def parse_cryorl(files: CryoRLFiles) -> Dataset:
     split_files = {split: paths[split] for split in ("train", "test")}
     all_images = paths.get("all")
 
-    offsets = _image_offsets(all_images, texts.get("all", ""))
+    offsets = _image_offsets(all_images, files.text("all"))
     tile_key = np.array([r["tile"] for r in records])
     square_key = np.array([f"{r['tile']}_{r['square']}" for r in records])
     patch_key = np.array([f"{r['tile']}_{r['square']}_{r['patch']}" for r in records])

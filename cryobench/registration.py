@@ -10,7 +10,7 @@ from typing import Any
 import gymnasium as gym
 import yaml
 
-from cryobench.cards import show_value
+from cryobench.cards import show_value, yaml_error
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
 
@@ -40,9 +40,7 @@ def _read_env_card(path: Path, taken: dict[str, Path]) -> dict:
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text (byte offset {exc.start}); expected a YAML card") from None
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        raise InputError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        raise yaml_error(path, exc) from None
     if not isinstance(card, dict):
         raise InputError(f"{path}: an environment card must be a mapping of fields")
     for field, kind in _CARD_FIELDS.items():

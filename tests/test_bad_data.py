@@ -494,6 +494,51 @@ BAD_CARDS = [
         None,
         r"layout.patches_per_square needs 1 <= min <= median <= max <= 1,000,000",
     ),
+    ("holes 1", lambda t: t.replace("value: 3538", "value: 1"), None, r"layout.holes is 1, but 25 squares .* hold 250"),
+    (
+        "patches too small",
+        lambda t: t.replace("{min: 5, median: 21, max: 25}", "{min: 1, median: 1, max: 1}"),
+        None,
+        r"layout.holes is 3538, but 25 squares of 2-13 patches of 1-1 holes hold 50 to 325",
+    ),
+    (
+        "30 holes per patch",
+        lambda t: t.replace("{min: 5, median: 21, max: 25}", "{min: 5, median: 21, max: 30}"),
+        None,
+        r"holes_per_patch max must be at most 25",
+    ),
+    (
+        "a square of a million patches",
+        lambda t: t.replace("{min: 2, median: 7, max: 13}", "{min: 2, median: 7, max: 1000000}"),
+        None,
+        r"one square up to 5e\+06",
+    ),
+    ("one tile", lambda t: t.replace("value: 16,", "value: 1,"), None, r"layout.tiles must be at least 2"),
+    ("unknown model", lambda t: t.replace("value: resnet50-aldolase", "value: psychic"), None, "regressor: unknown"),
+    (
+        "measured model",
+        lambda t: t.replace("value: resnet50-aldolase", "value: measured"),
+        None,
+        r"card.yaml, line \d+: regressor.model: 'measured' reads a data folder's prediction files",
+    ),
+    (
+        "parameter out of range",
+        lambda t: t.replace("parameters: {value: {}", "parameters: {value: {spread: -1}"),
+        None,
+        r"line \d+: regressor: regressor 'resnet50-aldolase': 'spread' must be a number in \[0.0, 10.0\], got -1",
+    ),
+    (
+        "parameter of another model",
+        lambda t: t.replace("parameters: {value: {}", "parameters: {value: {sigma: 2}"),
+        None,
+        r"regressor: model 'resnet50-aldolase' takes \['patch_share', 'spread'\], not \['sigma'\]",
+    ),
+    (
+        "parameter named by a number",
+        lambda t: t.replace("parameters: {value: {}", "parameters: {value: {1: 2}"),
+        None,
+        r"regressor.parameters: expected parameter names with finite numbers, got 1: 2",
+    ),
     ("a note that is no text", lambda t: t.replace("source: paper}", "source: paper, note: [1]}", 1), None, "note"),
     ("an extra key", lambda t: t.replace("source: paper}", "source: paper, units: um}", 1), None, r"\['units'\]"),
     (
@@ -514,6 +559,13 @@ def test_bad_dataset_cards(tmp_path, case):
     with pytest.raises(InputError) as caught:
         load_dataset(dataset=str(path))
     assert_one_line_error(caught.value, path, pattern)
+
+
+def test_card_limits_match_the_twin_generator():
+    from cryobench.cards import MAX_HOLES_PER_PATCH
+    from cryobench.twin import PATCH_SIDE
+
+    assert PATCH_SIDE**2 == MAX_HOLES_PER_PATCH
 
 
 def test_a_folder_given_as_card_is_refused(tmp_path):
@@ -710,3 +762,70 @@ def test_random_csv_mutations(tmp_path_factory, role, line, field, value, action
         content[number] = sep.join([*fields, value])
     path.write_text("\n".join(content) + "\n")
     _load_or_input_error(folder)
+
+
+@PROPERTY_SETTINGS
+@given(data=st.binary(min_size=1, max_size=40), at=st.integers(min_value=0, max_value=4000))
+def test_random_bytes_in_a_dataset_card(tmp_path_factory, data, at):
+    from cryobench.cards import load_dataset_card
+
+    text = (REPO / "datasets" / "aldolase.yaml").read_bytes()
+    path = tmp_path_factory.mktemp("card") / "card.yaml"
+    path.write_bytes(text[:at] + data + text[at:])
+    try:
+        load_dataset_card(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+
+
+CARD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-10, max_value=6000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=10),
+    st.lists(st.floats(min_value=0, max_value=30), max_size=3),
+    st.dictionaries(st.sampled_from(["min", "median", "max", "tile", "sigma", "x"]), st.integers(0, 30), max_size=5),
+    st.lists(st.lists(st.floats(min_value=0, max_value=30), min_size=2, max_size=2), min_size=2, max_size=4),
+)
+CARD_ENTRIES = [
+    (section, key)
+    for section, keys in {
+        "layout": (
+            "tiles",
+            "squares",
+            "holes",
+            "patches_per_square",
+            "holes_per_patch",
+            "pitch_um",
+            "test_fraction",
+        ),
+        "quality": ("ctf_quantiles", "failed_fraction", "variance", "field_length_pitches"),
+        "regressor": ("model", "parameters"),
+    }.items()
+    for key in keys
+]
+
+
+@PROPERTY_SETTINGS
+@given(entry=st.sampled_from(CARD_ENTRIES), new=CARD_VALUES)
+def test_a_card_either_is_refused_or_makes_worlds(tmp_path_factory, entry, new):
+    """Any value in any entry: a one-line error naming the card, or a twin whose both splits make worlds."""
+    import yaml
+
+    from cryobench.cards import load_dataset_card
+    from cryobench.twin import generate_dataset
+
+    card = yaml.safe_load((REPO / "datasets" / "aldolase.yaml").read_text())
+    card[entry[0]][entry[1]]["value"] = new
+    path = tmp_path_factory.mktemp("card") / "card.yaml"
+    path.write_text(yaml.safe_dump(card))
+    try:
+        valid = load_dataset_card(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(path) in str(exc)
+        return
+    dataset = generate_dataset(valid, 0)
+    for split in ("train", "test"):
+        world = build_world(dataset, split=split)
+        assert np.isfinite(world.predicted_ctf).all() and world.grid.n_holes > 0
