@@ -372,6 +372,8 @@ def test_human_track_lists_people_apart_from_agents(tmp_path, monkeypatch):
     [
         ("dqn-noise-robust", "dqn-noise-robust"),  # ordinary names and sentences come out as they were
         ("the agent learns (feedback: none)", "the agent learns (feedback: none)"),
+        ("no measured data: skipped", "no measured data: skipped"),
+        ("mailto:a@b.example data:text/html,x", "mailto&#58;a@b.example data&#58;text/html,x"),
         ("a|b", r"a\|b"),
         ("two\nlines\r\n| x |", r"two lines \| x \|"),
         ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),

@@ -112,8 +112,9 @@ def _metric_cells(values: dict[str, float]) -> str:
     return " | ".join(metrics.metric(name).format(value) for name, value in values.items())
 
 
-def _header(*columns: str) -> list[str]:
-    return ["| " + " | ".join(columns) + " |", "|---|" + "---:|" * (len(columns) - 1)]
+def _header(*columns: str, text_columns: int = 1) -> list[str]:
+    """A table's header and alignment rows: the first ``text_columns`` left-aligned, numbers right."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * text_columns + "---:|" * (len(columns) - text_columns)]
 
 
 def escape_markdown(text: object) -> str:
@@ -128,8 +129,11 @@ def escape_markdown(text: object) -> str:
     text = " ".join(str(text).split())  # newlines and tabs: one line, single spaces
     text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = re.sub(r"([\\`*_\[\]|~])", r"\\\1", text)
-    # Bare URLs and script schemes become links (GitHub's autolinker): break their colon or dot.
-    text = re.sub(r"(?i)\b(javascript|vbscript|data|mailto|xmpp|file|[a-z][a-z0-9+.-]*(?=://)):", r"\1&#58;", text)
+    # Bare URLs and script schemes become links (GitHub's autolinker): break their colon or dot
+    # ("data: none", with a space, is prose and stays as it is).
+    text = re.sub(
+        r"(?i)\b(javascript|vbscript|data|mailto|xmpp|file|[a-z][a-z0-9+.-]*(?=://)):(?=\S)", r"\1&#58;", text
+    )
     return re.sub(r"(?i)\bwww\.", "www&#46;", text)
 
 
@@ -319,8 +323,7 @@ def human_table(docs: list[dict], version: int) -> str:
             [*lines, f"No sessions yet: add `cryobench play` results files to results/v{version}/human/.", ""]
         )
     shown = list(metrics.METRICS.values())
-    lines += _header("player", "environment", "feedback", "seed", *(m.label for m in shown), "minutes")
-    lines[-1] = lines[-1].replace("|---:|---:|---:|", "|---|---|---:|", 1)  # player, environment, feedback: text
+    lines += _header("player", "environment", "feedback", "seed", *(m.label for m in shown), "minutes", text_columns=3)
     rows = []
     for doc in docs:
         kwargs = doc["env"].get("kwargs", {})
