@@ -90,7 +90,10 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
     from cryobench.agents.registry import agent_version, load_agent
 
     def answer(kind: str, *payload: Any) -> None:
-        conn.send((kind, *payload))
+        try:
+            conn.send((kind, *payload))
+        except BrokenPipeError:  # the parent is gone (a stopped or killed sweep): so is the worker, quietly
+            os._exit(0)
 
     try:
         if ":" in agent_name:  # "module:Class", code that is not a registered package
