@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from cryobench.catalog import build_world, load_dataset
 from cryobench.cli import main
 from cryobench.cryorl_format import load_cryorl
-from cryobench.errors import InputError
+from cryobench.errors import ExitCode, InputError
 
 REPO = Path(__file__).resolve().parents[1]
 ALDOLASE_FILES = (
@@ -367,7 +367,7 @@ def test_harmless_differences_load_bit_identical(folder, tmp_path, edit):
 
 
 def test_measured_aldolase_loads_as_before(aldolase_data):
-    """Validation changes nothing for valid data: the paper's counts, and the file read in place."""
+    """Validation refuses nothing in the measured data: the facts' counts of holes, failed fits and located patches."""
     dataset = load_dataset(data=aldolase_data)
     test = dataset.split == "test"
     assert (int(test.sum()), int((~test).sum()), int(dataset.grid.failed.sum())) == (2341, 1197, 52)
@@ -403,7 +403,7 @@ def test_import_of_a_folder_without_predictions_says_so(tmp_path):
 # ---- command line -----------------------------------------------------------------------
 def test_cryorl_env_without_data_says_to_pass_data():
     result = CliRunner().invoke(main, ["run", "--env", "cryorl", "--agent", "random", "--episodes", "1"])
-    assert result.exit_code != 0
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.strip().splitlines() == [
         "Error: argument 'data': no data given; pass data=PATH, a folder in the CryoRL format "
         "(on the command line: -e data=PATH), or dataset=NAME for a simulated twin"
@@ -414,7 +414,7 @@ def test_bad_folder_on_the_command_line_is_one_line(tmp_path):
     folder = make_folder(tmp_path / "f")
     set_field(folder, "val", 3, 1, "inf")
     result = CliRunner().invoke(main, ["datasets", "import-cryorl", str(folder)])
-    assert result.exit_code == 2  # bad input (cryobench.errors.ExitCode.BAD_INPUT)
+    assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.strip().splitlines() == [
         f"Error: {role_path(folder, 'val')}, line 3: x (px) must be a decimal number, got 'inf'"
     ]
@@ -464,9 +464,19 @@ def test_dataset_arrays_are_read_only(source, tmp_path):
         assert not array.flags.writeable, name
         with pytest.raises(ValueError, match="read-only"):
             array[0] = array[0]
-    before = dataset.grid.ctf.copy()
-    load_dataset(dataset="aldolase") if source == "twin" else None
-    np.testing.assert_array_equal(dataset.grid.ctf, before)
+    # A whole episode in an environment on the same (cached) dataset changes none of them.
+    before = {name: array.copy() for name, array in arrays.items()}
+    kwargs = {"dataset": "aldolase"} if source == "twin" else {"data": str(tmp_path / "f"), "regressor": "perfect"}
+    env = gym.make("cryobench/CryoRL-v0" if source == "measured" else "cryobench/Aldolase-v0", **kwargs)
+    obs, _ = env.reset(seed=0)
+    rng, done = np.random.default_rng(0), False
+    while not done:
+        obs, _, terminated, truncated, _ = env.step(int(rng.choice(np.flatnonzero(obs["action_mask"]))))
+        done = terminated or truncated
+    again = load_dataset(**{k: v for k, v in kwargs.items() if k != "regressor"})
+    assert again is dataset, "the cached dataset is handed out again"
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(array, before[name], err_msg=name, strict=True)
 
 
 # ---- dataset cards ----------------------------------------------------------------------
