@@ -589,3 +589,24 @@ def test_every_numeric_hyperparameter_has_a_range_and_the_cards_are_inside():
     assert set(HYPERPARAMETER_RANGES) == numeric
     for name in ("dqn", "dqn-noise-robust"):
         load_agent(name)  # the shipped cards' values are valid
+
+
+def test_the_training_worlds_drawn_from_a_seed_are_pinned(monkeypatch):
+    """`cryobench train --seed S` must rebuild the same worlds (the shipped checkpoints' cards give their
+    command): the extra worlds' seeds are pinned. They changed once on purpose, in e942f13 (training
+    seeds kept below protocol v2's test worlds), which moved the weights such a command trains."""
+    from cryobench.agents import dqn_train
+
+    made = []
+    real_make_env = dqn_train.make_env
+    monkeypatch.setattr(
+        dqn_train, "make_env", lambda name, kwargs=None: made.append(kwargs) or real_make_env(name, kwargs)
+    )
+    config = DQNConfig(extra_worlds=2, extra_twin="aldolase", extra_twin_worlds=1)
+    dqn_train.training_worlds("aldolase", {"split": "train"}, config, seed=0)
+    assert made == [
+        {"split": "train"},
+        {"split": "train", "world_seed": 913350807},
+        {"split": "train", "world_seed": 683932404},
+        {"split": "test", "world_seed": 548828616},
+    ]
