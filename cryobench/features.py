@@ -270,7 +270,7 @@ class _FeatureCache:
     revealed: np.ndarray
     current: int  # the hole the stage is at, _NOWHERE, or (staged) -2 - s at square s
     squares_imaged: int = 0  # staged: how many squares the cached values count
-    visible: np.ndarray | None = None  # staged: (n_holes, 1) float32 in sorted order, 1 where shown
+    visible_runs: list[tuple[int, int]] | None = None  # staged: [start, stop) runs of shown rows, sorted order
 
 
 _world_indexes: weakref.WeakKeyDictionary[World, _WorldIndex] = weakref.WeakKeyDictionary()
@@ -438,9 +438,9 @@ def hole_features(world: World, state: SessionState) -> np.ndarray:
     bit-identical to :func:`hole_features_from_scratch`.
     """
     cache = _up_to_date_cache(world, state)
-    if cache.visible is not None:  # staged: the copy and the hiding of unimaged squares in one pass
+    if cache.visible_runs is not None:  # staged: the rows of imaged squares copied, the others zero
         if cache.index.hole_order is None:
-            return np.multiply(cache.sorted_features, cache.visible)
+            return _copy_runs(cache.sorted_features, cache.visible_runs)
         out = np.take(cache.sorted_features, cache.index.sorted_position, axis=0)
         out[~state.shown] = 0.0
         return out
@@ -449,13 +449,28 @@ def hole_features(world: World, state: SessionState) -> np.ndarray:
     return np.take(cache.sorted_features, cache.index.sorted_position, axis=0)
 
 
+def _copy_runs(rows: np.ndarray, runs: list[tuple[int, int]]) -> np.ndarray:
+    """A new array with ``rows``' runs ``[start, stop)`` copied and every other row zero: one pass
+    over contiguous slices (as fast as a plain copy; a masked multiply is 3x slower)."""
+    out = np.empty_like(rows)
+    done = 0
+    for start, stop in runs:
+        out[done:start] = 0.0
+        out[start:stop] = rows[start:stop]
+        done = stop
+    out[done:] = 0.0
+    return out
+
+
 def _newly_imaged(world: World, state: SessionState, cache: _FeatureCache, touched: np.ndarray) -> np.ndarray:
     """Staged: the squares imaged since the cache was last updated change their groups' counts
     (every hole of theirs is touched) and which rows are shown."""
     new = state.squares_imaged[cache.squares_imaged :]
     cache.squares_imaged = len(state.squares_imaged)
-    if cache.visible is None:
-        cache.visible = np.zeros((world.n_holes, 1), dtype=np.float32)
     holes = np.concatenate([world.square_holes[square] for square in new])
-    cache.visible[cache.index.sorted_position[holes]] = 1.0
+    # Rows of the sorted matrix shown now, as runs of consecutive rows (a square's rows are one run).
+    visible = np.zeros(world.n_holes + 2, dtype=np.int8)
+    visible[1:-1][cache.index.sorted_position[state.shown]] = 1
+    edges = np.flatnonzero(np.diff(visible))
+    cache.visible_runs = [(int(a), int(b)) for a, b in edges.reshape(-1, 2)]
     return np.union1d(touched, holes)

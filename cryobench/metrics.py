@@ -35,7 +35,7 @@ def episode_metrics(world: World, state: SessionState) -> dict:
     bins = np.histogram(ctf, bins=PAPER_BIN_EDGES)[0]
     per_square = np.bincount(squares, minlength=world.grid.n_squares)
     visited_squares = per_square[per_square > 0]
-    return {
+    row = {
         "good_exposures": int(good.sum()),
         "exposures": len(exposures),
         "good_fraction": float(good.mean()) if len(exposures) else 0.0,
@@ -54,6 +54,17 @@ def episode_metrics(world: World, state: SessionState) -> dict:
         "trajectory_good": good.astype(int).tolist(),
         "trajectory_ctf": ctf.tolist(),
     }
+    if state.imaged is not None:  # staged acquisition: the squares imaged, in order
+        row["squares_imaged"] = [int(square) for square in state.squares_imaged]
+    if state.grid_minutes is not None:  # cassettes: minutes spent and good exposures per grid
+        row["grids"] = {
+            "minutes": state.grid_minutes.round(6).tolist(),
+            "good_exposures": np.bincount(world.cassette[exposures], weights=good, minlength=world.n_grids)
+            .astype(int)
+            .tolist(),
+            "exchanges": int(state.grid_exchanges),
+        }
+    return row
 
 
 # ---- the registry of headline metrics ---------------------------------------------------------

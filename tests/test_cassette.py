@@ -94,3 +94,16 @@ def test_a_cassette_of_compatible_twins_and_its_profile():
         gym.make("cryobench/Aldolase-v0", grids=2, profile="arxiv")
     with pytest.raises(InputError, match="no data=, no new_world_each_reset"):
         gym.make("cryobench/Aldolase-v0", grids=2, new_world_each_reset=True)
+
+
+def test_results_name_minutes_and_good_exposures_per_grid():
+    from cryobench.agents.registry import load_agent
+    from cryobench.evaluate import play_episode
+
+    env = gym.make("cryobench/Aldolase-v0", grids=2, duration=200.0, acquisition="staged")
+    agent, _ = load_agent("greedy")
+    row = play_episode(env, agent, seed=3)
+    grids = row["grids"]
+    assert sum(grids["good_exposures"]) == row["good_exposures"]
+    assert sum(grids["minutes"]) == pytest.approx(row["minutes"])
+    assert row["squares_imaged"][0] == int(env.unwrapped.world.grid.square[row["start"]])
