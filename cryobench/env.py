@@ -539,7 +539,7 @@ class CryoEMSessionEnv(gym.Env):
             return None
         from cryobench.render import draw_session
 
-        return draw_session(self.world, self.state)
+        return draw_session(self.world, self.state, atlas=self.atlas)
 
 
 #: The arguments ``gym.make`` accepts for every cryobench environment.

@@ -36,7 +36,7 @@ def map_xy(grid: Grid) -> np.ndarray:
     return square_origin[grid.square] + centred
 
 
-def draw_session(world: World, state: SessionState | None, size_px: int = 640) -> np.ndarray:
+def draw_session(world: World, state: SessionState | None, size_px: int = 640, atlas=None) -> np.ndarray:
     """An RGB image (H, W, 3) uint8 of the grid: predicted quality in grey, revealed holes
     green (good) or red (bad), exposures joined in order by a line, the current hole ringed.
 
@@ -46,13 +46,13 @@ def draw_session(world: World, state: SessionState | None, size_px: int = 640) -
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = session_figure(world, state, size_px)
+    fig = session_figure(world, state, size_px, atlas)
     canvas = FigureCanvasAgg(fig)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
 
 
-def session_figure(world: World, state: SessionState | None, size_px: int = 640):
+def session_figure(world: World, state: SessionState | None, size_px: int = 640, atlas=None):
     """The matplotlib Figure :func:`draw_session` rasterises."""
     import matplotlib
 
@@ -75,9 +75,13 @@ def session_figure(world: World, state: SessionState | None, size_px: int = 640)
     ax.set_ylim(low[1], high[1])
     ax.set_aspect("equal", adjustable="datalim")
     ax.axis("off")
-    shade = np.clip(world.predicted_ctf / 20.0, 0.0, 1.0)
-    ax.scatter(xy[:, 0], xy[:, 1], s=2, c=shade, cmap="Greys_r", vmin=0.0, vmax=1.3, linewidths=0)
+    shown = np.ones(world.n_holes, dtype=bool) if state is None or state.shown is None else state.shown
+    shade = np.clip(world.predicted_ctf[shown] / 20.0, 0.0, 1.0)
+    ax.scatter(xy[shown, 0], xy[shown, 1], s=2, c=shade, cmap="Greys_r", vmin=0.0, vmax=1.3, linewidths=0)
     title = f"{world.grid.name}: {world.n_holes} holes"
+    if state is not None and state.imaged is not None:
+        _draw_unimaged_squares(ax, world, state, xy, atlas)
+        title += f", {int(state.imaged.sum())}/{world.n_squares} squares imaged"
     if state is not None:
         revealed = state.revealed
         good = revealed & world.true_good
@@ -102,3 +106,31 @@ def session_figure(world: World, state: SessionState | None, size_px: int = 640)
     names = ["hole (darker: predicted better)", "good (revealed)", "bad (revealed)", "path", "current hole"]
     fig.legend(handles, names, loc="lower center", ncols=3, fontsize=7, frameon=False, borderaxespad=0.2)
     return fig
+
+
+def _draw_unimaged_squares(ax, world: World, state: SessionState, xy: np.ndarray, atlas) -> None:
+    """Every square not imaged yet as a box at its cell, sized by its atlas size class and filled by
+    the atlas's good fraction (greener: better)."""
+    from matplotlib.patches import Rectangle
+
+    square = world.grid.square
+    holes = np.array([25.0, 75.0, 125.0, 175.0, 240.0])  # per atlas size class (agents.staged.SIZE_CLASS_HOLES)
+    for s in np.flatnonzero(~state.imaged):
+        # At the square's cell, as large as its atlas size class says (not its true holes).
+        centre = xy[square == s].mean(axis=0)
+        side = world.grid.pitch_um * np.sqrt(holes[atlas.size_class[s]] if atlas is not None else 100.0)
+        fraction = 0.5 if atlas is None else float(atlas.good_fraction[s])
+        ax.add_patch(
+            Rectangle(
+                centre - side / 2,
+                side,
+                side,
+                facecolor=(1.0 - fraction, 0.55 + 0.45 * fraction, 0.4),
+                alpha=0.35,
+                lw=0.6,
+                edgecolor="grey",
+            )
+        )
+    if state.stage_square >= 0:
+        members = xy[square == state.stage_square]
+        ax.scatter(*members.mean(axis=0), s=80, marker="s", facecolors="none", edgecolors="tab:orange")

@@ -552,7 +552,9 @@ def cassette_world(worlds: list[World]) -> World:
         shift += float(np.ptp(xy[:, 0])) + 500.0
     cat = np.concatenate
     grid = Grid(
-        name="cassette:" + "+".join(g.name for g in grids),
+        name=f"cassette of {len(grids)} {grids[0].name}"
+        if len({g.name for g in grids}) == 1
+        else "cassette:" + "+".join(g.name for g in grids),
         tile=cat([g.tile + offsets["tile"][i] for i, g in enumerate(grids)]).astype(np.int32),
         square=cat([g.square + offsets["square"][i] for i, g in enumerate(grids)]).astype(np.int32),
         patch=cat([g.patch + offsets["patch"][i] for i, g in enumerate(grids)]).astype(np.int32),

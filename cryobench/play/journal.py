@@ -90,6 +90,25 @@ def _int_list(journal: dict[str, Any], key: str, where: Path) -> list[int]:
     return values
 
 
+def _squares_imaged(journal: dict[str, Any], where: Path, exposures: int) -> list[tuple[int, int]]:
+    """A staged journal's squares imaged: [exposures made before, square] pairs, in order."""
+    pairs = _field(journal, "squares_imaged", list, "a list of [exposures before, square] pairs", where)
+    out = []
+    for pair in pairs:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+            or not 0 <= pair[0] <= exposures
+            or (out and pair[0] < out[-1][0])
+        ):
+            raise InputError(
+                f"{where}: 'squares_imaged' must hold [exposures before, square] pairs in order, got {pair!r}"
+            )
+        out.append((pair[0], pair[1]))
+    return out
+
+
 def restore_session(
     journal: dict[str, Any], env: CryoEMSessionEnv, journal_path: Path, results_dir: Path
 ) -> PlaySession:
@@ -125,11 +144,16 @@ def restore_session(
     try:
         if queue and session.world.feedback.mode != "queue":
             raise SessionConflict(f"a queue in {session.world.feedback.mode} mode")
+        squares = _squares_imaged(journal, where, len(exposures)) if session.world.staged else []
         for step, hole in enumerate(exposures, start=1):
+            while squares and squares[0][0] < step:  # the squares imaged before this exposure
+                session._image_checked(session._check_square(squares.pop(0)[1]))
             session._check_hole(hole)
             session._expose_checked([hole], overlays[step - 1])
             if session.is_over:
                 raise SessionConflict(f"the session is over after exposure {step} of {len(exposures)}")
+        for _, square in squares:  # imaged after the last exposure
+            session._image_checked(session._check_square(square))
         for hole in queue:
             if session._check_hole(hole) in session.queue:
                 raise SessionConflict(f"hole {hole} is queued twice")

@@ -26,7 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from cryobench.errors import InputError
 from cryobench.play.journal import SESSION_ID_PATTERN
-from cryobench.play.session import SessionConflict
+from cryobench.play.session import SessionConflict, public_layout
 from cryobench.play.store import PlayConfig, ServerBusy, SessionStore, UnknownSession
 
 __all__ = ["SESSION_ID_PATTERN", "PlayConfig", "create_app", "make_play_server", "serve"]
@@ -190,6 +190,18 @@ def create_app(config: PlayConfig) -> Flask:
         with store.use(session_id) as session:
             body = _json_body("hole", optional=("overlay",))
             return jsonify(session.expose(body["hole"], overlay=_overlay_flag(body)))
+
+    @app.post("/api/sessions/<session_id>/image-square")
+    def image_square(session_id: str):
+        with store.use(session_id) as session:
+            body = _json_body("square")
+            return jsonify(session.image_square(body["square"]))
+
+    @app.get("/api/sessions/<session_id>/layout")
+    def session_layout(session_id: str):
+        """Staged sessions: what is known now (a new layout after each square imaged)."""
+        with store.use(session_id) as session:
+            return jsonify(public_layout(session.env))
 
     @app.post("/api/sessions/<session_id>/queue")
     def queue(session_id: str):

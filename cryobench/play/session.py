@@ -46,6 +46,10 @@ class SessionConflict(Exception):
     """A request that is well formed but cannot be done in the session's current state (HTTP 409)."""
 
 
+#: What a log entry's ``level`` may say: the move levels, then (staged, cassettes) the environment's own names.
+LEVEL_NAMES = (*MOVE_LEVELS, "grid_exchange")
+
+
 def check_player_name(name: Any) -> str:
     """The player's name, stripped; InputError unless 1-40 letters, digits, spaces, ``_ . -``."""
     if not isinstance(name, str) or not PLAYER_NAME_PATTERN.match(name.strip()):
@@ -67,10 +71,47 @@ def hole_looks(predicted_ctf: np.ndarray) -> np.ndarray:
     return 0.92 - 0.78 * np.sqrt(span)
 
 
+def _listed(values: np.ndarray, digits: int) -> list:
+    """A JSON-safe list: NaN (a hole of a square not imaged yet) becomes null."""
+    rounded = np.round(np.asarray(values, dtype=np.float64), digits)
+    return [None if not np.isfinite(v) else float(v) for v in rounded]
+
+
 def public_layout(env: CryoEMSessionEnv) -> dict[str, Any]:
-    """Everything the page draws that does not change during a session (no ground truth in it)."""
+    """Everything the page draws that does not change during a session (no ground truth in it).
+
+    Staged sessions: what is known now (``env.layout``'s snapshot): holes of squares not imaged
+    yet have null positions and predictions and -1 ids, and the atlas describes every square;
+    the page fetches it again when the snapshot's ``layout_version`` changes."""
     layout = env.layout
     grid = env.world.grid
+    if layout.staged:
+        looks = np.where(np.isnan(layout.predicted_ctf), np.nan, hole_looks(np.nan_to_num(layout.predicted_ctf)))
+        shown = layout.square >= 0
+        return {
+            "n_holes": grid.n_holes,
+            "pitch_um": float(grid.pitch_um),
+            "hole_names": [name if known else "" for name, known in zip(grid.hole_names, shown, strict=True)],
+            "tile": layout.tile.tolist(),
+            "square": layout.square.tolist(),
+            "patch": layout.patch.tolist(),
+            "x_um": _listed(layout.x_um, 2),
+            "y_um": _listed(layout.y_um, 2),
+            "square_xy_um": np.round(layout.square_xy_um, 2).tolist(),
+            "look": _listed(looks, 3),
+            "predicted_ctf": _listed(layout.predicted_ctf, 2),
+            "minutes": list(layout.minutes),
+            "move_levels": list(MOVE_LEVELS),
+            "threshold": float(layout.threshold),
+            "duration": float(layout.duration),
+            "feedback": str(layout.feedback),
+            "staged": True,
+            "square_tile": layout.square_tile.tolist(),
+            "atlas_size_class": layout.atlas_size_class.tolist(),
+            "atlas_good_fraction": np.round(layout.atlas_good_fraction, 3).tolist(),
+            "imaged": layout.imaged.astype(int).tolist(),
+            "square_minutes": float(layout.square_minutes),
+        }
     looks = hole_looks(layout.predicted_ctf)
     return {
         "n_holes": grid.n_holes,
@@ -127,6 +168,9 @@ class PlaySession:
         self.queue: list[int] = []
         # Per exposure: the move level and whether the predictions overlay was on when it was chosen.
         self.levels: list[int] = []
+        self.costs: list[float] = []  # the minutes of each exposure's move, as the simulator charged them
+        # Staged: the squares imaged, each with the number of exposures made before it (for the journal).
+        self.squares_imaged: list[tuple[int, int]] = []
         self.overlay_flags: list[bool] = []
         self.finished_early = False
         self.started = utc_timestamp()
@@ -155,15 +199,15 @@ class PlaySession:
             revealed = np.flatnonzero(state.revealed)
             revealed_ctf = {int(h): round(float(state.revealed_ctf[h]), 2) for h in revealed}
             log = []
-            for step, (hole, minutes, level) in enumerate(
-                zip(state.exposures, state.exposure_minutes, self.levels, strict=True), start=1
+            for step, (hole, minutes, level, cost) in enumerate(
+                zip(state.exposures, state.exposure_minutes, self.levels, self.costs, strict=True), start=1
             ):
                 log.append(
                     {
                         "step": step,
                         "hole": int(hole),
-                        "level": MOVE_LEVELS[level],
-                        "cost": float(world.profile.minutes[level]),
+                        "level": LEVEL_NAMES[level],
+                        "cost": float(cost),
                         "at_minutes": float(minutes),
                         "ctf": revealed_ctf.get(int(hole)),
                     }
@@ -187,6 +231,8 @@ class PlaySession:
                 "queue": list(self.queue),
                 "log": log,
                 "results_file": str(self.results_path) if self.results_path and self.is_over else None,
+                "layout_version": len(state.squares_imaged),
+                "stage_square": int(state.stage_square),
             }
 
     # ---- changing ----------------------------------------------------------------------------
@@ -205,6 +251,8 @@ class PlaySession:
         if self.state.visited[hole]:
             what = "the starting position" if hole == self.state.start else "already exposed"
             raise SessionConflict(f"hole {hole} is {what}; choose another hole")
+        if self.state.shown is not None and not self.state.shown[hole]:
+            raise SessionConflict(f"hole {hole} lies in a square not imaged yet; image its square first")
         return int(hole)
 
     def expose(self, hole: Any, overlay: bool = False) -> dict[str, Any]:
@@ -263,13 +311,38 @@ class PlaySession:
         for hole in holes:
             if self.is_over:
                 break
-            previous = self.state.current
-            level = simulator.move_level(self.world, previous, hole)
+            elapsed = self.state.elapsed
             _obs, _reward, _terminated, _truncated, info = self.env.step(hole)
             if info["invalid_action"]:  # validated above; the rules would charge time for it
                 raise RuntimeError(f"hole {hole} was rejected by the simulator after validation")
-            self.levels.append(level)
+            self.levels.append(LEVEL_NAMES.index(info["level"]))
+            self.costs.append(self.state.elapsed - elapsed)
             self.overlay_flags.append(bool(overlay))
+        if self.is_over:
+            self._finish()
+
+    def image_square(self, square: Any) -> dict[str, Any]:
+        """Staged sessions: move the stage to ``square`` and image it (the profile's square minutes)."""
+        with self.lock:
+            self._check_can_change()
+            self._check_square(square)
+            self._image_checked(int(square))
+            return self.snapshot()
+
+    def _check_square(self, square: Any) -> int:
+        if not self.world.staged:
+            raise InputError("this session is not staged (acquisition='paper'): every square is imaged already")
+        n = self.world.n_squares
+        if isinstance(square, bool) or not isinstance(square, int) or not 0 <= square < n:
+            raise InputError(f"'square' must be a square id 0..{n - 1}, got {square!r}")
+        if self.state.imaged[square]:
+            raise SessionConflict(f"square {square} is imaged already")
+        return int(square)
+
+    def _image_checked(self, square: int) -> None:
+        exposures = self.state.n_exposures
+        self.env.step(self.world.n_holes + square)
+        self.squares_imaged.append((exposures, square))
         if self.is_over:
             self._finish()
 
@@ -307,6 +380,7 @@ class PlaySession:
                 "exposures": [int(h) for h in self.state.exposures],
                 "overlay_per_exposure": list(self.overlay_flags),
                 "queue": list(self.queue),
+                **({"squares_imaged": [list(pair) for pair in self.squares_imaged]} if self.world.staged else {}),
             }
 
     def save_journal(self) -> None:

@@ -14,6 +14,7 @@ const SHORT_MOVE = { patch: "hole", square: "patch", tile: "square", grid: "tile
 const app = {
   config: null,
   layout: null,
+  layoutVersion: null, // staged: the layout_version the page's layout shows
   index: null, // per-square / per-patch lookups built once from the layout
   snapshot: null,
   sessionId: null,
@@ -93,8 +94,13 @@ function buildIndex(layout) {
   const pitch = layout.pitch_um;
   const squares = new Map();
   const patches = new Map();
+  if (layout.staged) {
+    // Staged: every square from the atlas, imaged or not; only imaged squares' holes are known.
+    layout.square_tile.forEach((t, s) => squares.set(s, { id: s, tile: t, holes: [], patches: [] }));
+  }
   for (let h = 0; h < n; h++) {
     const s = layout.square[h];
+    if (s < 0) continue; // a hole of a square not imaged yet
     const p = layout.patch[h];
     if (!squares.has(s)) squares.set(s, { id: s, tile: layout.tile[h], holes: [], patches: [] });
     if (!patches.has(p)) {
@@ -116,10 +122,11 @@ function buildIndex(layout) {
       const ys = patch.holes.map((h) => layout.y_um[h] / pitch);
       patch.box = [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)];
     });
-    sq.meanLook = sq.holes.reduce((a, h) => a + layout.look[h], 0) / sq.holes.length;
+    sq.meanLook = sq.holes.length ? sq.holes.reduce((a, h) => a + layout.look[h], 0) / sq.holes.length : null;
   }
   let halfSquare = 0;
   for (let h = 0; h < n; h++) {
+    if (layout.square[h] < 0) continue;
     halfSquare = Math.max(halfSquare, Math.abs(layout.x_um[h]), Math.abs(layout.y_um[h]));
   }
   halfSquare += pitch;
@@ -196,7 +203,7 @@ function atlasGeometry() {
     });
   });
   const rows = Math.ceil(tiles.length / cols);
-  const looks = [...app.index.squares.values()].map((sq) => sq.meanLook);
+  const looks = [...app.index.squares.values()].map((sq) => sq.meanLook).filter((look) => look !== null);
   app.index.atlas = { tiles, cells, lookMin: Math.min(...looks), lookMax: Math.max(...looks), box: [-gap, -gap - 4, cols * (side + gap) + gap, rows * (side + gap + 6) + gap] };
   return app.index.atlas;
 }
@@ -232,6 +239,20 @@ function drawAtlas(view) {
   }
   for (const sq of app.index.squares.values()) {
     const c = geo.cells.get(sq.id);
+    if (L.staged && !L.imaged[sq.id]) {
+      // Not imaged yet: the atlas's estimate only (greener: more good holes expected); a click images it.
+      const f = L.atlas_good_fraction[sq.id];
+      const cell = svg("rect", { class: "square-cell square-unimaged", x: c.x, y: c.y, width: c.size, height: c.size,
+        fill: `rgb(${Math.round(90 - 60 * f)}, ${Math.round(60 + 150 * f)}, ${Math.round(70 + 30 * f)})`,
+        "stroke-width": 1.2 * u, "stroke-dasharray": `${3 * u} ${2 * u}`, "data-square": sq.id }, root);
+      cell.addEventListener("click", () => imageSquare(sq.id));
+      const title = svg("title", {}, cell);
+      title.textContent = `square ${sq.id} (tile ${sq.tile}), not imaged: atlas size class ${L.atlas_size_class[sq.id]} ` +
+        `of 0-4, about ${Math.round(100 * f)}% good. Click to image it (${L.square_minutes} min).`;
+      const label = svg("text", { class: "square-label", x: c.x + 2.5 * u, y: c.y + 9 * u, "font-size": 8 * u }, root);
+      label.textContent = `${sq.id}?`;
+      continue;
+    }
     // Contrast stretched over the grid's squares (a monotone map: still the predictions, nothing more).
     const shade = 0.25 + 0.65 * (sq.meanLook - geo.lookMin) / Math.max(geo.lookMax - geo.lookMin, 1e-9);
     const cell = svg("rect", { class: "square-cell", x: c.x, y: c.y, width: c.size, height: c.size,
@@ -561,11 +582,28 @@ function selectPatch(patch) {
 }
 
 // ---- actions (cost time, on the server) --------------------------------------------------------------
+// Staged sessions: what is known changes as squares are imaged; the server says when (layout_version).
+async function refreshLayout(snapshot) {
+  if (!app.layout.staged || snapshot.layout_version === app.layoutVersion) return;
+  app.layout = await api("GET", `/api/sessions/${encodeURIComponent(snapshot.session)}/layout`);
+  app.index = buildIndex(app.layout);
+  app.layoutVersion = snapshot.layout_version;
+}
+
+function imageSquare(square) {
+  if (!window.confirm(`Image square ${square}? It costs ${app.layout.square_minutes} min; then its holes are shown.`)) {
+    return;
+  }
+  send("POST", `/api/sessions/${app.sessionId}/image-square`, { square });
+}
+
 async function send(method, path, body) {
   if (app.busy) return;
   app.busy = true;
   try {
-    app.snapshot = await api(method, path, body);
+    const snapshot = await api(method, path, body);
+    await refreshLayout(snapshot);
+    app.snapshot = snapshot;
     render();
     if (app.snapshot.over) showEnd();
   } catch (error) {
@@ -604,7 +642,8 @@ function forgetSession() {
   history.replaceState(null, "", url.toString());
 }
 
-function openSession(snapshot) {
+async function openSession(snapshot) {
+  await refreshLayout(snapshot);
   app.snapshot = snapshot;
   rememberSession(snapshot.session);
   const view = currentView();
@@ -723,14 +762,14 @@ async function main() {
   $("start-form").addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      openSession(await api("POST", "/api/sessions", { player: $("player").value }));
+      await openSession(await api("POST", "/api/sessions", { player: $("player").value }));
     } catch (error) {
       toast(error.message);
     }
   });
 
   if (app.config.mode === "replay") {
-    openSession(await api("GET", `/api/sessions/${app.config.replay_session}`));
+    await openSession(await api("GET", `/api/sessions/${app.config.replay_session}`));
     setupReplay();
     render();
     return;
@@ -739,7 +778,7 @@ async function main() {
     localStorage.getItem("cryobench-play-session");
   if (wanted) {
     try {
-      openSession(await api("GET", `/api/sessions/${encodeURIComponent(wanted)}`));
+      await openSession(await api("GET", `/api/sessions/${encodeURIComponent(wanted)}`));
       return;
     } catch (error) {
       forgetSession();
