@@ -54,6 +54,10 @@ def episode_metrics(world: World, state: SessionState) -> dict:
         "trajectory_good": good.astype(int).tolist(),
         "trajectory_ctf": ctf.tolist(),
     }
+    per_hole = world.profile.exposures_per_hole
+    if per_hole != 1:  # beam-image-shift profiles: every hole action collects this many movies, of the hole's quality
+        row["movies"] = per_hole * len(exposures)
+        row["good_movies"] = per_hole * int(good.sum())
     if state.imaged is not None:  # staged acquisition: the squares imaged, in order
         row["squares_imaged"] = [int(square) for square in state.squares_imaged]
     if state.grid_minutes is not None:  # cassettes: minutes spent and good exposures per grid

@@ -124,3 +124,16 @@ def test_fit_profile_refuses_bad_timestamps(tmp_path, content, message):
 def test_a_missing_profile_file_is_one_line(tmp_path):
     with pytest.raises(InputError, match="profile file .*nope.yaml' not found"):
         get_profile(str(tmp_path / "nope.yaml"))
+
+
+def test_a_hole_of_the_modern_profile_gives_its_movies_all_of_the_hole_quality():
+    import gymnasium as gym
+
+    from cryobench.agents.registry import load_agent
+    from cryobench.evaluate import play_episode
+
+    env = gym.make("cryobench/Aldolase-v0", profile="bis-modern", duration=60.0)
+    row = play_episode(env, load_agent("greedy")[0], seed=0)
+    assert row["movies"] == 4 * row["exposures"] and row["good_movies"] == 4 * row["good_exposures"]
+    # one function of the rules: a level's minutes are the move and the hole's four 12 s movies
+    assert row["moves"]["patch"] * 0.9 + row["moves"]["square"] * 1.8 <= row["minutes"] + 1e-9
