@@ -9,7 +9,7 @@ const MOVE_NAMES = {
   tile: "other square, same tile",
   grid: "other atlas tile",
 };
-const SHORT_MOVE = { patch: "hole", square: "patch", tile: "square", grid: "tile" };
+const SHORT_MOVE = { patch: "hole", square: "patch", tile: "square", grid: "tile", grid_exchange: "grid" };
 
 const app = {
   config: null,
@@ -452,6 +452,11 @@ function fillCosts(table) {
     row.insertCell().textContent = MOVE_NAMES[level];
     row.insertCell().textContent = `${L.minutes[i]} min`;
   });
+  if (L.staged) { // staged sessions: imaging a square (click a square marked "?" in the atlas)
+    const row = table.insertRow();
+    row.insertCell().textContent = "image a square";
+    row.insertCell().textContent = `${L.square_minutes} min`;
+  }
 }
 
 function drawLog(view) {
