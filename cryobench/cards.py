@@ -46,7 +46,14 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "regressor": {"model": str, "parameters": dict},
 }
 _TOP = {"name": str, "kind": str, "title": str, "description": str, "world_seed": int, "layout_seed": int}
-_OPTIONAL_TOP = {"paper": str, "notes": str}
+_OPTIONAL_TOP = {"paper": str, "notes": str, "generator": int}
+#: The twin generators (cryobench.twin): 0 for the v0 cards (the default), 1 since issue 12.
+GENERATORS = (0, 1)
+#: Parameters only generator 1 reads: section -> parameter -> (type, required with generator 1).
+GENERATOR_1_SCHEMA: dict[str, dict[str, tuple[Any, bool]]] = {
+    "layout": {"holes_per_square": (dict, True)},
+    "quality": {"ctf_per_split": (bool, False), "within_class_correlation": (_NUMBER, False)},
+}
 _SIZE_KEYS = ("min", "median", "max")
 #: The largest grid a card may ask for (the synthetic benchmark grid has 100,000 holes).
 MAX_HOLES = 1_000_000
@@ -102,7 +109,8 @@ def _type_name(kind: Any) -> str:
 
 
 def _is(value: Any, kind: Any) -> bool:
-    return isinstance(value, kind) and not isinstance(value, bool)
+    """``isinstance``, except that a bool is no number (YAML's ``true`` is not 1)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
 def _line_of(text: str, key: str) -> str:
@@ -134,18 +142,30 @@ def validate_card(card: Any, path: Path, text: str = "") -> dict[str, Any]:
     unknown = set(card) - set(_TOP) - set(_OPTIONAL_TOP) - set(SCHEMA)
     if unknown:
         raise InputError(f"{path}: unknown field(s) {sorted(map(str, unknown))}")
-    for section, params in SCHEMA.items():
+    if card.get("generator", 0) not in GENERATORS:
+        raise InputError(
+            f"{path}{_line_of(text, 'generator')}: field 'generator' must be one of {GENERATORS}, "
+            f"got {show_value(card['generator'])}"
+        )
+    version_1 = card.get("generator", 0) == 1
+    for section, base in SCHEMA.items():
         block = card.get(section)
         if not isinstance(block, dict):
             raise InputError(f"{path}{_line_of(text, section)}: missing section {section!r} (a mapping)")
+        newer = {k: kind for k, (kind, _) in GENERATOR_1_SCHEMA.get(section, {}).items()}
+        params = {**base, **newer} if version_1 else base
         extra = set(block) - set(params)
         if extra:
+            newer_only = " (generator 1 only)" if extra & set(newer) else ""
             raise InputError(
-                f"{path}: unknown field(s) {sorted(map(str, extra))} in {section!r}; expected {sorted(params)}"
+                f"{path}: unknown field(s) {sorted(map(str, extra))} in {section!r}{newer_only}; "
+                f"expected {sorted(params)}"
             )
         for key, kind in params.items():
             where = f"{path}{_line_of(text, key)}: {section}.{key}"
             entry = block.get(key)
+            if entry is None and key in newer and not GENERATOR_1_SCHEMA[section][key][1]:
+                continue  # optional with generator 1
             if not isinstance(entry, dict) or "value" not in entry or "source" not in entry:
                 raise InputError(f"{where} must be a mapping with 'value' and 'source' ({'/'.join(SOURCES)})")
             extra_keys = set(entry) - {"value", "source", "note"}
@@ -211,7 +231,10 @@ def _check_regressor(card: dict, path: Path, text: str) -> None:
 def _check_values(card: dict, path: Path) -> None:
     layout, quality = card["layout"], card["quality"]
     # Shapes first (a YAML alias bomb or a wrong shape fails fast), then finite numbers, then ranges.
-    for key in ("patches_per_square", "holes_per_patch"):
+    size_keys = ("patches_per_square", "holes_per_patch") + (
+        ("holes_per_square",) if "holes_per_square" in layout else ()
+    )
+    for key in size_keys:
         sizes = layout[key]["value"]
         if set(sizes) != set(_SIZE_KEYS) or not all(_is(sizes[k], _NUMBER) for k in _SIZE_KEYS):
             raise InputError(f"{path}: layout.{key} must give numbers min, median, max; got {show_value(sizes)}")
@@ -241,7 +264,7 @@ def _check_values(card: dict, path: Path) -> None:
             raise InputError(f"{path}: {section}.{key} must be positive, got {card[section][key]['value']}")
     if layout["squares"]["value"] < layout["tiles"]["value"]:
         raise InputError(f"{path}: layout.squares must be at least layout.tiles (every tile has a square)")
-    for key in ("patches_per_square", "holes_per_patch"):
+    for key in size_keys:
         sizes = layout[key]["value"]
         if not 1 <= sizes["min"] <= sizes["median"] <= sizes["max"] <= MAX_HOLES:
             raise InputError(
@@ -261,6 +284,19 @@ def _check_values(card: dict, path: Path) -> None:
             f"{hpp['min']}-{hpp['max']} holes hold {fewest:g} to {most:g} (one square up to "
             f"{pps['max'] * hpp['min']:g}); expected sizes that fit"
         )
+    if "holes_per_square" in layout:
+        sizes, squares, holes = (
+            layout["holes_per_square"]["value"],
+            layout["squares"]["value"],
+            layout["holes"]["value"],
+        )
+        # Generator 1 puts one square at the min and one at the max, the rest in between.
+        rest = holes - (sizes["min"] + sizes["max"] if squares >= 3 else 0)
+        others = squares - 2 if squares >= 3 else squares
+        if not others * sizes["min"] <= rest <= others * sizes["max"]:
+            raise InputError(
+                f"{path}: layout.holes_per_square {show_value(sizes)} cannot give {holes} holes in {squares} squares"
+            )
     if not 0.0 < layout["test_fraction"]["value"] < 1.0:
         raise InputError(f"{path}: layout.test_fraction must be between 0 and 1")
     fractions, ctfs = [k[0] for k in knots], [k[1] for k in knots]
@@ -270,6 +306,9 @@ def _check_values(card: dict, path: Path) -> None:
         raise InputError(f"{path}: quality.ctf_quantiles CTFMaxRes values must be positive and non-decreasing")
     if not all(variance[k] >= 0 for k in variance):
         raise InputError(f"{path}: quality.variance must give non-negative numbers for {', '.join(_VARIANCE_KEYS)}")
+    link = quality.get("within_class_correlation", {"value": 0.0})["value"]
+    if not -1.0 <= link <= 1.0:
+        raise InputError(f"{path}: quality.within_class_correlation must be in [-1, 1], got {link}")
     if not 0.0 <= quality["failed_fraction"]["value"] < 0.5:
         raise InputError(f"{path}: quality.failed_fraction must be in [0, 0.5)")
 
@@ -332,6 +371,12 @@ def load_dataset_card(name_or_path: str | Path) -> dict[str, Any]:
 def value(card: dict[str, Any], section: str, key: str) -> Any:
     """The value of one parameter of a card."""
     return card[section][key]["value"]
+
+
+def optional_value(card: dict[str, Any], section: str, key: str, default: Any) -> Any:
+    """The value of a parameter a card may leave out (generator 1's optional ones), else ``default``."""
+    entry = card[section].get(key)
+    return default if entry is None else entry["value"]
 
 
 def assumptions(card: dict[str, Any]) -> list[str]:

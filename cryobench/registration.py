@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,9 @@ def short_names() -> dict[str, str]:
 
 def register_envs() -> None:
     """Register every cryobench environment (idempotent); a bad card's id, where readable, refuses with its error."""
+    # An older cryobench version is asked for on purpose (protocols pin -v0 ids): gymnasium's
+    # "is out of date, consider upgrading" would only be noise on every protocol run.
+    warnings.filterwarnings("ignore", message=r".*cryobench/\w+-v\d+ is out of date", category=DeprecationWarning)
     for env_id, card in env_cards().items():
         if env_id not in gym.registry:
             entry_point = card.get("entry_point", ENTRY_POINT)

@@ -9,9 +9,13 @@ dataset's default regressor), larger is worse. Models (``spec["model"]``):
 - ``resnet50-aldolase``: calibrated to the paper's ResNet-50 on the measured Aldolase data:
   the quantiles of its prediction per true-CTF bin (compressed range: too high between 4 and
   8 Å, far too low above 15 Å; skewed), with a share of the error common to a patch (about
-  10%); ``spread`` scales the spread around the bin's median.
+  10%); ``spread`` scales the spread around the bin's median; ``patch_context`` (default 0) takes
+  that share of the patch's mean compression error back out of every hole's prediction: the
+  measured ResNet-50's patch-level residuals offset its compression (a bad patch is predicted
+  worse than the compression curve says), so only 14.5% of its log error is shared within a patch.
 - ``gaussian``: ``truth + bias + sigma * e``, ``e`` standard normal with ``patch_share`` of its
-  variance common to the hole's patch.
+  variance common to the hole's patch and then (default 0) ``square_share`` of it common to the
+  hole's square (a regressor miscalibrated square by square, as on a grid type it never saw).
 - ``perfect``: the truth (capped).
 - ``uninformative``: the true values shuffled across holes: the right distribution, no information.
 
@@ -59,8 +63,8 @@ RESNET50_PATCH_SHARE = 0.1
 
 _SPEC_FIELDS = {
     "measured": set(),
-    "resnet50-aldolase": {"patch_share", "spread"},
-    "gaussian": {"sigma", "bias", "patch_share"},
+    "resnet50-aldolase": {"patch_share", "spread", "patch_context"},
+    "gaussian": {"sigma", "bias", "patch_share", "square_share"},
     "perfect": set(),
     "uninformative": set(),
 }
@@ -130,11 +134,22 @@ def predict(
         predicted = (1 - frac) * at_level[low, holes] + frac * at_level[high, holes]
         median = (1 - frac) * RESNET50_QUANTILES[low, 3] + frac * RESNET50_QUANTILES[high, 3]
         error = median + spread * (predicted - median) - truth
+        context = _field(spec, "patch_context", 0.0, 0.0, 1.0)
+        if context:  # absent (0): the v0 twins' predictions, bit for bit
+            compression = median - truth
+            error = (
+                error - context * (np.bincount(grid.patch, weights=compression) / np.bincount(grid.patch))[grid.patch]
+            )
     else:  # gaussian
         sigma = _field(spec, "sigma", 2.0, 0.0, 20.0)
         bias = _field(spec, "bias", 0.0, -10.0, 10.0)
         share = _field(spec, "patch_share", 0.1, 0.0, 1.0)
-        error = bias + sigma * _correlated_noise(rng, grid.patch, share)
+        square_share = _field(spec, "square_share", 0.0, 0.0, 1.0 - share)
+        unit = _correlated_noise(rng, grid.patch, share)
+        if square_share:  # absent (0): the v0 twins' predictions, bit for bit
+            per_square = rng.standard_normal(int(grid.square.max()) + 1)[grid.square]
+            unit = np.sqrt(1.0 - square_share) * unit + np.sqrt(square_share) * per_square
+        error = bias + sigma * unit
     return np.clip(truth + float(noise) * error, MIN_PREDICTION, CTF_CAP)
 
 

@@ -29,8 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from cryobench.cards import value
+from cryobench.cards import optional_value, value
 from cryobench.grid import FAILED_FIT_CTF, Dataset, Grid
+from cryobench.rules import PAPER_THRESHOLD_ANGSTROM
 
 PATCH_SIDE = 5  # holes per side of a patch's block of lattice sites (at most 25 holes per patch)
 RANDOM_FOURIER_FEATURES = 96
@@ -74,23 +75,70 @@ def _draw_sizes(rng: np.random.Generator, count: int, sizes: dict, total: int | 
     return out
 
 
-def make_layout(card: dict[str, Any]) -> Layout:
-    """The twin's layout from its card and the card's ``layout_seed`` (see module docstring)."""
-    rng = np.random.default_rng(card["layout_seed"])
-    n_tiles, n_squares, n_holes = (value(card, "layout", k) for k in ("tiles", "squares", "holes"))
-    pitch = float(value(card, "layout", "pitch_um"))
+def generator(card: dict[str, Any]) -> int:
+    """The card's twin generator: 0 (the v0 cards, unchanged since protocol v1) or 1 (issue 12)."""
+    return int(card.get("generator", 0))
+
+
+def _patch_sizes_v0(rng: np.random.Generator, card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Generator 0: patches per square around the card's range, then holes per patch summing to the
+    card's hole count (squares end up with similar hole counts: 86-202 on the Aldolase twin)."""
+    n_squares, n_holes = value(card, "layout", "squares"), value(card, "layout", "holes")
     patch_sizes = value(card, "layout", "holes_per_patch")
-    # Squares per tile: one each, the rest at random.
-    square_tile = np.concatenate([np.arange(n_tiles), rng.integers(n_tiles, size=n_squares - n_tiles)])
-    square_tile = np.sort(square_tile)
     patches_per_square = _draw_sizes(rng, n_squares, value(card, "layout", "patches_per_square"))
     # Enough patches for the hole count at the card's holes-per-patch range.
     while patches_per_square.sum() * patch_sizes["max"] < n_holes:
         patches_per_square[rng.integers(n_squares)] += 1
     while patches_per_square.sum() * patch_sizes["min"] > n_holes:
         patches_per_square[rng.choice(np.flatnonzero(patches_per_square > 1))] -= 1
+    holes_per_patch = _draw_sizes(rng, int(patches_per_square.sum()), patch_sizes, total=n_holes)
+    return patches_per_square, holes_per_patch
+
+
+def _patch_sizes_v1(rng: np.random.Generator, card: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Generator 1: holes per square first, spanning the card's ``holes_per_square`` range (one
+    square at its min, one at its max, as measured: 29-260 on Aldolase), then as many patches as
+    the median patch size implies (within ``patches_per_square``), then holes per patch."""
+    n_squares, n_holes = value(card, "layout", "squares"), value(card, "layout", "holes")
+    square_sizes = value(card, "layout", "holes_per_square")
+    patch_sizes = value(card, "layout", "patches_per_square"), value(card, "layout", "holes_per_patch")
+    per_patch = patch_sizes[1]
+    holes_per_square = np.empty(n_squares, dtype=np.int64)
+    if n_squares >= 3:
+        ends = rng.choice(n_squares, size=2, replace=False)
+        holes_per_square[ends] = square_sizes["min"], square_sizes["max"]
+        rest = np.setdiff1d(np.arange(n_squares), ends)
+        left = n_holes - square_sizes["min"] - square_sizes["max"]
+        holes_per_square[rest] = _draw_sizes(rng, len(rest), square_sizes, total=left)
+    else:
+        holes_per_square[:] = _draw_sizes(rng, n_squares, square_sizes, total=n_holes)
+    patches_per_square = np.rint(holes_per_square / per_patch["median"]).astype(np.int64)
+    patches_per_square = np.clip(patches_per_square, patch_sizes[0]["min"], patch_sizes[0]["max"])
+    # Every square's holes must fit its patches' size range.
+    patches_per_square = np.maximum(patches_per_square, -(-holes_per_square // per_patch["max"]))
+    patches_per_square = np.minimum(patches_per_square, np.maximum(holes_per_square // per_patch["min"], 1))
+    holes_per_patch = np.concatenate(
+        [
+            _draw_sizes(rng, int(k), {**per_patch, "min": min(per_patch["min"], int(h))}, total=int(h))
+            for k, h in zip(patches_per_square, holes_per_square, strict=True)
+        ]
+    )
+    return patches_per_square, holes_per_patch
+
+
+def make_layout(card: dict[str, Any]) -> Layout:
+    """The twin's layout from its card and the card's ``layout_seed`` (see module docstring)."""
+    rng = np.random.default_rng(card["layout_seed"])
+    n_tiles, n_squares, n_holes = (value(card, "layout", k) for k in ("tiles", "squares", "holes"))
+    pitch = float(value(card, "layout", "pitch_um"))
+    # Squares per tile: one each, the rest at random.
+    square_tile = np.concatenate([np.arange(n_tiles), rng.integers(n_tiles, size=n_squares - n_tiles)])
+    square_tile = np.sort(square_tile)
+    if generator(card) == 0:
+        patches_per_square, holes_per_patch = _patch_sizes_v0(rng, card)
+    else:
+        patches_per_square, holes_per_patch = _patch_sizes_v1(rng, card)
     n_patches = int(patches_per_square.sum())
-    holes_per_patch = _draw_sizes(rng, n_patches, patch_sizes, total=n_holes)
 
     patch_square = np.repeat(np.arange(n_squares), patches_per_square)
     # Patch slots: a square's patches take distinct cells of a k x k grid of 5 x 5 lattice blocks.
@@ -184,6 +232,68 @@ def latent_to_ctf(card: dict[str, Any], latent: np.ndarray) -> tuple[np.ndarray,
     return np.where(failed, FAILED_FIT_CTF, ctf), failed
 
 
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0-based ranks (ties by position), the order statistics the copulas use."""
+    ranks = np.empty(len(values), dtype=np.int64)
+    ranks[np.argsort(values, kind="stable")] = np.arange(len(values))
+    return ranks
+
+
+def two_class_ctf(card: dict[str, Any], latent: np.ndarray, within: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Generator 1's CTFMaxRes: ``latent`` decides which holes are good (the card's fraction below
+    6 Å, the lowest latents), ``within`` ranks the holes inside each class through the card's
+    quantiles; the worst ``failed_fraction`` by ``within`` among the bad are failed fits.
+
+    Measured Aldolase: neighbours agree on good-or-bad (r = 0.52) more than on log CTFMaxRes
+    (0.48); a single Gaussian copula gives the opposite order. Returns (ctf, failed)."""
+    knots = np.asarray(value(card, "quality", "ctf_quantiles"), dtype=float)
+    failed_fraction = float(value(card, "quality", "failed_fraction"))
+    n = len(latent)
+    good_share = float(np.interp(PAPER_THRESHOLD_ANGSTROM, knots[:, 1], knots[:, 0]))
+    n_failed = int(round(failed_fraction * n))
+    n_good = int(round(good_share * (n - n_failed)))
+    good = _ranks(latent) < n_good
+    ctf, failed = np.empty(n), np.zeros(n, dtype=bool)
+    # Good: quantile levels [0, good_share); bad: [good_share, 1), the worst n_failed failed fits.
+    rank_good = _ranks(within[good])
+    ctf[good] = np.interp((rank_good + 0.5) / max(n_good, 1) * good_share, knots[:, 0], knots[:, 1])
+    rank_bad = _ranks(within[~good])
+    n_bad = n - n_good - n_failed
+    bad_failed = rank_bad >= n_bad
+    level = good_share + (np.minimum(rank_bad, n_bad - 1) + 0.5) / max(n_bad, 1) * (1.0 - good_share)
+    ctf[~good] = np.where(bad_failed, FAILED_FIT_CTF, np.interp(level, knots[:, 0], knots[:, 1]))
+    failed[~good] = bad_failed
+    return ctf, failed
+
+
+def world_ctf(card: dict[str, Any], layout: Layout, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """CTFMaxRes and failed fits of world ``seed``: generator 0's copula of one latent, or with
+    ``quality.within_class_correlation`` generator 1's two classes (per split if ``ctf_per_split``)."""
+    latent = quality_latent(card, layout, seed)
+    link = optional_value(card, "quality", "within_class_correlation", None)
+    if link is None:
+        within = None
+    else:
+        # Correlated with the class latent by ``link``, the rest per hole: neighbours share their
+        # class more than their rank within it (measured: good r 0.52 > log-CTF r 0.48 at 1 pitch).
+        noise = np.random.default_rng([int(seed), 3]).standard_normal(len(latent))
+        within = link * latent + np.sqrt(1.0 - link**2) * noise
+
+    def to_ctf(holes: np.ndarray | slice) -> tuple[np.ndarray, np.ndarray]:
+        if within is None:
+            return latent_to_ctf(card, latent[holes])
+        return two_class_ctf(card, latent[holes], within[holes])
+
+    if not optional_value(card, "quality", "ctf_per_split", False):
+        return to_ctf(slice(None))
+    # Each split gets the card's CTF distribution (e.g. the paper's 12% good on the grid it evaluated).
+    ctf, failed = np.empty(len(latent)), np.empty(len(latent), dtype=bool)
+    for name in np.unique(layout.split):
+        holes = layout.split == name
+        ctf[holes], failed[holes] = to_ctf(holes)
+    return ctf, failed
+
+
 _LAYOUTS: OrderedDict[str, Layout] = OrderedDict()
 #: Layouts kept: the cards' own and the last few drawn (training draws a new one per world).
 _LAYOUTS_KEPT = 32
@@ -191,7 +301,14 @@ _LAYOUTS_KEPT = 32
 
 def layout_for(card: dict[str, Any]) -> Layout:
     """The card's layout, made once per (card contents, layout seed) and reused by every world seed."""
-    key = repr((card["name"], card["layout_seed"], sorted((k, repr(v["value"])) for k, v in card["layout"].items())))
+    key = repr(
+        (
+            card["name"],
+            generator(card),
+            card["layout_seed"],
+            sorted((k, repr(v["value"])) for k, v in card["layout"].items()),
+        )
+    )
     if key in _LAYOUTS:
         _LAYOUTS.move_to_end(key)
     else:
@@ -207,7 +324,7 @@ def generate_grid(card: dict[str, Any], seed: int, layout_seed: int | None = Non
     if layout_seed is not None:
         card = {**card, "layout_seed": int(layout_seed)}
     layout = layout_for(card)
-    ctf, failed = latent_to_ctf(card, quality_latent(card, layout, seed))
+    ctf, failed = world_ctf(card, layout, seed)
     rng = np.random.default_rng([int(seed), 2])
     # CTF-fit confidence: high for good fits, falling with CTFMaxRes; near 0 for failed fits (as measured).
     confidence = np.clip(1.0 - 0.035 * (np.minimum(ctf, 30.0) - 3.0) + rng.normal(0, 0.04, len(ctf)), 0.0, 1.0)

@@ -651,7 +651,7 @@ def test_bad_environment_cards_are_left_out_with_their_error(env_card_folder, ca
     with pytest.raises(InputError) as caught:
         resolve_env_id("z")
     assert str(caught.value) == message
-    assert resolve_env_id("aldolase") == "cryobench/Aldolase-v0"
+    assert resolve_env_id("aldolase-v0") == "cryobench/Aldolase-v0"
 
 
 BAD_ENV_CARD_SCRIPT = textwrap.dedent(
@@ -668,7 +668,7 @@ BAD_ENV_CARD_SCRIPT = textwrap.dedent(
             resolve_env_id(name) if "/" not in name else gym.make(name)
         except InputError as exc:
             print("refused:", exc)
-    print("good:", gym.make(resolve_env_id("aldolase")).action_space.n)
+    print("good:", gym.make(resolve_env_id("aldolase-v0")).action_space.n)
     """
 )
 

@@ -50,7 +50,7 @@ def test_run_writes_a_reproducible_results_file(tmp_path):
     a, b = json.loads(first.read_text()), json.loads(second.read_text())
     assert "good_exposures" in output and "95% CI" in output
     assert a["seeds"] == [5, 6, 7] and len(a["episodes"]) == 3
-    assert a["env"]["kwargs"] == {"duration": 120} and a["env"]["spec"]["id"] == "cryobench/Aldolase-v0"
+    assert a["env"]["kwargs"] == {"duration": 120} and a["env"]["spec"]["id"] == "cryobench/Aldolase-v1"
     assert a["provenance"]["cryobench"] == cryobench.__version__ and a["provenance"]["numpy"] == np.__version__
     assert a["agent"]["name"] == "random" and a["agent"]["upper_bound"] is False
     for doc in (a, b):  # everything but the creation time and the timings is reproducible
@@ -70,7 +70,7 @@ def test_the_readmes_main_job_runs_the_shipped_dqn_on_aldolaseau(tmp_path):
     )
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
-    assert document["env"]["spec"]["id"] == "cryobench/AldolaseAu-v0"
+    assert document["env"]["spec"]["id"] == "cryobench/AldolaseAu-v1"
     assert document["agent"]["card"]["hyperparameters"]["checkpoint"] == "checkpoints/dqn-aldolase.pt"
     episode = document["episodes"][0]
     assert episode["exposures"] > 100 and episode["good_exposures"] > 50 and not episode["invalid_actions"]
@@ -166,14 +166,14 @@ def test_compare_json_and_csv(tmp_path):
     assert as_json.exit_code == 0, as_json.output
     document = json.loads(as_json.output)
     rows = {row["agent"]: row for row in document["table"]}
-    assert set(rows) == {"random", "predict-rank"} and rows["predict-rank"]["env"] == "cryobench/Aldolase-v0[noise=2]"
+    assert set(rows) == {"random", "predict-rank"} and rows["predict-rank"]["env"] == "cryobench/Aldolase-v1[noise=2]"
     ranked = json.loads(rank_file.read_text())
     assert rows["predict-rank"]["good_mean"] == ranked["summary"]["good_exposures"]["mean"]
     assert rows["random"]["normalised_score"] is None  # no upper bound among the files: null, not NaN
     matrix = document["jaccard"]["matrix"]
     assert document["jaccard"]["labels"] == [
-        "random@cryobench/Aldolase-v0",
-        "predict-rank@cryobench/Aldolase-v0[noise=2]",
+        "random@cryobench/Aldolase-v1",
+        "predict-rank@cryobench/Aldolase-v1[noise=2]",
     ]
     assert matrix[0][1] is None and 0.0 <= matrix[0][0] <= 1.0  # different arguments do not compare
     as_csv = CliRunner().invoke(main, ["compare", str(random_file), str(rank_file), "--csv"])
@@ -199,8 +199,8 @@ def test_a_sweep_folder_is_merged_by_agent_and_environment(tmp_path):
     assert compared.exit_code == 0, compared.output
     table = json.loads(compared.output)["table"]
     assert sorted(row["env"] for row in table) == [
-        "cryobench/Aldolase-v0[duration=60.0,noise=2.0]",
-        "cryobench/Aldolase-v0[duration=60.0]",
+        "cryobench/Aldolase-v1[duration=60.0,noise=2.0]",
+        "cryobench/Aldolase-v1[duration=60.0]",
     ]
     assert [row["episodes"] for row in table] == [4, 4]
     plotted = CliRunner().invoke(
@@ -210,7 +210,7 @@ def test_a_sweep_folder_is_merged_by_agent_and_environment(tmp_path):
     svg = (tmp_path / "curve.svg").read_text()
     assert "random, noise=1" in svg and "random, noise=2" in svg and "mean over 4 episodes" in svg
     _chunk(folder, "random", 1)  # seeds 1-2 overlap the chunks 0-1 and 2-3
-    _one_line_error(CliRunner().invoke(main, ["compare", str(folder)]), "seed 1 of random on cryobench/Aldolase-v0")
+    _one_line_error(CliRunner().invoke(main, ["compare", str(folder)]), "seed 1 of random on cryobench/Aldolase-v1")
 
 
 @pytest.mark.parametrize(
@@ -327,11 +327,19 @@ def test_every_option_and_command_has_help():
         ("cryobench run --agent oracle-", ["oracle-planner", "oracle-predict-rank"]),
         (
             "cryobench run --env aldolase",
-            ["aldolase-staged", "aldolase", "aldolaseau-cassette", "aldolaseau-staged", "aldolaseau"],
+            [
+                "aldolase-staged",
+                "aldolase",
+                "aldolase-v0",
+                "aldolaseau-cassette",
+                "aldolaseau-staged",
+                "aldolaseau",
+                "aldolaseau-v0",
+            ],
         ),
-        ("cryobench run --env cryobench/R", ["cryobench/RNAPII-v0"]),
+        ("cryobench run --env cryobench/R", ["cryobench/RNAPII-v1", "cryobench/RNAPII-v0"]),
         ("cryobench sweep --agents random,gre", ["random,greedy"]),
-        ("cryobench play --env rna", ["rnapii"]),
+        ("cryobench play --env rna", ["rnapii", "rnapii-v0"]),
     ],
 )
 def test_shell_completion_of_agent_and_environment_names(words, expected):

@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.cryorl_format",
             "cryobench.regressors",
             "cryobench.stats",
+            "cryobench.twin_fidelity",
             "cryobench.profiles",
         ),
     ),

@@ -41,7 +41,7 @@ def reference_env(env_kwargs: dict, actions: list[int], seed: int = SEED):
 @pytest.fixture(scope="module")
 def short_app(tmp_path_factory):
     results_dir = tmp_path_factory.mktemp("play-results")
-    return create_app(PlayConfig("aldolaseau", dict(SHORT), seed=SEED, results_dir=results_dir))
+    return create_app(PlayConfig("aldolaseau-v0", dict(SHORT), seed=SEED, results_dir=results_dir))
 
 
 @pytest.fixture()
@@ -203,7 +203,7 @@ def test_played_session_matches_the_environment_and_writes_results(short_app, cl
 
     table = comparison_table([saved])
     assert table.iloc[0]["agent"] == "human:Ann Lee" and table.iloc[0]["good_mean"] == expected["good_exposures"]
-    replay_app = create_app(PlayConfig("aldolaseau", replay=saved))
+    replay_app = create_app(PlayConfig("aldolaseau-v0", replay=saved))
     replay_client = replay_app.test_client()
     config = replay_client.get("/api/config").json
     assert config["mode"] == "replay"
@@ -228,7 +228,7 @@ def test_replay_refuses_a_trajectory_from_another_world(short_app, client, tmp_p
 
 def test_queue_mode_reveals_in_batches(tmp_path):
     kwargs = {"split": "all", "feedback": "queue:3"}
-    client = create_app(PlayConfig("aldolaseau", kwargs, seed=SEED, results_dir=tmp_path)).test_client()
+    client = create_app(PlayConfig("aldolaseau-v0", kwargs, seed=SEED, results_dir=tmp_path)).test_client()
     session = new_session(client)
     sid = session["session"]
     holes = same_patch_holes(client, session, 4)
@@ -257,7 +257,7 @@ def test_queue_mode_reveals_in_batches(tmp_path):
 
 def test_an_unfinished_session_survives_a_server_restart(tmp_path):
     kwargs = {"split": "all", "feedback": "queue:3"}
-    config = PlayConfig("aldolaseau", kwargs, seed=SEED, results_dir=tmp_path)
+    config = PlayConfig("aldolaseau-v0", kwargs, seed=SEED, results_dir=tmp_path)
     client = create_app(config).test_client()
     session = new_session(client, "Restarted")
     sid = session["session"]
@@ -282,7 +282,7 @@ def test_an_unfinished_session_survives_a_server_restart(tmp_path):
     # another seed's server leaves other sessions' journals alone, and a broken journal is skipped, not fatal
     waiting = new_session(restarted, "Waiting")["session"]
     (tmp_path / "sessions-in-progress" / "broken.json").write_text("{not json")
-    other = create_app(PlayConfig("aldolaseau", kwargs, seed=SEED + 1, results_dir=tmp_path)).test_client()
+    other = create_app(PlayConfig("aldolaseau-v0", kwargs, seed=SEED + 1, results_dir=tmp_path)).test_client()
     assert other.get(f"/api/sessions/{waiting}").status_code == 404
     assert (tmp_path / "sessions-in-progress" / f"{waiting}.json").is_file()
     assert create_app(config).test_client().get(f"/api/sessions/{waiting}").status_code == 200
@@ -314,7 +314,7 @@ def browser_or_skip():
 @pytest.fixture()
 def live_server(tmp_path):
     """The real server (werkzeug, threaded) on a free local port."""
-    config = PlayConfig("aldolaseau", dict(SHORT), seed=SEED, results_dir=tmp_path / "results")
+    config = PlayConfig("aldolaseau-v0", dict(SHORT), seed=SEED, results_dir=tmp_path / "results")
     server = make_play_server(config, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -60,7 +60,7 @@ def test_labels_name_what_differs_between_the_files(runs):
 
 def test_titles_name_the_environment_split_and_holes(runs):
     one = plots.env_title([runs["rank"], runs["rank_noisy"]])
-    assert one == f"cryobench/Aldolase-v0, duration=60, test split, {runs['rank']['env']['n_holes']} holes"
+    assert one == f"cryobench/Aldolase-v1, duration=60, test split, {runs['rank']['env']['n_holes']} holes"
     mixed = plots.env_title([runs["rank"], runs["rank_au"]])
     assert mixed == "environments aldolase, aldolaseau (see each label)"
 
@@ -186,7 +186,7 @@ def test_formats_by_extension(runs, tmp_path, suffix, magic):
     assert out.read_bytes() == again.read_bytes()  # no dates, no random ids
     if suffix == ".svg":  # text stays text
         svg = out.read_text()
-        assert "predict-rank, noise=2" in svg and "cryobench/Aldolase-v0" in svg and "±1 sd" in svg
+        assert "predict-rank, noise=2" in svg and "cryobench/Aldolase-v1" in svg and "±1 sd" in svg
 
 
 def test_dpi_sets_the_png_size(runs, tmp_path):

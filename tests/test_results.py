@@ -39,7 +39,7 @@ def test_the_builder_lays_out_format_v1():
 
 
 def test_a_run_and_a_played_session_write_the_same_document():
-    run = evaluate("random", "aldolase", KWARGS, episodes=1, seed=2, progress=False)
+    run = evaluate("random", "aldolase-v0", KWARGS, episodes=1, seed=2, progress=False)
     played = _played()
     assert list(played) == [*run, "human"]
     assert played["env"] == run["env"]  # the same environment section for the same arguments
@@ -62,7 +62,7 @@ def good_per_hour(monkeypatch):
 
 
 def test_one_registration_adds_a_metric_to_results_compare_the_human_table_and_plots(good_per_hour):
-    run = evaluate("random", "aldolase", KWARGS, episodes=2, seed=0, progress=False)
+    run = evaluate("random", "aldolase-v0", KWARGS, episodes=2, seed=0, progress=False)
     expected = np.mean([60.0 * r["good_exposures"] / r["minutes"] for r in run["episodes"]])
     assert run["summary"]["good_per_hour"]["mean"] == pytest.approx(expected)
     table = comparison_table([run])
