@@ -541,7 +541,7 @@ BAD_CARDS = [
         "parameter of another model",
         lambda t: t.replace("parameters: {value: {}", "parameters: {value: {sigma: 2}"),
         None,
-        r"regressor: model 'resnet50-aldolase' takes \['patch_share', 'spread'\], not \['sigma'\]",
+        r"regressor: model 'resnet50-aldolase' takes \['patch_context', 'patch_share', 'spread'\], not \['sigma'\]",
     ),
     (
         "parameter named by a number",
