@@ -3,7 +3,9 @@
 These are the numbers of facts §5 that a simulated twin must reproduce (tested against the
 measured Aldolase data): good fraction, CTF bins, the share of the "good" indicator's variance
 between tiles, squares, patches and within patches, the correlation of log CTFMaxRes between
-holes one lattice pitch apart and four or more apart (same square), and the rich patches.
+holes one lattice pitch apart and four or more apart (same square), and the rich patches; and
+:func:`twin_statistics`, the statistics of issue 12 from exact in-patch positions, with their
+bootstrap intervals over a grid's patches (:func:`bootstrap_intervals`).
 """
 
 from __future__ import annotations

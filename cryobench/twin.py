@@ -17,6 +17,14 @@ Two seeds, two stages, so a training run can draw new worlds on a fixed layout:
    correlation comes from the latent. The worst ``failed_fraction`` of holes are failed fits
    (CTFMaxRes 100000, always bad), as empty or broken holes are in real data.
 
+Generator 1 (cards with ``generator: 1``, the ``-v1`` environments; v0 cards generate exactly what
+they did): the layout draws holes per square first, spanning the card's ``holes_per_square``
+(one square at its min, one at its max); with ``within_class_correlation`` the latent decides
+only which holes are good (the card's share below 6 Å), and a second latent (that correlation
+with the first, the rest per hole) ranks holes within their class; with ``ctf_per_split`` every
+split gets the card's CTF distribution. Fitted to the measured Aldolase grid's statistics from
+exact in-patch positions (datasets/README.md, "Twin fidelity").
+
 Predictions are not part of the twin: they come from the card's regressor model
 (``cryobench.regressors``) at the environment's ``noise``.
 """

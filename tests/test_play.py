@@ -425,7 +425,7 @@ def test_page_plays_a_session_in_chromium(live_server, tmp_path):
         assert errors == []
         browser.close()
 
-    files = sorted(results_dir.glob("human-Browser_Test_aldolaseau_seed4_*.json"))
+    files = sorted(results_dir.glob("human-Browser_Test_aldolaseau-v0_seed4_*.json"))
     assert len(files) == 1
     saved = load_results(files[0])
     assert saved["episodes"][0] == {
