@@ -120,16 +120,33 @@ def table(measured: dict[str, float], intervals: dict[str, tuple[float, float]],
     return "\n".join(lines)
 
 
-def main(argv: list[str]) -> None:
-    folder = Path(argv[0]) if argv else Path("../shared/datasets/cryorl-aldolase")
-    if folder.is_dir():
-        measured, intervals = measured_statistics(folder)
-    else:
-        print(f"({folder} not found: the committed measured values and intervals)")
-        measured, intervals = MEASURED, INTERVALS
+def main(argv: list[str]) -> int:
+    """``python -m cryobench.twin_fidelity [DATA]``: print the table; bad input is one line, exit 2."""
+    import argparse
+
+    from cryobench.errors import ExitCode, InputError
+
+    parser = argparse.ArgumentParser(prog="python -m cryobench.twin_fidelity", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "data",
+        nargs="?",
+        default="../shared/datasets/cryorl-aldolase",
+        help="the measured Aldolase folder (CryoRL format); absent: the committed measured values and intervals",
+    )
+    folder = Path(parser.parse_args(argv).data)
+    try:
+        if folder.exists():
+            measured, intervals = measured_statistics(folder)
+        else:
+            print(f"({folder} not found: the committed measured values and intervals)")
+            measured, intervals = MEASURED, INTERVALS
+    except InputError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return int(ExitCode.BAD_INPUT)
     twins = {"twin v0": twin_mean_statistics("aldolase"), "twin v1": twin_mean_statistics("aldolase-v1")}
     print(table(measured, intervals, twins))
+    return 0
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main(sys.argv[1:]))

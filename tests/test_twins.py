@@ -318,3 +318,18 @@ def test_aldolaseau_v1_good_policies_stay_in_about_four_squares():
     snowball = mean_metrics("cryobench/AldolaseAu-v1", "snowball", range(8))
     oracle = mean_metrics("cryobench/AldolaseAu-v1", "oracle-planner", range(8))
     assert snowball["good_exposures"] < 0.5 * oracle["good_exposures"]
+
+
+# ---- the command that reproduces datasets/README.md's table ----------------------------------
+def test_fidelity_command_prints_the_table_and_refuses_a_bad_folder(tmp_path, capsys):
+    from cryobench.twin_fidelity import main
+
+    assert main([str(tmp_path / "absent")]) == 0
+    out = capsys.readouterr().out
+    assert "committed measured values" in out
+    row = next(line for line in out.splitlines() if line.startswith("| log-CTF r, same patch, >= 4 pitches"))
+    assert row.split(" | ")[1:3] == ["0.228", "0.453 ✗"]
+    (tmp_path / "file.csv").write_text("x")
+    assert main([str(tmp_path / "file.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "not a folder" in err
