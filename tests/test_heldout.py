@@ -217,3 +217,79 @@ def test_training_refuses_a_test_world(name):
 
     with pytest.raises(InputError, match=f"training argument '{name}': seed {TEST_SEED_START} is a test world"):
         training_worlds("aldolase", {name: TEST_SEED_START}, DQNConfig(extra_worlds=0), seed=0)
+
+
+# ---- the committed protocol v2 board ----------------------------------------------------------------
+def _board_results():
+    from cryobench.leaderboard import heldout_tables
+
+    docs = heldout_tables.load_results()
+    if not docs:
+        pytest.skip("no committed protocol v2 results yet (leaderboards/results/v2/)")
+    return docs
+
+
+def test_every_built_in_agent_is_on_the_v2_board_or_pending_with_a_reason():
+    from importlib.metadata import distribution
+
+    from cryobench.leaderboard import heldout_tables
+
+    docs = _board_results()
+    ours = {ep.name for ep in distribution("cryobench").entry_points if ep.group == "cryobench.agents"}
+    on_board = {doc["agent"]["name"] for doc in docs}
+    pending = heldout_tables.load_pending()
+    assert all(reason.strip() for reason in pending.values())
+    assert sorted(ours - on_board - set(pending)) == [], "built-in agents neither on the v2 board nor pending"
+    assert sorted(set(pending) & on_board) == [], "pending agents that have results now: remove them from pending"
+    for doc in docs:
+        assert doc["protocol"]["complete"] and doc["sealed"]
+
+
+@pytest.mark.slow
+def test_the_committed_v2_outputs_are_what_build_writes():
+    from cryobench.leaderboard import heldout_site
+
+    _board_results()
+    assert heldout_site.build(check=True) == [], "run `cryobench leaderboard build` and commit its outputs"
+
+
+@pytest.mark.slow
+def test_the_v2_page_renders_in_chromium_with_every_agent_escaped(tmp_path):
+    import shutil
+    import subprocess
+
+    from cryobench.resources import card_dir
+
+    docs = _board_results()
+    browser = shutil.which("chromium") or "/usr/bin/chromium"
+    if not shutil.which(browser):
+        pytest.skip("chromium is not installed (apt-get install -y chromium): the page is not rendered")
+    page = card_dir("leaderboards") / "site" / "index.html"
+    text = page.read_text(encoding="utf-8")
+    assert "<script" not in text and "http://" not in text.replace("http://www.w3.org", "")  # no external assets
+    for doc in docs:
+        assert doc["agent"]["name"] in text
+    shot = tmp_path / "page.png"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"]
+    flags += ["--disable-background-networking", "--disable-component-update", "--disable-sync"]
+    subprocess.run(
+        [
+            browser,
+            *flags,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--window-size=1200,2400",
+            f"--screenshot={shot}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert shot.stat().st_size > 50_000  # a rendered page of tables and figures, not a blank one
+
+
+def test_names_in_tables_and_page_are_escaped():
+    from cryobench.leaderboard.tables import escape_markdown
+
+    assert "<img" not in escape_markdown("<img src=x onerror=alert(1)>")
+    assert "|" not in escape_markdown("a | b") and "\n" not in escape_markdown("a\n# b")
