@@ -8,12 +8,13 @@ half-written one, even when the machine loses power right after the call returns
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 try:  # POSIX: a writer holds a lock on its temporary file, so a cleaner can tell a dead writer's leftovers
     import fcntl
@@ -152,3 +153,27 @@ def utc_timestamp() -> str:
 def utc_file_stamp() -> str:
     """The current UTC time for a file name, e.g. ``20261203-091000`` (sorts by time)."""
     return utc_now().strftime("%Y%m%d-%H%M%S")
+
+
+def read_json(path: str | Path, what: str, finite: bool = False) -> Any:
+    """A JSON file's content; every failure one InputError naming the file (``what``: e.g. "results file").
+
+    ``finite`` refuses NaN and Infinity, which Python's json accepts but no cryobench document holds.
+    """
+    from cryobench.errors import InputError
+
+    path = Path(path)
+
+    def refuse_non_finite(token: str) -> None:
+        raise InputError(f"{path}: holds the non-finite number {token}; every number must be finite")
+
+    try:
+        return json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_non_finite if finite else None)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a folder, not a {what}") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not UTF-8 text ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None

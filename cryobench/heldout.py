@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from cryobench.errors import InputError
-from cryobench.protocol import MEASURED, VERSIONED_ID, protocol_path
+from cryobench.protocol import MEASURED, VERSIONED_ID, protocol_path, seed_range
 from cryobench.rules import Feedback
 from cryobench.seeding import SEED_BOUND, TEST_SEED_START
 
@@ -143,14 +143,6 @@ def load_heldout_protocol(version: int = VERSION) -> HeldOutProtocol:
     return parse_heldout_protocol(doc, str(path))
 
 
-def _seed_pair(value: Any, where: str) -> tuple[int, ...]:
-    if not (isinstance(value, list) and len(value) == 2 and all(type(s) is int for s in value)):
-        raise InputError(f"{where} must be [FIRST, LAST] (integers), got {value!r}")
-    if not 0 <= value[0] <= value[1]:
-        raise InputError(f"{where} must satisfy 0 <= FIRST <= LAST, got {value!r}")
-    return tuple(range(value[0], value[1] + 1))
-
-
 def _task(raw: Any, where: str, family: str, measured: bool) -> ProtocolTask:
     allowed = {"name", "env", "kwargs"} | ({"starts"} if measured else set())
     if not isinstance(raw, dict):
@@ -169,7 +161,7 @@ def _task(raw: Any, where: str, family: str, measured: bool) -> ProtocolTask:
     for reserved in ("data", "world_seed", "layout_seed", "new_world_each_reset", "new_layout_each_reset"):
         if reserved in kwargs:
             raise InputError(f"{where}: field 'kwargs' must not set {reserved!r}: the protocol chooses the worlds")
-    starts = _seed_pair(raw["starts"], f"{where}: field 'starts'") if measured else ()
+    starts = seed_range(raw["starts"], f"{where}: field 'starts'") if measured else ()
     return ProtocolTask(name, raw["env"], dict(kwargs), family, measured, starts)
 
 
@@ -203,7 +195,7 @@ def parse_heldout_protocol(doc: Any, source: str) -> HeldOutProtocol:
         )
     if first + 2 * count > SEED_BOUND:
         raise InputError(f"{source}: field 'test_worlds' runs past the largest seed {SEED_BOUND - 1}")
-    starts = _seed_pair(doc.get("starts"), f"{source}: field 'starts'")
+    starts = seed_range(doc.get("starts"), f"{source}: field 'starts'")
     cap = doc.get("decision_seconds_cap")
     if isinstance(cap, bool) or not isinstance(cap, int | float) or not 0 < cap < 3600:
         raise InputError(f"{source}: field 'decision_seconds_cap' must be a positive number of seconds")
@@ -251,7 +243,7 @@ def parse_heldout_protocol(doc: Any, source: str) -> HeldOutProtocol:
         measured=measured,
         quick_tasks=tuple(quick["tasks"]),
         quick_worlds=int(quick["worlds"]),
-        quick_starts=_seed_pair(quick["starts"], f"{source}: field 'quick.starts'"),
+        quick_starts=seed_range(quick["starts"], f"{source}: field 'quick.starts'"),
         references={name: dict(points) for name, points in references.items()},
     )
 

@@ -120,17 +120,22 @@ def load_protocol(version: int = CURRENT_VERSION) -> Protocol:
     return parse_protocol(doc, str(path), version)
 
 
+def seed_range(value: Any, where: str) -> tuple[int, ...]:
+    """A protocol file's ``[FIRST, LAST]`` field as the seeds it names; ``where`` names the field in errors."""
+    if not (isinstance(value, list) and len(value) == 2 and all(type(s) is int for s in value)):
+        raise InputError(f"{where} must be [FIRST, LAST] (integers), got {value!r}")
+    if not 0 <= value[0] <= value[1]:
+        raise InputError(f"{where} must satisfy 0 <= FIRST <= LAST, got {value!r}")
+    return tuple(range(value[0], value[1] + 1))
+
+
 def parse_protocol(doc: Any, source: str, version: int | None = None) -> Protocol:
     """A protocol from its YAML mapping; ``source`` names it in errors."""
     if not isinstance(doc, dict):
         raise InputError(f"{source}: a protocol must be a mapping")
     if not isinstance(doc.get("version"), int) or (version is not None and doc["version"] != version):
         raise InputError(f"{source}: field 'version' is {doc.get('version')!r}, expected {version}")
-    seeds = doc.get("seeds")
-    if not (isinstance(seeds, list) and len(seeds) == 2 and all(isinstance(s, int) for s in seeds)):
-        raise InputError(f"{source}: field 'seeds' must be [FIRST, LAST] (integers), got {seeds!r}")
-    if seeds[0] > seeds[1] or seeds[0] < 0:
-        raise InputError(f"{source}: field 'seeds' must satisfy 0 <= FIRST <= LAST, got {seeds!r}")
+    seeds = seed_range(doc.get("seeds"), f"{source}: field 'seeds'")
     raw_entries = doc.get("entries")
     if not isinstance(raw_entries, list) or not raw_entries:
         raise InputError(f"{source}: field 'entries' must be a non-empty list")
@@ -165,9 +170,7 @@ def parse_protocol(doc: Any, source: str, version: int | None = None) -> Protoco
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise InputError(f"{source}: entry names must be unique; repeated: {duplicated}")
-    return Protocol(
-        int(doc["version"]), tuple(range(seeds[0], seeds[1] + 1)), tuple(entries), str(doc.get("description", ""))
-    )
+    return Protocol(int(doc["version"]), seeds, tuple(entries), str(doc.get("description", "")))
 
 
 def measured_data_folder(data: str | Path | None = None) -> Path | None:

@@ -20,7 +20,7 @@ import numpy as np
 import cryobench
 from cryobench import metrics
 from cryobench.errors import InputError
-from cryobench.files import utc_timestamp, write_atomic
+from cryobench.files import read_json, utc_timestamp, write_atomic
 
 RESULTS_FORMAT = "cryobench-results/1"
 #: Fields every episode of a results file has (what compare, plot and the leaderboards read).
@@ -117,12 +117,7 @@ def save_results(result: dict, path: str | Path) -> Path:
 def load_results(path: str | Path) -> dict:
     """Read a results document, refusing files that are not cryobench results."""
     path = Path(path)
-    try:
-        result = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such results file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    result = read_json(path, "results file")
     if not isinstance(result, dict) or result.get("format") != RESULTS_FORMAT:
         raise InputError(f"{path}: not a cryobench results file (expected format {RESULTS_FORMAT!r})")
     for key in ("env", "agent", "episodes", "seeds"):

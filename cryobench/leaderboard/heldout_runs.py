@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cryobench.errors import InputError
-from cryobench.files import write_atomic
+from cryobench.files import read_json, write_atomic
 from cryobench.heldout import HeldOutProtocol, ProtocolTask, load_heldout_protocol
 from cryobench.leaderboard.submission import compact_episode
 from cryobench.protocol import folder_checksum, measured_data_folder
@@ -179,21 +179,7 @@ def check_schema(doc: Any, source: str) -> None:
 
 
 def load_submission(path: str | Path) -> dict:
-    path = Path(path)
-
-    def refuse_non_finite(token: str) -> None:
-        raise InputError(f"{path}: holds the non-finite number {token}; every number must be finite")
-
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"), parse_constant=refuse_non_finite)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such submission file") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a folder, not a submission file") from None
-    except UnicodeDecodeError:
-        raise InputError(f"{path}: not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    doc = read_json(path, "submission file", finite=True)
     check_schema(doc, str(path))
     return doc
 

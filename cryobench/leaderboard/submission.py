@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cryobench.errors import InputError
-from cryobench.files import write_atomic
+from cryobench.files import read_json, write_atomic
 from cryobench.protocol import CURRENT_VERSION, MEASURED, Entry, folder_checksum, load_protocol, measured_data_folder
 from cryobench.results import load_results, provenance
 from cryobench.sweep import Task, run_sweep
@@ -226,12 +226,6 @@ def check_schema(doc: Any, source: str) -> None:
 
 def load_submission(path: str | Path) -> dict:
     """Read and schema-check a submission file."""
-    path = Path(path)
-    try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such submission file") from None
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    doc = read_json(path, "submission file")
     check_schema(doc, str(path))
     return doc
