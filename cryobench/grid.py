@@ -39,6 +39,12 @@ def _read_only(obj: Any, attrs: tuple[str, ...]) -> None:
             object.__setattr__(obj, attr, view)
 
 
+def ctf_bin_counts(ctf: np.ndarray) -> dict[str, int]:
+    """Counts of CTFMaxRes values in the dataset bins (< 4, 4-5, 5-6, 6-8, > 8 Å)."""
+    counts = np.histogram(ctf, bins=CTF_BIN_EDGES)[0]
+    return {label: int(c) for label, c in zip(CTF_BIN_LABELS, counts, strict=True)}
+
+
 def dense_ids(values: np.ndarray) -> np.ndarray:
     """Map arbitrary labels to dense int32 ids ``0..k-1`` in order of first sorted value."""
     _, inverse = np.unique(values, return_inverse=True)

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from cryobench.errors import InputError
-from cryobench.grid import CTF_BIN_EDGES, CTF_BIN_LABELS
 from cryobench.profiles import MOVE_LEVELS
 from cryobench.simulator import SessionState, World
 
@@ -133,12 +132,6 @@ for _metric in (
     Metric("exposures_per_square", "exposures / square"),
 ):
     register_metric(_metric)
-
-
-def ctf_bin_counts(ctf: np.ndarray) -> dict[str, int]:
-    """Counts of CTFMaxRes values in the dataset bins (< 4, 4-5, 5-6, 6-8, > 8 Å)."""
-    counts = np.histogram(ctf, bins=CTF_BIN_EDGES)[0]
-    return {label: int(c) for label, c in zip(CTF_BIN_LABELS, counts, strict=True)}
 
 
 def good_at_minutes(curve: dict, minutes: np.ndarray) -> np.ndarray:

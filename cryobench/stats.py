@@ -14,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from cryobench.grid import CTF_CAP, Grid, dense_ids
-from cryobench.metrics import ctf_bin_counts
+from cryobench.grid import CTF_CAP, Grid, ctf_bin_counts, dense_ids
 from cryobench.rules import PAPER_THRESHOLD_ANGSTROM
 
 #: A patch is "rich" when more than this fraction of its holes is good.

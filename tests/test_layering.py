@@ -75,9 +75,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # Violations on main still to be fixed; each has a strict xfail test below that fails (XPASS) the
 # day the fix lands, so the entry is removed then. Never add to this list to make a new violation
 # pass: fix the import. (The dqn <-> dqn_train cycle and dqn_train -> evaluate were fixed in f571906.)
-KNOWN_UPWARD = {
-    ("cryobench.stats", "cryobench.metrics"): "stats (world) takes ctf_bin_counts from metrics (measuring)",
-}
+KNOWN_UPWARD: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)
