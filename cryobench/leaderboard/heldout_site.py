@@ -185,7 +185,10 @@ def _scope_html(board: Board, scope: str) -> str:
 
 def _inline_svg(svg: bytes) -> str:
     text = svg.decode("utf-8")
-    return text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
+    text = text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
+    if "<metadata>" in text:  # matplotlib's RDF block: namespace URLs the page does not need
+        text = text[: text.index("<metadata>")] + text[text.index("</metadata>") + len("</metadata>") :]
+    return text
 
 
 def render_page(board: Board, figures: dict[str, bytes]) -> str:
