@@ -131,9 +131,13 @@ def _edit_score(doc: dict) -> None:
         (lambda d: d["entries"]["aldolase"]["kwargs"].update(noise=0.0), "are not the protocol's"),
         (lambda d: d["entries"]["aldolase"].update(env_id="cryobench/Aldolase-v1"), "needs a new protocol version"),
         (lambda d: d["protocol"].update(complete=True), "claims a complete run"),
+        (lambda d: d["agent"].pop("version"), "field 'agent.version' missing"),
+        (lambda d: d["agent"]["version"].update(card_sha256="0" * 64), "does not match the card recorded"),
+        (lambda d: d["agent"]["card"]["hyperparameters"].update(seed=123), "does not match the card recorded"),
+        (lambda d: d["agent"]["version"].update(checkpoint_sha256="a" * 64), "is not the one the entry ran"),
     ],
     ids=["edited-score", "missing-episode", "foreign-protocol", "schema", "schema-episode", "kwargs", "env-version",
-         "false-complete"],
+         "false-complete", "no-version", "version-digest", "card-edited", "checkpoint-digest"],
 )  # fmt: skip
 def test_verify_rejects_with_the_reason(submission, tmp_path, change, reason):
     report = verify(_edited(submission, tmp_path, change), workers=1)
@@ -311,6 +315,22 @@ def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, reque
         f"good {committed['good_exposures']} -> {again['good_exposures']}. If the environment's dynamics "
         "changed on purpose, bump its id (-v1) and the protocol version instead of moving old scores."
     )
+
+
+def test_v1_dqn_entry_pins_the_old_checkpoint_it_ran(tmp_path):
+    """Protocol v1's dqn entry names its checkpoint by digest: a newer dqn ships a new file, and the
+    old entry verifies only while the file it ran is still in the repository, unchanged."""
+    from cryobench.agents.registry import checkpoint_path
+    from cryobench.leaderboard.verify import version_problems
+
+    doc = submissions.load_submission(tables.results_dir() / "dqn.json")
+    agent = doc["agent"]
+    assert version_problems(agent) == []
+    assert agent["version"]["checkpoint_sha256"] is not None
+    stand_in = tmp_path / "other.pt"
+    stand_in.write_bytes(checkpoint_path(agent["card"]["hyperparameters"]["checkpoint"]).read_bytes() + b"\0")
+    agent["card"]["hyperparameters"]["checkpoint"] = str(stand_in)
+    assert any("is not the one the entry ran" in r for r in version_problems(agent))
 
 
 def test_committed_results_follow_the_protocol_and_hold_no_machine_paths():

@@ -179,9 +179,18 @@ def agent_version(agent: Agent, card: dict[str, Any]) -> dict[str, str | None]:
     An improved agent is a new version: a new checkpoint file (the old one stays in the
     repository) or new hyperparameters; results record the version, and verification re-runs it.
     """
+    return _version(card, getattr(agent.config, "checkpoint", None))
+
+
+def card_version(card: dict[str, Any]) -> dict[str, str | None]:
+    """The version (as :func:`agent_version`) of the agent a *recorded* card describes: what a
+    results file or submission says ran, checked without loading the agent."""
+    return _version(card, (card.get("hyperparameters") or {}).get("checkpoint"))
+
+
+def _version(card: dict[str, Any], checkpoint: Any) -> dict[str, str | None]:
     defining = {"name": card.get("name"), "hyperparameters": card.get("hyperparameters")}
     card_digest = hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()
-    checkpoint = getattr(agent.config, "checkpoint", None)
     checkpoint_digest = None
     if isinstance(checkpoint, str) and checkpoint:
         path = checkpoint_path(checkpoint)

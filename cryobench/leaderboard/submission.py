@@ -206,6 +206,15 @@ def check_schema(doc: Any, source: str) -> None:
         raise InputError(f"{source}: field 'protocol.complete' missing or not true/false")
     if not isinstance(doc["agent"].get("name"), str):
         raise InputError(f"{source}: field 'agent.name' missing or not a string")
+    version = doc["agent"].get("version")
+    if not isinstance(version, dict) or not _is_digest(version.get("card_sha256")):
+        raise InputError(
+            f"{source}: field 'agent.version' missing or malformed (expected card_sha256 and checkpoint_sha256 "
+            "digests: which version of the agent ran)"
+        )
+    checkpoint = version.get("checkpoint_sha256")
+    if checkpoint is not None and checkpoint != "missing" and not _is_digest(checkpoint):
+        raise InputError(f"{source}: field 'agent.version.checkpoint_sha256' must be a sha256 digest or null")
     for name, block in doc["entries"].items():
         where = f"{source}: entries.{name}"
         if not isinstance(block, dict):
@@ -222,6 +231,10 @@ def check_schema(doc: Any, source: str) -> None:
             for key in ("seed", "good_exposures", "exposures"):
                 if not isinstance(episode[key], int) or isinstance(episode[key], bool):
                     raise InputError(f"{where}.episodes[{i}]: field {key!r} must be an integer")
+
+
+def _is_digest(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
 
 
 def load_submission(path: str | Path) -> dict:

@@ -39,6 +39,7 @@ def static_problems(doc: dict, protocol: Protocol, agent_cls: type | None) -> li
         missing = [e.name for e in protocol.entries if not e.measured and e.name not in declared_entries]
         if missing:
             reasons.append(f"claims a complete run but lacks the entries {missing}")
+    reasons += version_problems(doc["agent"])
     present = set(doc["entries"]) | set(doc["not_applicable"])
     for name in declared_entries:
         if name not in present:
@@ -71,6 +72,24 @@ def static_problems(doc: dict, protocol: Protocol, agent_cls: type | None) -> li
             reasons.append(f"entry {entry.name!r}: seeds {repeated} appear more than once")
         if "summary" in block and block["summary"] != episode_summary(block["episodes"]):
             reasons.append(f"entry {entry.name!r}: field 'summary' does not match its episodes")
+    return reasons
+
+
+def version_problems(agent: dict) -> list[str]:
+    """Whether the version an entry records is the one its card describes and the repository holds:
+    an improved agent is a new version, and an old entry re-runs its own card and checkpoint."""
+    from cryobench.agents.registry import card_version
+
+    recorded, actual = agent["version"], card_version(agent.get("card") or {})
+    reasons = []
+    if recorded["card_sha256"] != actual["card_sha256"]:
+        reasons.append("field 'agent.version.card_sha256' does not match the card recorded in the submission")
+    if recorded.get("checkpoint_sha256") != actual["checkpoint_sha256"]:
+        checkpoint = (agent.get("card") or {}).get("hyperparameters", {}).get("checkpoint")
+        reasons.append(
+            f"field 'agent.version.checkpoint_sha256': the checkpoint {checkpoint!r} in this repository is not the "
+            "one the entry ran (an improved agent ships a new checkpoint file; the old one stays)"
+        )
     return reasons
 
 
