@@ -13,13 +13,39 @@ import numpy as np
 from gymnasium import spaces
 
 from cryobench import simulator
+from cryobench.candidates import N_CANDIDATES, candidate_holes
 from cryobench.catalog import build_world, load_dataset
 from cryobench.errors import InputError
-from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features
+from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features, session_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
 from cryobench.rules import PAPER_SESSION_MINUTES, PAPER_THRESHOLD_ANGSTROM, hole_index
 from cryobench.seeding import SEED_BOUND, draw_training_seed, draw_training_seeds
+
+#: ``observation=``: every hole's features, or a fixed-size choice among a few candidate holes.
+OBSERVATIONS = ("full", "compact")
+#: ``mask_dtype=``: int8 (the default, as MultiBinary) or bool (TorchRL's masked modules, sb3-contrib).
+MASK_DTYPES = {"int8": np.int8, "bool": np.bool_}
+
+
+def mask_space(n: int, mask_dtype: str) -> spaces.Space:
+    """The space of an action mask of ``n`` actions in ``mask_dtype``."""
+    if mask_dtype == "bool":
+        return spaces.Box(0, 1, shape=(n,), dtype=np.bool_)
+    return spaces.MultiBinary(n)
+
+
+def compact_space(n_holes: int, duration: float, mask_dtype: str) -> spaces.Dict:
+    """The compact observation's space (the class docstring, "Observation Space")."""
+    return spaces.Dict(
+        {
+            "candidate_features": spaces.Box(0.0, 1.0, shape=(N_CANDIDATES, N_FEATURES), dtype=np.float32),
+            "candidate_holes": spaces.Box(-1, n_holes - 1, shape=(N_CANDIDATES,), dtype=np.int64),
+            "time_left": spaces.Box(0.0, duration, shape=(1,), dtype=np.float32),
+            "current_hole": spaces.Discrete(n_holes),
+            "action_mask": mask_space(N_CANDIDATES, mask_dtype),
+        }
+    )
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -127,6 +153,33 @@ class CryoEMSessionEnv(gym.Env):
     when it sits at square ``s`` after imaging it; ``action_mask`` is ``MultiBinary(N + S)``.
     The feature rows of holes in squares not imaged yet are all zero.
 
+    With ``observation="compact"``: a fixed-size ``Dict`` (about 5.7 kB at any N) over
+    ``K = 32`` candidate holes, and the action ``Discrete(K)`` chooses a candidate; the
+    environment exposes that slot's hole. A candidate stands for a patch: its unvisited hole
+    with the lowest predicted CTFMaxRes (within a patch every move costs the same and every
+    feature but the hole's own is shared). The slots hold the current patch, then up to 8
+    other patches of the current square, 8 of the current tile and 15 of other tiles, each
+    level's best predicted first (``cryobench.candidates``); the grid's best-predicted hole is
+    always among them.
+
+    - ``candidate_features``: ``Box(0, 1, (K, F), float32)``, each candidate's row of the full
+      ``features`` (bit for bit), zero rows for empty slots.
+    - ``candidate_holes``: ``Box(-1, N - 1, (K,), int64)``, each slot's hole, -1 when empty.
+    - ``time_left``, ``current_hole``: as above.
+    - ``action_mask``: ``MultiBinary(K)`` int8, 1 for the filled slots. Choosing an empty slot
+      is the costed no-op of a visited hole; ``info["hole"]`` is the hole a step exposed.
+
+    Which to use: ``compact`` for RL libraries whose networks, replay buffers or datasets take
+    the observation as a flat vector (SB3's MultiInputPolicy, Tianshou, TorchRL, Minari: the
+    full observation is 0.6-1 MB at 3,500-5,800 holes), and for the batched environment's
+    speed (``gym.make_vec``, ``cryobench.vector_env``). ``full`` for agents that score every
+    hole themselves (cryoRL's DQN, the built-in agents, a network shared across holes): every
+    hole stays choosable. Compact needs ``acquisition="paper"`` on one grid.
+
+    ``mask_dtype="bool"`` gives ``action_mask`` (observation and ``info``) as bool in a
+    ``Box(0, 1, (n,), bool)``, for libraries that expect a bool mask (TorchRL's masked
+    modules); the default ``int8`` is ``MultiBinary``.
+
     The hierarchy, positions and predictions are also available before acting, without the
     ground truth, as ``env.unwrapped.layout`` (a :class:`PublicLayout`). Staged, it shows the
     atlas and only the imaged squares' holes, and is replaced by a new snapshot (also given as
@@ -189,6 +242,8 @@ class CryoEMSessionEnv(gym.Env):
       (below 2**30).
     - ``new_layout_each_reset``: with ``new_world_each_reset``, draw a new training layout too; needs
       ``split="all"`` (a split's hole count differs between layouts, the whole grid's does not).
+    - ``observation``: ``"full"`` (default) or ``"compact"`` (see "Observation Space").
+    - ``mask_dtype``: ``"int8"`` (default) or ``"bool"``: the dtype of ``action_mask``.
     - ``render_mode``: ``None`` or ``"rgb_array"`` (the grid map with the path so far).
     """
 
@@ -213,6 +268,8 @@ class CryoEMSessionEnv(gym.Env):
         acquisition: str = "paper",
         atlas_noise: float = 1.0,
         grids: int | list[str] | None = None,
+        observation: str = "full",
+        mask_dtype: str = "int8",
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
@@ -257,6 +314,7 @@ class CryoEMSessionEnv(gym.Env):
             raise InputError(f"argument 'acquisition': expected 'paper' or 'staged', got {acquisition!r}")
         self.acquisition, self.atlas_noise = acquisition, atlas_noise
         self.render_mode = render_mode
+        self._set_observation(observation, mask_dtype, cassette=grids is not None)
         feedback = simulator.Feedback.parse(feedback)  # parsed once; the World, layout and agents share it
         self._world_args = dict(
             split=split,
@@ -283,6 +341,19 @@ class CryoEMSessionEnv(gym.Env):
                 )
             world = self._cassette(world, grids)
         self._init_spaces(self._staged(world))
+
+    def _set_observation(self, observation: str, mask_dtype: str, cassette: bool) -> None:
+        if observation not in OBSERVATIONS:
+            raise InputError(f"argument 'observation': expected 'full' or 'compact', got {observation!r}")
+        if mask_dtype not in MASK_DTYPES:
+            raise InputError(f"argument 'mask_dtype': expected 'int8' or 'bool', got {mask_dtype!r}")
+        if observation == "compact" and (self.acquisition != "paper" or cassette):
+            raise InputError(
+                "argument 'observation': 'compact' needs acquisition='paper' on one grid (no 'grids'); "
+                "use observation='full' for staged sessions and cassettes"
+            )
+        self.observation_mode, self.mask_dtype = observation, mask_dtype
+        self._mask_type = MASK_DTYPES[mask_dtype]
 
     def _cassette(self, first: simulator.World, grids: Any) -> simulator.World:
         """The cassette's world: ``first`` and the other grids (``grids``: a count or twin names)."""
@@ -331,12 +402,18 @@ class CryoEMSessionEnv(gym.Env):
 
     @classmethod
     def from_world(
-        cls, world: simulator.World, render_mode: str | None = None, atlas_noise: float = 1.0
+        cls,
+        world: simulator.World,
+        render_mode: str | None = None,
+        atlas_noise: float = 1.0,
+        observation: str = "full",
+        mask_dtype: str = "int8",
     ) -> CryoEMSessionEnv:
         """An environment on a World built by hand (custom grids, tests); one fixed world."""
         env = cls.__new__(cls)
         env.acquisition, env.atlas_noise = world.acquisition, atlas_noise
         env.render_mode = render_mode
+        env._set_observation(observation, mask_dtype, cassette=world.cassette is not None)
         env._world_args, env._dataset_name, env._data = {}, world.grid.name, None
         env._new_world_each_reset = env._new_layout_each_reset = False
         env.world_seed = int(world.grid.meta.get("seed", 0))
@@ -349,6 +426,11 @@ class CryoEMSessionEnv(gym.Env):
         self._set_world(world)
         n = self.world.n_holes
         duration_f = float(self.world.duration)
+        self.state: simulator.SessionState | None = None
+        if self.observation_mode == "compact":
+            self.action_space = spaces.Discrete(N_CANDIDATES)
+            self.observation_space = compact_space(n, duration_f, self.mask_dtype)
+            return
         self.action_space = spaces.Discrete(self.world.n_actions)
         observations = {
             "features": spaces.Box(0.0, 1.0, shape=(n, N_FEATURES), dtype=np.float32),
@@ -356,13 +438,12 @@ class CryoEMSessionEnv(gym.Env):
             "revealed_ctf": spaces.Box(0.0, CTF_CAP, shape=(n,), dtype=np.float32),
             "time_left": spaces.Box(0.0, duration_f, shape=(1,), dtype=np.float32),
             "current_hole": spaces.Discrete(n),
-            "action_mask": spaces.MultiBinary(self.world.n_actions),
+            "action_mask": mask_space(self.world.n_actions, self.mask_dtype),
         }
         if self.world.staged:
             observations["imaged"] = spaces.MultiBinary(self.world.n_squares)
             observations["stage_square"] = spaces.Discrete(self.world.n_squares + 1)
         self.observation_space = spaces.Dict(observations)
-        self.state: simulator.SessionState | None = None
 
     # ---- world and views ------------------------------------------------------------
     def _set_world(self, world: simulator.World) -> None:
@@ -463,6 +544,8 @@ class CryoEMSessionEnv(gym.Env):
                 "action: expected a hole index (a Python int, a numpy integer or a 0-d integer array), "
                 f"got {action!r:.60} ({type(action).__name__})"
             )
+        if self.observation_mode == "compact":
+            return self._compact_step(hole)
         if not self.world.staged and self.world.cassette is None:
             result = simulator.expose(self.world, self.state, hole)
             self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
@@ -483,9 +566,26 @@ class CryoEMSessionEnv(gym.Env):
         info.update(info_extra)
         return obs, result.reward, terminated, False, info
 
+    def _compact_step(self, slot: int):
+        """A compact observation's action: the candidate in ``slot`` (an empty slot: the costed
+        no-op of the visited current hole)."""
+        if not 0 <= slot < N_CANDIDATES:
+            raise InputError(
+                f"action {slot} out of range: the compact observation's candidate slots are 0..{N_CANDIDATES - 1}"
+            )
+        hole = int(self._candidates[slot])
+        result = simulator.expose(self.world, self.state, hole if hole >= 0 else self.state.current)
+        self._last_level = "invalid" if result.invalid else MOVE_LEVELS[result.level]
+        terminated = simulator.is_over(self.world, self.state)
+        obs, info = self._observation(), self._info(invalid=result.invalid)
+        info["hole"] = hole
+        return obs, result.reward, terminated, False, info
+
     def action_masks(self) -> np.ndarray:
         """Actions allowed now (bool, for sb3-contrib's MaskablePPO): unvisited holes; staged, of
-        imaged squares, then the squares not imaged yet."""
+        imaged squares, then the squares not imaged yet; compact, the filled candidate slots."""
+        if self.observation_mode == "compact":
+            return self._candidates >= 0
         if self.world.staged:
             return self._staged_mask().astype(bool)
         return ~self.state.visited
@@ -498,6 +598,39 @@ class CryoEMSessionEnv(gym.Env):
         return mask
 
     def _observation(self) -> dict[str, np.ndarray]:
+        if self.observation_mode == "compact":
+            return self._compact_observation()
+        obs = self._full_observation()
+        if self._mask_type is not np.int8:
+            obs["action_mask"] = obs["action_mask"].astype(self._mask_type)
+        return obs
+
+    def _compact_observation(self) -> dict[str, np.ndarray]:
+        world, state = self.world, self.state
+        current = np.array([state.current])
+        holes = candidate_holes(world, state.visited[None], current)
+        filled = holes >= 0
+        features = session_features(
+            world,
+            tuple(table[None] for table in state.tables),
+            current,
+            np.array([state.elapsed]),
+            state.visited[None],
+            state.revealed[None],
+            state.revealed_ctf[None],
+            holes=np.where(filled, holes, 0),
+        )
+        features[~filled] = 0.0
+        self._candidates = holes[0]
+        return {
+            "candidate_features": features[0],
+            "candidate_holes": holes[0].copy(),
+            "time_left": np.array([simulator.time_left(world, state)], dtype=np.float32),
+            "current_hole": np.int64(state.current),
+            "action_mask": filled[0].astype(self._mask_type),
+        }
+
+    def _full_observation(self) -> dict[str, np.ndarray]:
         state = self.state
         obs = {
             "features": hole_features(self.world, state),
@@ -517,8 +650,14 @@ class CryoEMSessionEnv(gym.Env):
 
     def _info(self, invalid: bool) -> dict[str, Any]:
         state = self.state
+        if self.observation_mode == "compact":
+            mask = (self._candidates >= 0).astype(self._mask_type)
+        elif self.world.staged:
+            mask = self._mask.astype(self._mask_type)
+        else:
+            mask = (~state.visited).astype(self._mask_type)
         info = {
-            "action_mask": (~state.visited).astype(np.int8) if not self.world.staged else self._mask.copy(),
+            "action_mask": mask,
             "elapsed_minutes": state.elapsed,
             "exposures": state.n_exposures,
             "level": self._last_level,

@@ -139,11 +139,12 @@ def predicted_ctf_feature(world: World) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class _PatchIndex:
-    """Each patch's square and tile, for :func:`patch_features`."""
+    """Each patch's square and tile, for :func:`patch_features`, and what every session of a world shares."""
 
     square: np.ndarray
     tile: np.ndarray
     move_values: np.ndarray  # (4, 4) float32 per move level: the shared-group columns, then the move-minutes column
+    predicted_ctf_feature: np.ndarray  # (n_holes,) float32, column 0 of every hole
 
 
 _patch_indexes: weakref.WeakKeyDictionary[World, _PatchIndex] = weakref.WeakKeyDictionary()
@@ -163,7 +164,12 @@ def _patch_index(world: World) -> _PatchIndex:
         first = first_hole_of_each_patch(patch)
         minutes = np.asarray(world.profile.minutes, dtype=np.float32)
         move_values = np.column_stack([SHARED_GROUPS_BY_LEVEL, minutes / minutes[-1]]).astype(np.float32)
-        index = _PatchIndex(square=square[first], tile=tile[first], move_values=move_values)
+        index = _PatchIndex(
+            square=square[first],
+            tile=tile[first],
+            move_values=move_values,
+            predicted_ctf_feature=predicted_ctf_feature(world),
+        )
         _patch_indexes[world] = index
     return index
 
@@ -174,6 +180,7 @@ def patch_features(
     current: np.ndarray,
     elapsed: np.ndarray,
     stage_square: np.ndarray | None = None,
+    patches: np.ndarray | None = None,
 ) -> np.ndarray:
     """The feature columns a patch's holes share, for S sessions at once: (S, n_patches, N_FEATURES).
 
@@ -182,14 +189,24 @@ def patch_features(
     hole's own (``HOLE_OWN_COLUMNS``, left 0 here) is the same for all holes of a patch, so a
     hole's row is its patch's row plus those four. ``stage_square`` (S,) (staged sessions):
     the square the stage sits at after imaging it, -1 where it is at ``current``.
+
+    ``patches`` (S, K): only these patches' rows, (S, K, N_FEATURES), each computed from its
+    own groups' table rows (the values are the same: every column is computed row by row).
     """
     index = _patch_index(world)
     current = np.asarray(current, dtype=np.int64)
-    n_sessions, n_patches = len(current), len(index.square)
-    out = np.zeros((n_sessions, n_patches, N_FEATURES), dtype=np.float32)
-    patch_groups = (np.arange(n_patches), index.square, index.tile)
+    n_sessions = len(current)
+    every_patch = patches is None
+    if every_patch:
+        patches = np.arange(len(index.square))
+    patch_groups = (patches, index.square[patches], index.tile[patches])
+    out = np.zeros((n_sessions, patches.shape[-1], N_FEATURES), dtype=np.float32)
+    sessions = np.arange(n_sessions)[:, None]
     for table, cap, groups, columns in zip(tables, GROUP_CAPS, patch_groups, GROUP_COLUMNS, strict=True):
-        out[..., columns] = _group_values(table, cap)[:, groups]  # each patch's row of this level
+        if every_patch:  # each group's values once, then each patch's row of this level
+            out[..., columns] = _group_values(table, cap)[:, groups]
+        else:
+            out[..., columns] = _group_values(table[sessions, groups], cap)
     current_patch = world.groups[0][current]
     current_square, current_tile = index.square[current_patch], index.tile[current_patch]
     if stage_square is not None:  # at a square just imaged: its square and tile, no patch
@@ -198,14 +215,49 @@ def patch_features(
         current_tile = np.where(at_square, world.square_tile[np.maximum(stage_square, 0)], current_tile)
         current_patch = np.where(at_square, -1, current_patch)
     levels = move_level(
-        index.tile[None] == current_tile[:, None],
-        index.square[None] == current_square[:, None],
-        np.arange(n_patches)[None] == current_patch[:, None],
+        np.atleast_2d(patch_groups[2]) == current_tile[:, None],
+        np.atleast_2d(patch_groups[1]) == current_square[:, None],
+        np.atleast_2d(patches) == current_patch[:, None],
     )
     out[..., SHARED_GROUP_COLUMNS] = index.move_values[levels, :3]
     out[..., MOVE_MINUTES_COLUMN] = index.move_values[levels, 3]
     left = np.maximum(world.duration - np.asarray(elapsed, dtype=np.float64), 0.0)  # as simulator.time_left
     out[..., TIME_LEFT_COLUMN] = (left / world.duration)[:, None]
+    return out
+
+
+def session_features(
+    world: World,
+    tables: tuple[np.ndarray, ...],
+    current: np.ndarray,
+    elapsed: np.ndarray,
+    visited: np.ndarray,
+    revealed: np.ndarray,
+    revealed_ctf: np.ndarray,
+    holes: np.ndarray | None = None,
+    stage_square: np.ndarray | None = None,
+) -> np.ndarray:
+    """Feature rows of S sessions at once, from their count tables and masks, with no cache.
+
+    Every hole's rows, (S, n_holes, N_FEATURES), or only those of ``holes`` (S, K): (S, K,
+    N_FEATURES), computed for those holes alone (the compact observation's candidates, the
+    batched environment). ``visited``, ``revealed``, ``revealed_ctf`` are (S, n_holes); the
+    other arguments as :func:`patch_features`. A hole's row is its patch's row plus the hole's
+    own columns, bit for bit the row :func:`hole_features` gives.
+    """
+    hole_patch = world.groups[0]
+    if holes is None:
+        out = patch_features(world, tables, current, elapsed, stage_square)[:, hole_patch]
+        own = np.s_[:, :]
+        predicted = _patch_index(world).predicted_ctf_feature
+    else:
+        out = patch_features(world, tables, current, elapsed, stage_square, patches=hole_patch[holes])
+        own = np.arange(len(holes))[:, None], holes
+        predicted = _patch_index(world).predicted_ctf_feature[holes]
+    out[..., PREDICTED_CTF_COLUMN] = predicted
+    out[..., VISITED_COLUMN] = visited[own]
+    out[..., REVEALED_COLUMN] = revealed[own]
+    out[..., REVEALED_CTF_COLUMN] = np.minimum(revealed_ctf[own], CTF_CAP) / CTF_CAP
     return out
 
 
@@ -215,14 +267,16 @@ def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:
 
     It is :func:`patch_features` spread to the holes plus the holes' own columns.
     """
-    tables = tuple(table[None] for table in state.tables)
-    stage = np.array([state.stage_square])
-    out = patch_features(world, tables, np.array([state.current]), np.array([state.elapsed]), stage)
-    out = out[0][world.groups[0]]
-    out[:, PREDICTED_CTF_COLUMN] = predicted_ctf_feature(world)
-    out[:, VISITED_COLUMN] = state.visited
-    out[:, REVEALED_COLUMN] = state.revealed
-    out[:, REVEALED_CTF_COLUMN] = np.minimum(state.revealed_ctf, CTF_CAP) / CTF_CAP
+    out = session_features(
+        world,
+        tuple(table[None] for table in state.tables),
+        np.array([state.current]),
+        np.array([state.elapsed]),
+        state.visited[None],
+        state.revealed[None],
+        state.revealed_ctf[None],
+        stage_square=np.array([state.stage_square]),
+    )[0]
     if state.shown is not None:
         out[~state.shown] = 0.0  # holes of squares not imaged yet are unknown
     return out

@@ -43,6 +43,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "cryobench.simulator",
             "cryobench.features",
+            "cryobench.candidates",
             "cryobench.catalog",
             "cryobench.env",
             "cryobench.training_env",
