@@ -16,6 +16,8 @@ from cryobench.errors import InputError
 from cryobench.resources import card_dir
 
 ENTRY_POINT = "cryobench.env:CryoEMSessionEnv"
+#: ``gym.make_vec``'s native batched environment, for the environments of the default class.
+VECTOR_ENTRY_POINT = "cryobench.vector_env:CryoEMVectorEnv"
 _CARD_FIELDS = {
     "id": str,
     "short_name": str,
@@ -125,7 +127,13 @@ def register_envs() -> None:
     for env_id, card in env_cards().items():
         if env_id not in gym.registry:
             entry_point = card.get("entry_point", ENTRY_POINT)
-            gym.register(id=env_id, entry_point=entry_point, kwargs=dict(card["kwargs"]))
+            vector_entry_point = VECTOR_ENTRY_POINT if entry_point == ENTRY_POINT else None
+            gym.register(
+                id=env_id,
+                entry_point=entry_point,
+                vector_entry_point=vector_entry_point,
+                kwargs=dict(card["kwargs"]),
+            )
     for env_id, message in _load_env_cards()[1].values():
         if _ID_PATTERN.fullmatch(env_id) and env_id not in gym.registry:
             gym.register(id=env_id, entry_point=functools.partial(_refuse_bad_card, message))

@@ -46,6 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.candidates",
             "cryobench.catalog",
             "cryobench.env",
+            "cryobench.vector_env",
             "cryobench.training_env",
             "cryobench.registration",
             "cryobench.render",
