@@ -190,7 +190,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
     help="An environment's short name (e.g. aldolaseau) or id; cryobench list envs shows them.",
 )
 @click.option("--episodes", type=click.IntRange(min=1), default=50, show_default=True, help="Seeded episodes to run.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Episode i uses seed + i.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Episode i uses seed + i.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -614,7 +614,7 @@ def datasets_list() -> None:
     "--split", type=click.Choice(["train", "test", "all"]), default="all", show_default=True, help="Which holes."
 )
 @click.option("--noise", type=float, default=1.0, show_default=True, help="Regressor noise (0 perfect, 1 default).")
-@click.option("--seed", type=int, default=None, help="World seed (default: the card's).")
+@click.option("--seed", type=click.IntRange(min=0), default=None, help="World seed (default: the card's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_friendly_errors
 def datasets_show(name: str, split: str, noise: float, seed: int | None, as_json: bool) -> None:
@@ -776,7 +776,9 @@ def _jsonable(value):
     help="Environment short name or id.",
 )
 @click.option("--feedback", default="inspection", show_default=True, help="inspection, queue:K or none.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Episode seed: sets the starting hole.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Episode seed: sets the starting hole."
+)
 @click.option("-e", "env_args", multiple=True, metavar="KEY=VALUE", help="gym.make argument (default split=all).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (local only by default).")
 @click.option("--port", type=click.IntRange(0, 65535), default=8765, show_default=True, help="0 picks a free port.")
@@ -847,7 +849,9 @@ def _trainer(agent_name: str, agent):
 @click.option("--agent", "agent_name", required=True, help="A trainable agent (dqn).")
 @click.option("--env", "env_name", required=True, help="Training environment: a short name or an id.")
 @click.option("--steps", type=click.IntRange(min=1), default=None, help="Environment steps (default: the card's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seeds every random choice of training.")
+@click.option(
+    "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds every random choice of training."
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Checkpoint file to write.")
 @click.option(
     "--log-dir", type=click.Path(file_okay=False), default=None, help="Folder for the CSV (and TensorBoard) log."

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cryobench import metrics
+from cryobench.errors import InputError
 
 
 def _key(result: dict) -> str:
@@ -60,6 +61,12 @@ def jaccard_between(results: list[dict], good_only: bool = False) -> pd.DataFram
     much its paths agree with each other). Only results on the same environment compare.
     """
     names = [f"{r['agent']['name']}@{_key(r)}" for r in results]
+    for name, r in zip(names, results, strict=True):
+        if good_only and any("trajectory_good" not in row for row in r["episodes"]):
+            raise InputError(
+                f"option --good-only: the results of {name} have no per-exposure good flags (field "
+                "trajectory_good: an older results file); run them again, or compare without --good-only"
+            )
     matrix = np.full((len(results), len(results)), np.nan)
     for i, a in enumerate(results):
         ta = {row["seed"]: row for row in a["episodes"]}
@@ -82,7 +89,4 @@ def jaccard_between(results: list[dict], good_only: bool = False) -> pd.DataFram
 def _traj(row: dict, good_only: bool) -> list[int]:
     if not good_only:
         return row["trajectory"]
-    good = row.get("trajectory_good")
-    if good is None:
-        raise ValueError("results file has no per-exposure good flags; cannot compute good-only Jaccard")
-    return [h for h, g in zip(row["trajectory"], good, strict=True) if g]
+    return [h for h, g in zip(row["trajectory"], row["trajectory_good"], strict=True) if g]

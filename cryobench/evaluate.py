@@ -64,8 +64,10 @@ def evaluate(
     in a worker process that never receives the ground truth (:mod:`cryobench.sealed`): what
     protocol runs do.
     """
-    if episodes < 1:
-        raise InputError(f"argument 'episodes': expected a positive integer, got {episodes}")
+    if isinstance(episodes, bool) or not isinstance(episodes, int) or episodes < 1:
+        raise InputError(f"argument 'episodes': expected a positive integer, got {episodes!r:.40}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"argument 'seed': expected an integer >= 0 (episode i uses seed + i), got {seed!r:.40}")
     kwargs = dict(env_kwargs or {})
     if worlds:
         environments = [

@@ -87,9 +87,13 @@ class Metric:
 
     def value(self, row: Mapping[str, Any]) -> float:
         try:
-            return float(row[self.name] if self.compute is None else self.compute(row))
+            value = row[self.name] if self.compute is None else self.compute(row)
         except KeyError as exc:  # a hand-made or older results file
             raise InputError(f"metric {self.name!r}: an episode lacks the field {exc.args[0]!r}") from None
+        # float() would read the string "999" or true as a count: only real numbers are one.
+        if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.integer | np.floating):
+            raise InputError(f"metric {self.name!r}: expected a number, got {value!r:.60}")
+        return float(value)
 
     def values(self, rows: Iterable[Mapping[str, Any]]) -> np.ndarray:
         return np.array([self.value(row) for row in rows], dtype=float)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import cryobench
 from cryobench import metrics
 from cryobench.errors import InputError
 from cryobench.files import read_json, utc_timestamp, write_atomic
+from cryobench.resources import card_dir
 
 RESULTS_FORMAT = "cryobench-results/1"
 #: Fields every episode of a results file has (what compare, plot and the leaderboards read).
@@ -114,17 +116,55 @@ def save_results(result: dict, path: str | Path) -> Path:
     return write_atomic(path, json.dumps(result, indent=1, sort_keys=False) + "\n")
 
 
+def schema_path() -> Path:
+    """The published JSON Schema of results files (``leaderboards/schema/results-1.schema.json``)."""
+    return card_dir("leaderboards") / "schema" / "results-1.schema.json"
+
+
+@cache
+def _validator():
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(schema_path().read_text(encoding="utf-8")))
+
+
 def load_results(path: str | Path) -> dict:
-    """Read a results document, refusing files that are not cryobench results."""
+    """Read a results document, refusing (one line naming the file and field) any that does not follow
+    the published schema (:func:`schema_path`) or whose episodes do not add up."""
     path = Path(path)
-    result = read_json(path, "results file")
+    result = read_json(path, "results file", finite=True)
     if not isinstance(result, dict) or result.get("format") != RESULTS_FORMAT:
         raise InputError(f"{path}: not a cryobench results file (expected format {RESULTS_FORMAT!r})")
-    for key in ("env", "agent", "episodes", "seeds"):
-        if key not in result:
-            raise InputError(f"{path}: results file lacks the field {key!r}")
-    for index, row in enumerate(result["episodes"]):
-        missing = [k for k in EPISODE_FIELDS if not isinstance(row, dict) or k not in row]
-        if missing:
-            raise InputError(f"{path}: episode {index} lacks the field(s) {missing}")
+    check_results(result, str(path))
     return result
+
+
+def check_results(result: Any, source: str) -> None:
+    """Refuse a results document that breaks the schema or whose episodes contradict themselves."""
+    errors = sorted(_validator().iter_errors(result), key=lambda e: [str(p) for p in e.absolute_path])
+    if errors:
+        where = ".".join(str(p) for p in errors[0].absolute_path) or "(top level)"
+        raise InputError(f"{source}: field {where}: {errors[0].message[:200]}")
+    seeds = set(result["seeds"])
+    for index, row in enumerate(result["episodes"]):
+        where = f"{source}: field episodes.{index}"
+        if row["seed"] not in seeds:
+            raise InputError(f"{where}.seed: {row['seed']} is not among the file's seeds {result['seeds']!r:.80}")
+        exposures = row["exposures"]
+        if row["good_exposures"] > exposures:
+            raise InputError(f"{where}.good_exposures: {row['good_exposures']} is more than its {exposures} exposures")
+        for field in ("trajectory", "good_curve.minutes", "good_curve.good", "trajectory_good", "trajectory_ctf"):
+            value = row.get(field) if "." not in field else row["good_curve"][field.split(".")[1]]
+            if value is not None and len(value) != exposures:
+                raise InputError(f"{where}.{field}: {len(value)} entries for {exposures} exposures")
+        if sum(row["bins"].values()) != exposures:
+            raise InputError(f"{where}.bins: they count {sum(row['bins'].values())} exposures, not {exposures}")
+        if "trajectory_good" in row and sum(row["trajectory_good"]) != row["good_exposures"]:
+            raise InputError(
+                f"{where}.trajectory_good: {sum(row['trajectory_good'])} good, not {row['good_exposures']}"
+            )
+    for metric in metrics.METRICS.values():  # registered metrics may read fields the schema does not know
+        try:
+            metric.values(result["episodes"])
+        except InputError as exc:
+            raise InputError(f"{source}: {exc}") from None

@@ -100,7 +100,7 @@ def test_compare_and_plot(tmp_path):
         ('{"format": "something-else"}', "not a cryobench results file"),
         (
             '{"format": "cryobench-results/1", "env": {}, "agent": {}, "seeds": [0], "episodes": [{}]}',
-            "episode 0 lacks",
+            "field agent: 'name' is a required property",
         ),
     ],
 )

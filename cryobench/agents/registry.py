@@ -8,6 +8,7 @@ cryobench's own agents are declared the same way in its ``pyproject.toml``. An a
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -138,10 +139,10 @@ def make_config(
     unknown = set(hyperparameters) - set(fields)
     if unknown:
         where = (sources or {}).get(sorted(unknown)[0], source)
-        raise InputError(
-            f"{where}: unknown hyperparameter(s) {sorted(unknown)} for agent {cls.name!r}; "
-            f"expected some of {sorted(fields)}"
-        )
+        close = [m for key in sorted(unknown) for m in difflib.get_close_matches(key, fields, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        known = f"it takes {', '.join(sorted(fields))}" if fields else "it takes no hyperparameters"
+        raise InputError(f"{where}: unknown hyperparameter(s) {sorted(unknown)} for agent {cls.name!r}{hint}; {known}")
     values = {}
     for key, value in hyperparameters.items():
         where = (sources or {}).get(key, source)

@@ -1,0 +1,160 @@
+"""The catalogue of bad command-line input beyond data folders (those are in test_bad_data.py): results
+files for compare and plot, seeds, hyperparameters. Each gives a one-line error naming the file and
+field (or the option) and what was expected, exit code 2, no traceback, and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cryobench.cli import main
+from cryobench.errors import ExitCode, InputError
+from cryobench.evaluate import evaluate
+from cryobench.results import load_results, save_results, schema_path
+
+
+@pytest.fixture(scope="module")
+def results_file(tmp_path_factory) -> Path:
+    """A real results file: two episodes of random on the Aldolase twin."""
+    path = tmp_path_factory.mktemp("results") / "random.json"
+    save_results(evaluate("random", "aldolase", episodes=2, progress=False), path)
+    return path
+
+
+def _edited(document: dict, where: tuple, value) -> dict:
+    document = json.loads(json.dumps(document))
+    target = document
+    for key in where[:-1]:
+        target = target[key]
+    if value is DELETE:
+        del target[where[-1]]
+    else:
+        target[where[-1]] = value
+    return document
+
+
+DELETE = object()
+# (where in the document, the new value, what the one-line message says after "FILE: ")
+BAD_RESULTS = {
+    "good count a string": (("episodes", 0, "good_exposures"), "999", "field episodes.0.good_exposures: '999' is not"),
+    "good count null": (("episodes", 0, "good_exposures"), None, "field episodes.0.good_exposures: None is not of"),
+    "good count negative": (("episodes", 1, "good_exposures"), -100, "good_exposures: -100 is less than the minimum"),
+    "good count a bool": (("episodes", 0, "good_exposures"), True, "good_exposures: True is not of type 'integer'"),
+    "good count a fraction": (("episodes", 0, "good_exposures"), 12.5, "good_exposures: 12.5 is not of type"),
+    "more good than exposures": (("episodes", 0, "good_exposures"), 10**6, "is more than its"),
+    "episodes a number": (("episodes",), 5, "field episodes: 5 is not of type 'array'"),
+    "no episodes": (("episodes",), [], "field episodes: [] should be non-empty"),
+    "no agent name": (("agent", "name"), DELETE, "field agent: 'name' is a required property"),
+    "no env spec": (("env", "spec"), DELETE, "field env: 'spec' is a required property"),
+    "env id a number": (("env", "id"), 3, "field env.id: 3 is not of type 'string'"),
+    "seeds text": (("seeds",), "0-1", "field seeds: '0-1' is not of type 'array'"),
+    "seed not among the seeds": (("episodes", 1, "seed"), 77, "field episodes.1.seed: 77 is not among the file's"),
+    "bins a list": (("episodes", 0, "bins"), [1, 2], "field episodes.0.bins: [1, 2] is not of type 'object'"),
+    "bins that do not add up": (("episodes", 0, "bins", "<4"), 10**4, "field episodes.0.bins: they count"),
+    "trajectory too short": (("episodes", 0, "trajectory"), [1], "field episodes.0.trajectory: 1 entries for"),
+    "good curve of text": (("episodes", 0, "good_curve", "good"), "many", "good_curve.good: 'many' is not of type"),
+    "reward a string": (("episodes", 0, "total_reward"), "12", "total_reward: '12' is not of type 'number'"),
+    "good flag 2": (("episodes", 0, "trajectory_good", 0), 2, "field episodes.0.trajectory_good.0: 2 is not one of"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_RESULTS))
+@pytest.mark.parametrize("command", ["compare", "plot"])
+def test_a_results_file_with_a_wrong_field_is_one_line_naming_file_and_field(results_file, tmp_path, command, case):
+    where, value, expected = BAD_RESULTS[case]
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_edited(json.loads(results_file.read_text()), where, value)))
+    out = tmp_path / "plots"
+    arguments = {"compare": [str(results_file), str(path)], "plot": [str(path), "--kind", "bins", "--out", str(out)]}
+    result = CliRunner().invoke(main, [command, *arguments[command]])
+    assert result.exit_code == ExitCode.BAD_INPUT, result.output
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith(f"Error: {path}: field ") and expected in result.output, result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'{"format": "cryobench-results/1", "episodes": NaN}', "holds the non-finite number NaN"),
+        ('{"format": "cryobench-results/1", "name": "caf\u00e9"}'.encode("latin-1"), "not UTF-8 text"),
+        (b"", "not valid JSON (line 1"),
+    ],
+    ids=["NaN", "not UTF-8", "empty"],
+)
+def test_unreadable_results_files_are_one_line(tmp_path, content, expected):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(InputError) as caught:
+        load_results(path)
+    assert str(caught.value).startswith(f"{path}: {expected}")
+
+
+def test_every_file_run_writes_follows_the_published_schema(results_file):
+    import jsonschema
+
+    schema = json.loads(schema_path().read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    jsonschema.validate(json.loads(results_file.read_text()), schema)
+    assert load_results(results_file)["episodes"][1]["seed"] == 1
+
+
+def test_good_only_on_a_file_without_good_flags_names_the_option(results_file, tmp_path):
+    old = tmp_path / "old.json"
+    old.write_text(
+        json.dumps(_edited(json.loads(results_file.read_text()), ("episodes", 0, "trajectory_good"), DELETE))
+    )
+    result = CliRunner().invoke(main, ["compare", str(old), "--good-only"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.output.startswith("Error: option --good-only: the results of random@cryobench/Aldolase-v1 have no")
+    assert CliRunner().invoke(main, ["compare", str(results_file), "--good-only"]).exit_code == 0
+
+
+# ---- seeds and hyperparameters ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["run", "--agent", "random", "--env", "aldolase", "--episodes", "1"],
+        ["train", "--agent", "dqn", "--env", "aldolase", "--steps", "1"],
+        ["play", "--port", "0"],
+        ["datasets", "show", "aldolase"],
+    ],
+    ids=["run", "train", "play", "datasets show"],
+)
+def test_a_negative_seed_is_refused_by_its_option(command, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, [*command, "--seed", "-1"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.output.strip().splitlines()[-1] == "Error: Invalid value for '--seed': -1 is not in the range x>=0."
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("seed", [-1, True, 1.5, "3"])
+def test_evaluate_refuses_a_seed_that_is_no_natural_number(seed):
+    with pytest.raises(InputError, match=r"^argument 'seed': expected an integer >= 0 \(episode i uses seed \+ i\)"):
+        evaluate("random", "aldolase", episodes=1, seed=seed, progress=False)
+
+
+@pytest.mark.parametrize(
+    "agent, assignments, expected",
+    [
+        ("random", ["foo=1"], "unknown hyperparameter(s) ['foo'] for agent 'random'; it takes no hyperparameters"),
+        (
+            "greedy",
+            ["flor=1", "bar=2"],
+            "unknown hyperparameter(s) ['bar', 'flor'] for agent 'greedy' (did you mean 'floor'?); "
+            "it takes ceiling, floor, offset, price_scale, replan_every, scale, shadow_price",
+        ),
+    ],
+)
+def test_an_unknown_hyperparameter_names_the_option_and_what_the_agent_takes(agent, assignments, expected, tmp_path):
+    options = [word for a in assignments for word in ("-H", a)]
+    out = tmp_path / "r.json"
+    arguments = ["run", "--agent", agent, "--env", "aldolase", "--episodes", "1", "--out", str(out), *options]
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.output.strip().splitlines() == [f"Error: the hyperparameters given (-H): {expected}"]
+    assert not out.exists()
