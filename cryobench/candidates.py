@@ -41,6 +41,12 @@ class _CandidateIndex:
     by_rank: np.ndarray  # (n_holes + 1,) the hole of each rank; [n_holes] = -1 (no hole)
     patch_square: np.ndarray  # (n_patches,)
     patch_tile: np.ndarray  # (n_patches,)
+    level_starts: np.ndarray  # (n_patches, 5) from each patch, where each move level's patches start in sorted keys
+    level_keys: np.ndarray | None  # (n_patches, n_patches) level * (n_holes + 1) from each patch; None on huge grids
+
+
+#: Up to this many patches, the move levels between every two patches are kept (4 bytes each).
+_LEVEL_TABLE_PATCHES = 2048
 
 
 _indexes: weakref.WeakKeyDictionary[World, _CandidateIndex] = weakref.WeakKeyDictionary()
@@ -61,16 +67,31 @@ def _index(world: World) -> _CandidateIndex:
         padding = np.ones(members.shape, dtype=bool)
         members[patch[by_patch], column], padding[patch[by_patch], column] = by_patch, False
         first = members[:, 0]
+        patch_square, patch_tile = square[first], tile[first]
+        patches = np.arange(len(sizes))
+        levels = _levels(patch_square, patch_tile, patches, patches)
+        counts = (levels[:, :, None] == np.arange(len(LEVEL_SLOTS))).sum(axis=1)
         index = _CandidateIndex(
             members=members,
             padding=padding,
             rank=rank,
             by_rank=np.append(order, -1),
-            patch_square=square[first],
-            patch_tile=tile[first],
+            patch_square=patch_square,
+            patch_tile=patch_tile,
+            level_starts=np.concatenate([np.zeros((len(sizes), 1), np.int64), np.cumsum(counts, axis=1)], axis=1),
+            level_keys=(levels * (n + 1)).astype(np.int32) if len(sizes) <= _LEVEL_TABLE_PATCHES else None,
         )
         _indexes[world] = index
     return index
+
+
+def _levels(patch_square: np.ndarray, patch_tile: np.ndarray, current: np.ndarray, patches: np.ndarray) -> np.ndarray:
+    """The move level from each patch of ``current`` (S,) to every patch, (S, n_patches) int64."""
+    return move_level(
+        patch_tile[patches][None] == patch_tile[current][:, None],
+        patch_square[patches][None] == patch_square[current][:, None],
+        patches[None] == current[:, None],
+    ).astype(np.int64)
 
 
 def best_unvisited_holes(world: World, visited: np.ndarray, patches: np.ndarray | None = None) -> np.ndarray:
@@ -93,21 +114,20 @@ def select_candidates(world: World, best: np.ndarray, current: np.ndarray) -> np
     (``best``, (S, n_patches), as :func:`best_unvisited_holes`) and the stage's hole (S,)."""
     index, n = _index(world), world.n_holes
     current_patch = world.groups[0][current]
-    levels = move_level(
-        index.patch_tile[None] == index.patch_tile[current_patch][:, None],
-        index.patch_square[None] == index.patch_square[current_patch][:, None],
-        np.arange(len(index.patch_tile))[None] == current_patch[:, None],
-    ).astype(np.int64)
+    if index.level_keys is not None:
+        level_keys = index.level_keys[current_patch]
+    else:
+        patches = np.arange(len(index.patch_tile))
+        level_keys = _levels(index.patch_square, index.patch_tile, current_patch, patches) * (n + 1)
     # One sort of (level, rank of the best hole) per session: ranks are unique, so the key
     # names the hole; a used-up patch sorts last in its level (rank n, no hole).
-    keys = np.sort(levels * (n + 1) + index.rank[best], axis=1)
-    sorted_levels = keys // (n + 1)
-    # where each level's patches start in the sorted keys: the count of patches of lower levels
-    level_start = (sorted_levels[:, :, None] < np.arange(len(LEVEL_SLOTS))).sum(axis=1)
-    position = np.minimum(level_start[:, _SLOT_LEVEL] + _SLOT_POSITION, keys.shape[1] - 1)
-    chosen = np.take_along_axis(keys, position, axis=1)
-    in_level = np.take_along_axis(sorted_levels, position, axis=1) == _SLOT_LEVEL
-    return np.where(in_level, index.by_rank[np.where(in_level, chosen % (n + 1), n)], -1)
+    keys = np.sort(level_keys + index.rank[best], axis=1)
+    # Each level's patches start where the (static) counts of the lower levels end.
+    starts = index.level_starts[current_patch]
+    position = starts[:, _SLOT_LEVEL] + _SLOT_POSITION
+    in_level = position < starts[:, _SLOT_LEVEL + 1]
+    chosen = np.take_along_axis(keys, np.minimum(position, keys.shape[1] - 1), axis=1)
+    return index.by_rank[np.where(in_level, chosen % (n + 1), n)]
 
 
 def candidate_holes(world: World, visited: np.ndarray, current: np.ndarray) -> np.ndarray:

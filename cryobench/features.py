@@ -180,7 +180,6 @@ def patch_features(
     current: np.ndarray,
     elapsed: np.ndarray,
     stage_square: np.ndarray | None = None,
-    patches: np.ndarray | None = None,
 ) -> np.ndarray:
     """The feature columns a patch's holes share, for S sessions at once: (S, n_patches, N_FEATURES).
 
@@ -189,24 +188,14 @@ def patch_features(
     hole's own (``HOLE_OWN_COLUMNS``, left 0 here) is the same for all holes of a patch, so a
     hole's row is its patch's row plus those four. ``stage_square`` (S,) (staged sessions):
     the square the stage sits at after imaging it, -1 where it is at ``current``.
-
-    ``patches`` (S, K): only these patches' rows, (S, K, N_FEATURES), each computed from its
-    own groups' table rows (the values are the same: every column is computed row by row).
     """
     index = _patch_index(world)
     current = np.asarray(current, dtype=np.int64)
-    n_sessions = len(current)
-    every_patch = patches is None
-    if every_patch:
-        patches = np.arange(len(index.square))
-    patch_groups = (patches, index.square[patches], index.tile[patches])
-    out = np.zeros((n_sessions, patches.shape[-1], N_FEATURES), dtype=np.float32)
-    sessions = np.arange(n_sessions)[:, None]
+    n_sessions, n_patches = len(current), len(index.square)
+    out = np.zeros((n_sessions, n_patches, N_FEATURES), dtype=np.float32)
+    patch_groups = (np.arange(n_patches), index.square, index.tile)
     for table, cap, groups, columns in zip(tables, GROUP_CAPS, patch_groups, GROUP_COLUMNS, strict=True):
-        if every_patch:  # each group's values once, then each patch's row of this level
-            out[..., columns] = _group_values(table, cap)[:, groups]
-        else:
-            out[..., columns] = _group_values(table[sessions, groups], cap)
+        out[..., columns] = _group_values(table, cap)[:, groups]  # each patch's row of this level
     current_patch = world.groups[0][current]
     current_square, current_tile = index.square[current_patch], index.tile[current_patch]
     if stage_square is not None:  # at a square just imaged: its square and tile, no patch
@@ -215,9 +204,9 @@ def patch_features(
         current_tile = np.where(at_square, world.square_tile[np.maximum(stage_square, 0)], current_tile)
         current_patch = np.where(at_square, -1, current_patch)
     levels = move_level(
-        np.atleast_2d(patch_groups[2]) == current_tile[:, None],
-        np.atleast_2d(patch_groups[1]) == current_square[:, None],
-        np.atleast_2d(patches) == current_patch[:, None],
+        index.tile[None] == current_tile[:, None],
+        index.square[None] == current_square[:, None],
+        np.arange(n_patches)[None] == current_patch[:, None],
     )
     out[..., SHARED_GROUP_COLUMNS] = index.move_values[levels, :3]
     out[..., MOVE_MINUTES_COLUMN] = index.move_values[levels, 3]
@@ -245,20 +234,82 @@ def session_features(
     other arguments as :func:`patch_features`. A hole's row is its patch's row plus the hole's
     own columns, bit for bit the row :func:`hole_features` gives.
     """
-    hole_patch = world.groups[0]
-    if holes is None:
-        out = patch_features(world, tables, current, elapsed, stage_square)[:, hole_patch]
-        own = np.s_[:, :]
-        predicted = _patch_index(world).predicted_ctf_feature
-    else:
-        out = patch_features(world, tables, current, elapsed, stage_square, patches=hole_patch[holes])
-        own = np.arange(len(holes))[:, None], holes
-        predicted = _patch_index(world).predicted_ctf_feature[holes]
-    out[..., PREDICTED_CTF_COLUMN] = predicted
-    out[..., VISITED_COLUMN] = visited[own]
-    out[..., REVEALED_COLUMN] = revealed[own]
-    out[..., REVEALED_CTF_COLUMN] = np.minimum(revealed_ctf[own], CTF_CAP) / CTF_CAP
+    if holes is not None:  # paper sessions: the stage is at a hole
+        values = group_values(world, np.concatenate(tables, axis=1))
+        return hole_rows(world, values, current, elapsed, visited, revealed, revealed_ctf, holes)
+    out = patch_features(world, tables, current, elapsed, stage_square)[:, world.groups[0]]
+    out[..., PREDICTED_CTF_COLUMN] = _patch_index(world).predicted_ctf_feature
+    out[..., VISITED_COLUMN] = visited
+    out[..., REVEALED_COLUMN] = revealed
+    out[..., REVEALED_CTF_COLUMN] = np.minimum(revealed_ctf, CTF_CAP) / CTF_CAP
     return out
+
+
+def hole_groups(world: World) -> np.ndarray:
+    """(n_holes, 3) each hole's patch, square and tile in :func:`group_values`' numbering."""
+    return _world_index(world).hole_groups
+
+
+def group_values(world: World, table: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+    """Per-group feature values of S sessions: (S, n_groups, 11), or (S, M, 11) for ``groups`` (S, M).
+
+    ``table`` is the sessions' group tables of every level in one, (S, n_groups, N_COLS),
+    groups numbered patches, then squares, then tiles (``np.concatenate(tables, axis=1)``);
+    the values are :func:`_group_values`' of each group's level, bit for bit.
+    """
+    index = _world_index(world)
+    if groups is None:
+        return _group_values(table, index.group_caps[index.group_hierarchy_level])
+    rows = table[np.arange(len(table))[:, None], groups]
+    return _group_values(rows, index.group_caps[index.group_hierarchy_level[groups]])
+
+
+def hole_rows(
+    world: World,
+    values: np.ndarray,
+    current: np.ndarray,
+    elapsed: np.ndarray,
+    visited: np.ndarray,
+    revealed: np.ndarray,
+    revealed_ctf: np.ndarray,
+    holes: np.ndarray,
+) -> np.ndarray:
+    """The feature rows of ``holes`` (S, K) in paper sessions, (S, K, N_FEATURES), from the
+    sessions' :func:`group_values` (S, n_groups, 11): the rows :func:`hole_features` gives."""
+    index = _world_index(world)
+    n_sessions, n_groups, n_values = values.shape
+    # Gathers through flat indices (one index array) are several times faster than (session, hole) pairs.
+    flat_holes = (np.arange(n_sessions)[:, None] * world.n_holes + holes).ravel()
+    flat_groups = (np.arange(n_sessions)[:, None, None] * n_groups + index.hole_groups[holes]).ravel()
+    rows = np.take(values.reshape(-1, n_values), flat_groups, axis=0).reshape(*holes.shape, 3, n_values)
+    shape = (*holes.shape, 1)
+    visited = np.take(visited, flat_holes).reshape(shape)
+    revealed = np.take(revealed, flat_holes).reshape(shape)
+    revealed_ctf = np.minimum(np.take(revealed_ctf, flat_holes).reshape(shape), CTF_CAP) / CTF_CAP
+    patch, square, tile = world.groups
+    current = current[:, None]
+    levels = move_level(tile[current] == tile[holes], square[current] == square[holes], patch[current] == patch[holes])
+    move_values = index.move_values[levels]
+    left = np.maximum(world.duration - np.asarray(elapsed, dtype=np.float64), 0.0)  # as simulator.time_left
+    time_left = np.broadcast_to((left / world.duration).astype(np.float32)[:, None, None], shape)
+    # The columns in the layout's order (checked by tests against hole_features), written in one pass.
+    return np.concatenate(
+        [
+            _patch_index(world).predicted_ctf_feature[holes][..., None],
+            visited,
+            rows[..., :_PER_LEVEL].reshape(*holes.shape, 3 * _PER_LEVEL),  # patch, square, tile histograms and counts
+            move_values[..., :3],  # same tile, square, patch
+            revealed,
+            revealed_ctf,
+            # revealed-good fractions, then revealed counts, of patch, square, tile
+            rows[..., _PER_LEVEL:].swapaxes(-1, -2).reshape(*holes.shape, 6),
+            move_values[..., 3:],
+            time_left,
+        ],
+        axis=-1,
+        dtype=np.float32,
+        casting="unsafe",
+    )
 
 
 def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:

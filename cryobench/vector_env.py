@@ -23,7 +23,7 @@ from gymnasium.vector.utils import batch_space
 from cryobench.candidates import N_CANDIDATES, best_unvisited_holes, select_candidates
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
-from cryobench.features import session_features
+from cryobench.features import group_values, hole_groups, hole_rows, session_features
 from cryobench.grid import CTF_CAP
 from cryobench.rules import move_level
 
@@ -73,7 +73,13 @@ class CryoEMVectorEnv(VectorEnv):
         self.current = np.zeros(b, dtype=np.int64)
         self.elapsed = np.zeros(b, dtype=np.float64)
         self.exposures = np.zeros(b, dtype=np.int64)
-        self.tables = tuple(np.repeat(table[None], b, axis=0) for table in world.initial_tables)
+        # The group tables of every level in one array (patches, then squares, then tiles), and a view per level.
+        self._initial_table = np.concatenate(world.initial_tables)
+        self._table = np.repeat(self._initial_table[None], b, axis=0)
+        bounds = np.cumsum([len(table) for table in world.initial_tables])[:-1]
+        self.tables = tuple(np.split(self._table, bounds, axis=1))
+        self._hole_groups = hole_groups(world)
+        self._values = group_values(world, self._table)  # compact: kept up to date group by group
         batch = world.feedback.batch if world.feedback.mode == "queue" else 1
         self.pending = np.zeros((b, batch), dtype=np.int64)
         self.n_pending = np.zeros(b, dtype=np.int64)
@@ -150,12 +156,12 @@ class CryoEMVectorEnv(VectorEnv):
         self.exposures[sessions] = 0
         self.n_pending[sessions] = 0
         self._over[sessions] = False
-        for table, initial in zip(self.tables, world.initial_tables, strict=True):
-            table[sessions] = initial
+        self._table[sessions] = self._initial_table
         self.current[sessions] = starts
         self._mark_visited(sessions, starts)
         if self.observation_mode == "compact":
             self._best[sessions] = best_unvisited_holes(world, self.visited[sessions])
+            self._values[sessions] = group_values(world, self._table[sessions])
 
     def _mark_visited(self, sessions: np.ndarray, holes: np.ndarray) -> None:
         self.visited[sessions, holes] = True
@@ -195,9 +201,14 @@ class CryoEMVectorEnv(VectorEnv):
             if len(full):
                 self._reveal(np.repeat(full, self.pending.shape[1]), self.pending[full].ravel())
                 self.n_pending[full] = 0
-        if self.observation_mode == "compact":  # the exposed hole's patch has a new best hole
+                if self.observation_mode == "compact":  # the revealed holes' groups changed too
+                    groups = self._hole_groups[self.pending[full]].reshape(len(full), -1)
+                    self._values[full[:, None], groups] = group_values(world, self._table[full], groups)
+        if self.observation_mode == "compact":  # the exposed hole's groups and patch's best hole changed
             touched = patch[holes]
             self._best[sessions, touched] = best_unvisited_holes(world, self.visited, touched[:, None])[:, 0]
+            groups = self._hole_groups[holes]
+            self._values[sessions[:, None], groups] = group_values(world, self._table, groups)
         return rewards, invalid
 
     # ---- observations ------------------------------------------------------------------
@@ -210,15 +221,15 @@ class CryoEMVectorEnv(VectorEnv):
             holes = select_candidates(world, self._best, self.current)
             self._candidates = holes
             filled = holes >= 0
-            features = session_features(
+            features = hole_rows(
                 world,
-                self.tables,
+                self._values,
                 self.current,
                 self.elapsed,
                 self.visited,
                 self.revealed,
                 self.revealed_ctf,
-                holes=np.where(filled, holes, 0),
+                np.where(filled, holes, 0),
             )
             features[~filled] = 0.0
             return {
