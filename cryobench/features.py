@@ -237,11 +237,16 @@ def session_features(
     if holes is not None:  # paper sessions: the stage is at a hole
         values = group_values(world, np.concatenate(tables, axis=1))
         return hole_rows(world, values, current, elapsed, visited, revealed, revealed_ctf, holes)
-    out = patch_features(world, tables, current, elapsed, stage_square)[:, world.groups[0]]
-    out[..., PREDICTED_CTF_COLUMN] = _patch_index(world).predicted_ctf_feature
-    out[..., VISITED_COLUMN] = visited
-    out[..., REVEALED_COLUMN] = revealed
-    out[..., REVEALED_CTF_COLUMN] = np.minimum(revealed_ctf, CTF_CAP) / CTF_CAP
+    rows = patch_features(world, tables, current, elapsed, stage_square)
+    out = np.empty((len(rows), world.n_holes, N_FEATURES), dtype=np.float32)
+    predicted = _patch_index(world).predicted_ctf_feature
+    revealed_ctf = np.minimum(revealed_ctf, CTF_CAP) / CTF_CAP
+    for session, session_out in enumerate(out):  # one session at a time: its matrix stays in the cache
+        np.take(rows[session], world.groups[0], axis=0, out=session_out)
+        session_out[:, PREDICTED_CTF_COLUMN] = predicted
+        session_out[:, VISITED_COLUMN] = visited[session]
+        session_out[:, REVEALED_COLUMN] = revealed[session]
+        session_out[:, REVEALED_CTF_COLUMN] = revealed_ctf[session]
     return out
 
 
