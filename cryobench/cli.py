@@ -174,14 +174,37 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 
 
 # ---- run / compare / plot --------------------------------------------------------------
+def _policy_option(what: str):
+    return click.option(
+        "--policy",
+        "policy",
+        default=None,
+        metavar="MODULE:ATTR",
+        help=f"Instead of --agent: {what} code that is not a package: module:attr or path/to/file.py:attr "
+        "naming an agent (class or object), a Stable-Baselines3 model or a function (obs, info) -> action.",
+    )
+
+
+def _agent_or_policy(agent_name: str | None, policy: str | None) -> str:
+    """The one agent asked for: a registered name or a policy spec (``module:attr``)."""
+    if (agent_name is None) == (policy is None):
+        raise InputError("give exactly one of --agent NAME (cryobench list agents) and --policy MODULE:ATTR")
+    if policy is not None and ":" not in policy:
+        raise InputError(f"option --policy: expected MODULE:ATTR or path/to/file.py:ATTR, got {policy!r}")
+    if agent_name is not None and ":" in agent_name:
+        raise InputError(f"option --agent: {agent_name!r} is not an agent name; a module:attr goes to --policy")
+    return agent_name if policy is None else policy
+
+
 @main.command("run")
 @click.option(
     "--agent",
     "agent_name",
-    required=True,
+    default=None,
     shell_complete=_complete_agents,
     help="Agent name (cryobench list agents).",
 )
+@_policy_option("run")
 @click.option(
     "--env",
     "env_name",
@@ -201,17 +224,18 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict:
 @click.option("-H", "hyper_args", multiple=True, metavar="KEY=VALUE", help="Agent hyperparameter override.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def run_cmd(agent_name, env_name, episodes, seed, out, env_args, hyper_args, quiet) -> None:
-    """Run an agent for seeded episodes; print a table and write a results file."""
+def run_cmd(agent_name, policy, env_name, episodes, seed, out, env_args, hyper_args, quiet) -> None:
+    """Run an agent (or a policy) for seeded episodes; print a table and write a results file."""
     from cryobench.evaluate import evaluate
     from cryobench.results import save_results
 
+    agent_name = _agent_or_policy(agent_name, policy)
     env_kwargs = _parse_assignments(env_args, "-e")
     hyper = _parse_assignments(hyper_args, "-H")
     result = evaluate(agent_name, env_name, env_kwargs, episodes, seed, hyper, progress=not quiet)
     note = ""
     if out is None:
-        wanted = default_results_path(agent_name, env_name, env_kwargs, hyper, seed)
+        wanted = default_results_path(agent_name.rpartition(":")[2], env_name, env_kwargs, hyper, seed)
         out = _unused_path(wanted)
         if out != wanted:
             note = f" ({wanted} exists and is kept; pass --out to choose the name)"
@@ -411,10 +435,11 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
 @click.option(
     "--agent",
     "agent_name",
-    required=True,
+    default=None,
     shell_complete=_complete_agents,
     help="Agent name (cryobench list agents; plugins too).",
 )
+@_policy_option("submit (protocol 2, sealed)")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Submission file (JSON).")
 @click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder (optional).")
 @click.option("--work", type=click.Path(file_okay=False), default=None, help="Folder for resumable task results.")
@@ -446,13 +471,18 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
-def submit_cmd(agent_name, out, data, work, workers, seeds, entries, backend, address, version, tier, quiet) -> None:
+def submit_cmd(
+    agent_name, policy, out, data, work, workers, seeds, entries, backend, address, version, tier, quiet
+) -> None:
     """Run an agent under the leaderboard protocol and write a submission file with provenance.
 
     Protocol 2 (the default) plays held-out test worlds under families of conditions, the agent
     sealed in a worker process that never receives the ground truth. Resumable: run the same
     command again after an interruption and only missing tasks run.
     """
+    agent_name = _agent_or_policy(agent_name, policy)
+    if policy is not None and version != 2:
+        raise InputError("option --policy: protocol 1 is frozen to registered agents; use --protocol 2")
     if version == 2:
         if seeds is not None or entries is not None:
             raise InputError("options --seeds and --entries belong to protocol 1; protocol 2 has --tier quick")
@@ -485,9 +515,10 @@ def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address
     from cryobench.leaderboard.heldout_runs import save_submission, submit_heldout
 
     suffix = "v2" if tier == "full" else "v2-quick"
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent_name.rpartition(":")[2])
     doc = submit_heldout(
         agent_name,
-        work or f"cryobench-sweeps/{agent_name}-{suffix}",
+        work or f"cryobench-sweeps/{stem}-{suffix}",
         data=data,
         workers=workers,
         tier=tier,
@@ -495,7 +526,7 @@ def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address
         backend=backend,
         address=address,
     )
-    path = save_submission(doc, out or f"{agent_name}-{suffix}.json")
+    path = save_submission(doc, out or f"{stem}-{suffix}.json")
     kind = "complete" if doc["protocol"]["complete"] else f"{tier} tier (not a leaderboard entry)"
     runs = sum(len(block["runs"]) for block in doc["tasks"].values())
     click.echo(f"submission: {path} ({len(doc['tasks'])} tasks, {runs} runs, sealed, {kind})")

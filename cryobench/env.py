@@ -15,7 +15,7 @@ from gymnasium import spaces
 from cryobench import simulator
 from cryobench.candidates import N_CANDIDATES, candidate_holes
 from cryobench.catalog import build_world, load_dataset
-from cryobench.errors import InputError
+from cryobench.errors import InputError, UnknownArgumentError
 from cryobench.features import FEATURE_NAMES, N_FEATURES, hole_features, session_features
 from cryobench.grid import CTF_CAP
 from cryobench.profiles import MOVE_LEVELS
@@ -46,6 +46,7 @@ def compact_space(n_holes: int, duration: float, mask_dtype: str) -> spaces.Dict
             "action_mask": mask_space(N_CANDIDATES, mask_dtype),
         }
     )
+_TILE = simulator.HIERARCHY_LEVELS.index("tile")  # the fewest groups: the cheapest table to sum
 
 
 def _read_only_view(array: np.ndarray) -> np.ndarray:
@@ -188,6 +189,14 @@ class CryoEMSessionEnv(gym.Env):
     Every observation's arrays are new: the environment never changes an array after handing
     it out, so agents may keep past observations (e.g. a history of features) without copying.
 
+    ## Info
+
+    ``action_mask``, ``elapsed_minutes``, ``exposures``, ``level`` (the move just made) and
+    ``invalid_action`` at every step. ``good_exposures``: at the end of the episode the true
+    count (with ``exposures`` and ``minutes``: the headline metrics results files score); during
+    it only what the feedback has shown, the good holes among those revealed so far, and absent
+    with ``feedback="none"``: info never tells an agent more than the observation does.
+
     ## Rewards
 
     ``exp(-beta (t - t0))`` for a good hole, ``t`` the move's minutes and ``t0`` the cheapest
@@ -273,9 +282,10 @@ class CryoEMSessionEnv(gym.Env):
         render_mode: str | None = None,
         **unknown: Any,
     ) -> None:
-        # Caught here, not left to Python's TypeError, so every bad argument is an InputError.
+        # Caught here, not left to Python's TypeError, so the message lists what is accepted; the
+        # error is both an InputError (one line in the CLI) and a TypeError (libraries probe for it).
         if unknown:
-            raise InputError(
+            raise UnknownArgumentError(
                 f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; "
                 f"expected some of {', '.join(ENV_ARGUMENTS)} (see the class docstring)"
             )
@@ -663,6 +673,14 @@ class CryoEMSessionEnv(gym.Env):
             "level": self._last_level,
             "invalid_action": invalid,
         }
+        if simulator.is_over(self.world, self.state):
+            # The headline metrics, true, once nothing more can be chosen: what results files score.
+            info["good_exposures"] = int(np.count_nonzero(self.world.true_good[state.exposures]))
+            info["minutes"] = float(state.elapsed)
+        elif self.world.feedback.reveals:
+            # During the session only what the feedback has shown: good exposures among the revealed
+            # holes (all of them with inspection; queue:K lags). Feedback "none" shows no count.
+            info["good_exposures"] = int(state.tables[_TILE][:, simulator.COL_REVEALED_GOOD].sum())
         if state.grid_minutes is not None:  # cassettes: per grid, minutes spent and good exposures so far
             world = self.world
             good = np.zeros(world.n_grids, dtype=np.int64)

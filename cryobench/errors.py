@@ -32,6 +32,14 @@ class InputError(ValueError):
     """
 
 
+class UnknownArgumentError(InputError, TypeError):
+    """An unknown keyword argument to an environment or agent: bad input, and a TypeError too.
+
+    Libraries probe constructors with keywords and expect Python's TypeError for one that is not
+    accepted (TorchRL's ``GymEnv``); the CLI still shows it as one line of bad input.
+    """
+
+
 class Rejected(Exception):
     """A well-formed document that was examined and refused (it does not verify, a check failed)."""
 

@@ -159,4 +159,8 @@ def make_env(env: str, env_kwargs: dict[str, Any] | None = None) -> gym.Env:
     try:
         return gym.make(env_id, **(env_kwargs or {}))
     except TypeError as exc:  # an unknown keyword argument
-        raise InputError(f"environment {env_id}: {exc}") from None
+        # gymnasium re-raises a creator's TypeError with where it came from appended: not needed here.
+        message = str(exc).split(" was raised from the environment creator")[0]
+        if isinstance(exc, InputError):  # the environment's own message (it names what is accepted)
+            raise type(exc)(message) from None
+        raise InputError(f"environment {env_id}: {message}") from None

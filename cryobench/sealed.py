@@ -17,7 +17,6 @@ at reset, and stay labelled as upper bounds in every table.
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing as mp
 import os
 import shutil
@@ -87,6 +86,7 @@ def _read_only(value: Any) -> Any:
 def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> None:
     """The worker's loop: load the agent, then answer fit / reset / act messages until closed."""
     # Imported here: the worker is a fresh interpreter and needs nothing of the parent's.
+    from cryobench.agents.external import as_agent, is_policy_spec
     from cryobench.agents.registry import agent_version, load_agent
 
     def answer(kind: str, *payload: Any) -> None:
@@ -96,10 +96,8 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             os._exit(0)
 
     try:
-        if ":" in agent_name:  # "module:Class", code that is not a registered package
-            module_name, _, attribute = agent_name.partition(":")
-            cls = getattr(importlib.import_module(module_name), attribute)
-            agent, card = cls(), {}
+        if is_policy_spec(agent_name):  # "module:attr" or "file.py:attr": code that is not a registered package
+            agent, card = as_agent(agent_name), {}
         else:
             agent, card = load_agent(agent_name, hyperparameters)
     except BaseException as exc:  # reported to the parent, which raises it as one line

@@ -137,6 +137,7 @@ def check_tasks(tasks: Sequence[Task]) -> None:
     second or two to import torch for a DQN), so a misspelt name is one line now, not a
     failure of every task at the end.
     """
+    from cryobench.agents.external import is_policy_spec
     from cryobench.agents.registry import load_agent
     from cryobench.registration import make_env
 
@@ -145,7 +146,8 @@ def check_tasks(tasks: Sequence[Task]) -> None:
         return list(seen.values())
 
     for agent, hyperparameters in distinct((t.agent, t.hyperparameters) for t in tasks):
-        load_agent(agent, hyperparameters)
+        if not is_policy_spec(agent):  # a policy's code loads where it runs (a sealed worker reports a bad spec)
+            load_agent(agent, hyperparameters)
     for env, env_kwargs in distinct((t.env, t.env_kwargs) for t in tasks):
         make_env(env, env_kwargs).close()
     for task in tasks:

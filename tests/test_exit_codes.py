@@ -25,14 +25,14 @@ def test_the_codes_are_distinct_and_documented():
 def test_bad_input_exits_2_in_one_line(tmp_path):
     runner = CliRunner()
     unknown = runner.invoke(main, ["run", "--agent", "nosuch", "--env", "aldolase", "--episodes", "1", "--quiet"])
-    missing_option = runner.invoke(main, ["run", "--env", "aldolase"])  # click's own usage error
+    missing_option = runner.invoke(main, ["run", "--agent", "random"])  # click's own usage error
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "results.json"  # a folder that is a file: an OSError
     unwritable = runner.invoke(main, ["run", "--agent", "random", "--env", "aldolase", "--episodes", "1", "--quiet",
                                       "--out", str(out)])  # fmt: skip
     assert [r.exit_code for r in (unknown, missing_option, unwritable)] == [ExitCode.BAD_INPUT] * 3
     assert unknown.output.startswith("Error: unknown agent 'nosuch'") and unknown.output.count("\n") == 1
-    assert "Missing option '--agent'" in missing_option.output
+    assert "Missing option '--env'" in missing_option.output
     assert unwritable.output.splitlines()[-1] == f"Error: {tmp_path / 'file'}: File exists"
     assert all("Traceback" not in r.output for r in (unknown, missing_option, unwritable))
 

@@ -73,6 +73,29 @@ def run_score(episodes: list[dict]) -> float:
     return round(float(np.mean([episode["good_exposures"] for episode in episodes])), 6)
 
 
+def submitted_agent(doc: dict) -> str:
+    """What a submission ran: a registered agent's name or a policy's spec."""
+    return doc["agent"].get("policy") or doc["agent"]["name"]
+
+
+def agent_needs_feedback(agent: str) -> bool:
+    """Whether an agent (a registered name or a ``module:attr`` policy) learns from revealed CTFs.
+
+    A registered agent's class says so (its attributes only); a policy's code is loaded only in
+    a sealed worker, so a worker is asked (and a wrong spec fails here, before any task runs).
+    """
+    from cryobench.agents.external import is_policy_spec
+
+    if is_policy_spec(agent):
+        from cryobench.sealed import SealedAgent
+
+        with SealedAgent(agent) as probe:
+            return probe.needs_feedback
+    from cryobench.agents.registry import agent_class
+
+    return bool(getattr(agent_class(agent), "needs_feedback", False))
+
+
 def submit_heldout(
     agent: str,
     work_dir: str | Path,
@@ -90,15 +113,15 @@ def submit_heldout(
     The per-task results in ``work_dir`` make the run resumable: run the same call again after
     an interruption and only the missing tasks run.
     """
-    from cryobench.agents.registry import agent_class
+    from cryobench.agents.external import is_policy_spec, policy_slug
 
     protocol = protocol_for(tier, worlds)
-    cls = agent_class(agent)  # class attributes only; the agent's code runs in the sealed workers
+    needs_feedback = agent_needs_feedback(agent)
     folder = measured_data_folder(data)
     hyper = dict(hyperparameters or {})
     not_applicable, skipped, planned = {}, {}, []
     for task in (*protocol.tasks, *protocol.measured):
-        reason = task.not_applicable_reason(bool(getattr(cls, "needs_feedback", False)))
+        reason = task.not_applicable_reason(needs_feedback)
         if reason:
             not_applicable[task.name] = reason
         elif task.measured and folder is None:
@@ -139,7 +162,8 @@ def submit_heldout(
             "complete": complete,
         },
         "agent": {
-            "name": agent,
+            "name": policy_slug(agent) if is_policy_spec(agent) else agent,
+            **({"policy": agent} if is_policy_spec(agent) else {}),
             "upper_bound": bool(agent_doc.get("upper_bound")),
             "version": agent_doc.get("version"),
             "hyperparameters": card.get("hyperparameters") or {},
@@ -223,14 +247,11 @@ UNVERIFIABLE = ("provenance", "seconds_per_episode", "decision_seconds_median", 
 
 def static_problems(doc: dict, protocol: HeldOutProtocol) -> list[str]:
     """What is wrong with a schema-valid v2 submission before anything is re-run."""
-    from cryobench.agents.registry import agent_class
-
     reasons = []
     declared = doc["protocol"]
     if list(protocol.worlds) != declared["worlds"] or list(protocol.starts) != declared["starts"]:
         reasons.append(f"field 'protocol': worlds or starts are not those of the {protocol.tier} tier of protocol v2")
-    cls = agent_class(doc["agent"]["name"])
-    needs_feedback = bool(getattr(cls, "needs_feedback", False))
+    needs_feedback = agent_needs_feedback(submitted_agent(doc))
     known = {task.name: task for task in (*protocol.tasks, *protocol.measured)}
     for name in declared["tasks"]:
         if name not in known:
@@ -297,7 +318,7 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
 
     with tempfile.TemporaryDirectory() as work:
         rerun = submit_heldout(
-            doc["agent"]["name"],
+            submitted_agent(doc),
             work,
             data=folder,
             workers=workers,
