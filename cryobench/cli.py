@@ -534,6 +534,81 @@ def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address
         click.echo(f"  {name}: not run: {reason}")
 
 
+@main.command("check")
+@click.option(
+    "--agent", "agent_name", default=None, shell_complete=_complete_agents, help="Agent name (cryobench list agents)."
+)
+@_policy_option("check")
+@click.option(
+    "--against",
+    "baseline",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Baseline: a protocol 2 submission (cryobench submit --tier quick) or an earlier check's report.",
+)
+@click.option(
+    "--tier",
+    type=click.Choice(["full", "quick"]),
+    default=None,
+    help="Protocol 2 tier (default: the baseline's; it must match).",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0.0, 0.5, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Fail only when P(candidate > baseline)'s CI lies wholly below 0.5 - TOLERANCE.",
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Report file (JSON; usable as the next --against). Default: cryobench-check-NAME.json.",
+)
+@click.option("--data", type=click.Path(file_okay=False), default=None, help="Measured Aldolase folder (full tier).")
+@click.option(
+    "--work",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Keep the task results here (resumable). Default: a temporary folder, so every check plays afresh.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Tasks run at once.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_friendly_errors
+def check_cmd(agent_name, policy, baseline, tier, tolerance, out, data, work, workers, quiet) -> None:
+    """Fail (exit 1) when an agent is worse than a baseline by a statistically supported margin.
+
+    For CI: plays the agent sealed on protocol 2's tasks and test worlds (the baseline's tier) and
+    compares per-world scores with protocol 2's statistics (probability of improvement and its
+    bootstrap CI). Writes a report; exit 0 when not worse, 1 when worse, 2 on bad input.
+    """
+    import tempfile
+
+    from cryobench.check import load_baseline, report_lines, run_check, save_report
+
+    agent = _agent_or_policy(agent_name, policy)
+    load_baseline(baseline)  # a wrong baseline is one line now, before any run
+    stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent.rpartition(":")[2])
+    with tempfile.TemporaryDirectory(prefix="cryobench-check-") as temporary:
+        report = run_check(
+            agent,
+            baseline,
+            work or temporary,
+            tier=tier,
+            tolerance=tolerance,
+            data=data,
+            workers=workers,
+            progress=not quiet,
+        )
+    path = save_report(report, out or f"cryobench-check-{stem}.json")
+    for line in report_lines(report)[1:]:
+        click.echo(line)
+    click.echo(f"report: {path}")
+    if report["verdict"] == "worse":
+        raise Rejected(report["reason"])
+    click.echo(report["reason"])
+
+
 def _parse_seed_range(text: str, option: str) -> range:
     first, _, last = text.partition("-")
     try:
