@@ -46,6 +46,8 @@ def compact_space(n_holes: int, duration: float, mask_dtype: str) -> spaces.Dict
             "action_mask": mask_space(N_CANDIDATES, mask_dtype),
         }
     )
+
+
 _TILE = simulator.HIERARCHY_LEVELS.index("tile")  # the fewest groups: the cheapest table to sum
 
 
