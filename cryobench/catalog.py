@@ -21,6 +21,7 @@ from cryobench.simulator import Feedback, World
 
 if TYPE_CHECKING:
     from cryobench.cryorl_format import CryoRLFiles
+    from cryobench.facility_table import TableFile
 
 MAX_NOISE = 5.0
 
@@ -40,6 +41,13 @@ def _parse_measured(files: CryoRLFiles) -> Dataset:
     return parse_cryorl(files)
 
 
+@functools.lru_cache(maxsize=16)
+def _parse_table(table: TableFile) -> Dataset:
+    from cryobench.facility_table import parse_table
+
+    return parse_table(table)
+
+
 @functools.lru_cache(maxsize=64)
 def _twin(card_path: str, card_text: str, seed: int, layout_seed: int | None) -> Dataset:
     from cryobench.cards import parse_dataset_card
@@ -56,17 +64,23 @@ def load_dataset(
 ) -> Dataset:
     """A dataset: a twin generated from its card (``dataset=NAME`` or a card's path), ``seed``
     (default: the card's ``world_seed``) and ``layout_seed`` (default: the card's), or measured
-    data from a CryoRL folder (``data=PATH``).
+    data (``data=PATH``): a CryoRL folder, a facility table (``.csv``/``.parquet``, see
+    :mod:`cryobench.facility_table`) or a folder imported from one.
 
     Datasets are cached by the content of their files, so the same files give the same
     (read-only) arrays and an edited file gives a new dataset.
     """
     if data is not None:
         from cryobench.cryorl_format import is_folder, read_folder
+        from cryobench.facility_table import is_table_file, is_table_folder, read_table_file
 
         if not isinstance(data, str | os.PathLike):
             raise InputError(f"argument 'data': expected the path of a CryoRL-format folder, got {type(data).__name__}")
         path = Path(data).expanduser()
+        if is_table_file(path) or (is_folder(path) and is_table_folder(path)):
+            return _parse_table(
+                read_table_file(path.absolute())
+            )  # not resolve(): a looping link is read_table_file's to name
         if not is_folder(path):
             shown = repr(str(data)) if len(str(data)) <= 200 else repr(str(data)[:200]) + "..."
             raise InputError(f"argument 'data': {shown} is not a folder (expected a CryoRL-format data folder)")

@@ -698,7 +698,7 @@ def leaderboard_verify(files, data, workers, quiet) -> None:
 # ---- datasets -----------------------------------------------------------------------
 @main.group("datasets")
 def datasets_group() -> None:
-    """Dataset cards (simulated twins) and measured CryoRL-format folders."""
+    """Dataset cards (simulated twins), measured CryoRL-format folders and facility tables."""
 
 
 @datasets_group.command("list")
@@ -712,6 +712,9 @@ def datasets_list() -> None:
         card = load_dataset_card(name)
         click.echo(f"{name:<16} {card['kind']:<16} {card['title']}")
     click.echo("\nMeasured data: cryobench datasets import-cryorl PATH  (a folder in the CryoRL format)")
+    click.echo(
+        "Facility data: cryobench datasets import-table TABLE --name NAME  (datasets/README.md, 'Facility data')"
+    )
 
 
 @datasets_group.command("show")
@@ -724,11 +727,14 @@ def datasets_list() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_friendly_errors
 def datasets_show(name: str, split: str, noise: float, seed: int | None, as_json: bool) -> None:
-    """Summary of a dataset card NAME (or a CryoRL folder path): counts, CTF bins, regressor quality."""
+    """Summary of a dataset card NAME (or measured data: a CryoRL folder, a facility table or an imported
+    folder): counts, CTF bins, regressor quality."""
     from cryobench.catalog import load_dataset
+    from cryobench.facility_table import is_table_file
 
     path = Path(name)
-    dataset = load_dataset(data=name) if path.is_dir() else load_dataset(dataset=name, seed=seed)
+    measured = path.is_dir() or is_table_file(path)
+    dataset = load_dataset(data=name) if measured else load_dataset(dataset=name, seed=seed)
     _show_dataset(dataset, split, noise, seed, as_json)
 
 
@@ -755,6 +761,82 @@ def datasets_import(path: str, noise: float, as_json: bool) -> None:
             f"  cryobench run --agent predict-rank --env cryorl -e data={path}\n"
             f"  gym.make('cryobench/CryoRL-v0', data={path!r}, split='test')"
         )
+
+
+@datasets_group.command("convert")
+@click.argument("path", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(dir_okay=False), required=True, help="The table to write (.csv).")
+@_friendly_errors
+def datasets_convert(path: str, out: str) -> None:
+    """Convert a CryoRL-format folder PATH into a facility table (datasets/README.md: 'Facility data').
+
+    The folder is checked by the CryoRL importer first; its timestamps.csv, if there, fills the
+    timestamp column.
+    """
+    from cryobench.facility_table import convert_cryorl
+
+    written, dataset = convert_cryorl(path, out)
+    click.echo(f"wrote {written}: {dataset.grid.n_holes} holes; import it with: cryobench datasets import-table {out}")
+
+
+@datasets_group.command("import-table")
+@click.argument("table", type=click.Path())
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="The folder to write (new or empty).")
+@click.option("--name", default=None, help="Import into the data folder under NAME: then --env NAME works.")
+@_friendly_errors
+def datasets_import_table(table: str, out: str | None, name: str | None) -> None:
+    """Check a facility TABLE (.csv, or .parquet with the parquet extra) and write an imported folder.
+
+    The folder (holes.csv, import.json) is written whole or not at all. With --name it goes into
+    the data folder ($CRYOBENCH_DATA_DIR, default ~/.local/share/cryobench/datasets) and is an
+    environment by that name; with --out, use it by its path (-e data=FOLDER).
+    """
+    from cryobench.facility_table import check_name, data_home, env_id_of, import_table, imported_datasets
+    from cryobench.registration import short_names
+
+    if (out is None) == (name is None):
+        raise InputError("options --out and --name: give one (a folder, or a name in the data folder)")
+    if name is not None:
+        check_name(name)
+        if name in imported_datasets():
+            raise InputError(
+                f"option --name: {name!r} is imported already ({imported_datasets()[name]}); "
+                "choose another name, or delete that folder first"
+            )
+        if name in short_names():
+            raise InputError(f"option --name: {name!r} is already an environment ({short_names()[name]})")
+        out = str(data_home() / name)
+    folder, dataset = import_table(table, out)
+    counts = {s: int((dataset.split == s).sum()) for s in ("train", "test")}
+    predictions = "with predictions" if dataset.measured_predictions is not None else "no predictions"
+    click.echo(f"imported {dataset.grid.n_holes} holes ({counts['train']} train, {counts['test']} test; {predictions})")
+    click.echo(f"into {folder}")
+    if name is not None:
+        click.echo(f"  cryobench run --agent predict-rank --env {name}\n  gym.make({env_id_of(name)!r})")
+    else:
+        click.echo(f"  cryobench run --agent predict-rank --env cryorl -e data={folder}")
+        click.echo(f"  gym.make('cryobench/CryoRL-v0', data={str(folder)!r})")
+
+
+@datasets_group.command("validate")
+@click.argument("path", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_friendly_errors
+def datasets_validate(path: str, as_json: bool) -> None:
+    """Check measured data at PATH: a CryoRL folder, a facility table or an imported folder.
+
+    Exit 0 and a summary when it loads; 2 and one line naming the file, line and column when not.
+    """
+    from cryobench.catalog import load_dataset
+    from cryobench.cryorl_format import summarize_import
+
+    dataset = load_dataset(data=path)
+    summary = summarize_import(dataset)
+    if as_json:
+        click.echo(json.dumps(summary, indent=1, default=str))
+        return
+    click.echo(json.dumps(summary, indent=2, default=str))
+    click.echo(f"{path}: valid ({dataset.grid.n_holes} holes)")
 
 
 @datasets_group.command("fit-profile")

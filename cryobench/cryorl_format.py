@@ -457,6 +457,9 @@ def parse_cryorl(files: CryoRLFiles) -> Dataset:
             "um_per_patch_px": um_per_patch_px,
             "um_per_square_px_estimated": um_per_square_px,
             "patches_located": located_patches,
+            # The two terms of x_um, y_um (the facility table's x_um and patch_x_um columns; see convert).
+            "in_patch_um": hole_xy_um,
+            "patch_offset_um": patch_xy_px * um_per_square_px,
             "approximate": (
                 "patch positions within a square use an estimated square-image pixel size; "
                 "square and tile placement in the grid-wide frame is schematic (drawing only)"

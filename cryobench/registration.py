@@ -13,6 +13,7 @@ import yaml
 
 from cryobench.cards import show_value, yaml_error
 from cryobench.errors import InputError
+from cryobench.facility_table import env_id_of, imported_datasets
 from cryobench.resources import card_dir
 
 ENTRY_POINT = "cryobench.env:CryoEMSessionEnv"
@@ -88,7 +89,27 @@ def _load_env_cards() -> tuple[dict[str, dict], dict[Path, tuple[str, str]]]:
             continue
         cards[card["id"]] = card
         taken.update({f"id:{card['id']}": path, f"short_name:{card['short_name']}": path})
+    for name, folder in imported_datasets().items():
+        card = imported_env_card(name, folder)
+        other = taken.get(f"short_name:{name}") or taken.get(f"id:{card['id']}")
+        if other is not None:
+            errors[folder] = (card["id"], f"{folder}: imported dataset {name!r}: the name is taken by {other}")
+            continue
+        cards[card["id"]] = card
     return cards, errors
+
+
+def imported_env_card(name: str, folder: Path) -> dict:
+    """The environment card of a dataset imported by name (``cryobench datasets import-table --name``)."""
+    return {
+        "id": env_id_of(name),
+        "short_name": name,
+        "title": f"Imported facility data: {name}",
+        "kwargs": {"data": str(folder)},
+        "description": f"A facility table imported into {folder} (cryobench datasets import-table).",
+        "paper": "",
+        "simulated": False,
+    }
 
 
 def _card_id(path: Path) -> str:

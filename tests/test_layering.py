@@ -30,6 +30,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.cards",
             "cryobench.twin",
             "cryobench.cryorl_format",
+            "cryobench.facility_table",
             "cryobench.regressors",
             "cryobench.stats",
             "cryobench.twin_fidelity",
