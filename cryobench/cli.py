@@ -469,10 +469,16 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
     show_default=True,
     help="Protocol 2: full (the leaderboard) or quick (a documented subset for CI; not a leaderboard entry).",
 )
+@click.option(
+    "--training-seed",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Protocol 2, learned agents: which trained version runs (the card's training_seeds); one submission each.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @_friendly_errors
 def submit_cmd(
-    agent_name, policy, out, data, work, workers, seeds, entries, backend, address, version, tier, quiet
+    agent_name, policy, out, data, work, workers, seeds, entries, backend, address, version, tier, training_seed, quiet
 ) -> None:
     """Run an agent under the leaderboard protocol and write a submission file with provenance.
 
@@ -486,8 +492,10 @@ def submit_cmd(
     if version == 2:
         if seeds is not None or entries is not None:
             raise InputError("options --seeds and --entries belong to protocol 1; protocol 2 has --tier quick")
-        _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet)
+        _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet, training_seed)
         return
+    if training_seed is not None:
+        raise InputError("option --training-seed belongs to protocol 2")
     if tier != "full":
         raise InputError("option --tier belongs to protocol 2; protocol 1 has --seeds and --entries")
     from cryobench.leaderboard.submission import save_submission, submit
@@ -511,11 +519,18 @@ def submit_cmd(
         click.echo(f"  {name}: not run: {reason}")
 
 
-def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet) -> None:
-    from cryobench.leaderboard.heldout_runs import save_submission, submit_heldout
+def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet, training_seed=None) -> None:
+    from cryobench.leaderboard.heldout_runs import save_submission, submit_heldout, training_seeds
 
     suffix = "v2" if tier == "full" else "v2-quick"
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent_name.rpartition(":")[2])
+    if training_seed is None and tier == "full" and training_seeds(agent_name):
+        raise InputError(
+            f"agent {agent_name!r} is learned: its protocol v2 entry is one submission per training seed; pass "
+            f"--training-seed (one of {', '.join(map(str, sorted(training_seeds(agent_name))))})"
+        )
+    if training_seed is not None:
+        suffix = f"seed{training_seed}-{suffix}"
     doc = submit_heldout(
         agent_name,
         work or f"cryobench-sweeps/{stem}-{suffix}",
@@ -525,6 +540,7 @@ def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address
         progress=not quiet,
         backend=backend,
         address=address,
+        training_seed=training_seed,
     )
     path = save_submission(doc, out or f"{stem}-{suffix}.json")
     kind = "complete" if doc["protocol"]["complete"] else f"{tier} tier (not a leaderboard entry)"
@@ -1073,7 +1089,9 @@ def train_cmd(agent_name, env_name, steps, seed, out, log_dir, env_args, hyper_a
         f"in {summary['seconds']:.0f} s; replay {summary['replay_bytes'] / 1e6:.1f} MB"
     )
     # The same figure, under the same name, as the log's validation_good column and the progress bar.
-    click.echo(f"best validation_good {best['validation_good']:.2f} (mean good exposures) at step {best['env_steps']}")
+    figure = summary.get("best_figure", f"{best['validation_good']:.2f}")
+    unit = summary.get("validation_unit", "mean good exposures")
+    click.echo(f"best validation_good {figure} ({unit}) at step {best['env_steps']}")
     click.echo(f"checkpoint: {summary['checkpoint']}\nlog: {summary['log']}")
     click.echo(f"use it: cryobench run --agent {agent_name} --env ENV -H checkpoint={summary['checkpoint']}")
 

@@ -623,3 +623,90 @@ def test_the_training_worlds_drawn_from_a_seed_are_pinned(monkeypatch):
         {"split": "train", "world_seed": 683932404},
         {"split": "test", "world_seed": 548828616},
     ]
+
+
+# ---- protocol v2's training worlds: a pool of layouts and conditions -------------------------------
+def test_the_training_pool_draws_training_worlds_of_every_twin_under_drawn_conditions():
+    from cryobench.agents import dqn_train
+    from cryobench.seeding import TEST_SEED_START
+
+    drawn = []
+    real_refuse = dqn_train.refuse_test_world
+    dqn_train.refuse_test_world = lambda seed, what: drawn.append(seed) or real_refuse(seed, what)
+    try:
+        worlds = dqn_train.pool_worlds(["aldolase", "apoferritin"], 4, np.random.default_rng(0))
+    finally:
+        dqn_train.refuse_test_world = real_refuse
+    assert [w.n_holes for w in worlds] == [3538, 3000, 3538, 3000]  # the twins in turn
+    assert all(0 <= seed < TEST_SEED_START for seed in drawn) and len(set(drawn)) == 4
+    assert not np.array_equal(worlds[0].grid.patch, worlds[2].grid.patch)  # a new layout per world
+    conditions = {(w.duration, w.threshold, w.feedback, tuple(w.profile.minutes)) for w in worlds}
+    assert len(conditions) == 4
+    assert dqn_train.size_groups(worlds) == [[0, 2], [1, 3]]
+
+
+def test_the_training_pool_needs_the_training_environment_and_no_world_arguments():
+    from cryobench.agents.dqn_train import training_worlds
+
+    with pytest.raises(InputError, match=r"'training_pool' draws protocol v2's training worlds: .*--env training"):
+        training_worlds("aldolase", {}, DQNConfig(training_pool=2), seed=0)
+    with pytest.raises(InputError, match=r"drop -e world_seed \(the twins are hyperparameter 'training_twins'\)"):
+        training_worlds("training", {"world_seed": 3}, DQNConfig(training_pool=2), seed=0)
+    unknown = "DQN hyperparameter 'training_twins': argument 'dataset': unknown dataset 'nonesuch'"
+    with pytest.raises(InputError, match=unknown):
+        training_worlds("training", {}, DQNConfig(training_pool=2, training_twins="aldolase,nonesuch"), seed=0)
+
+
+def test_checkpoints_are_never_selected_on_measured_test_holes(monkeypatch, aldolase_data):
+    from cryobench.agents import dqn_train
+
+    real_make_env = dqn_train.make_env  # the measured data where a validation twin's environment is made
+    monkeypatch.setattr(dqn_train, "make_env", lambda name, kw: real_make_env(name, {**kw, "data": aldolase_data}))
+    validation_worlds = dqn_train.validation_worlds
+    assert validation_worlds(DQNConfig(validation_twin="cryorl", validation_twin_split="train"))[0].n_holes == 1197
+    config = DQNConfig(validation_twin="cryorl", validation_twin_split="test")
+    with pytest.raises(InputError, match=r"measured data, whose 'test' split holds test holes; select on its 'train'"):
+        validation_worlds(config)
+
+
+def test_sessions_on_layouts_of_other_patches_give_the_agents_q_values():
+    """One group of sessions over two layouts of 192 holes (24 and 48 patches): padded contexts and
+    per-session patch ids give exactly the Q-values the agent computes from each environment's features."""
+    from cryobench.agents.dqn_train import Sessions
+
+    fine = dict(tiles=2, squares_per_tile=3, patches_per_square=8, holes_per_patch=4)
+    worlds = [make_world(seed=5, **SMALL), make_world(seed=6, **fine)]
+    indexes = [WorldIndex(w) for w in worlds]
+    assert [index.n_patches for index in indexes] == [24, 48]
+    network = HoleQNetwork(4, 16, 8)
+    sessions = Sessions(indexes, 2, 4, np.random.default_rng(0))
+    for e in range(2):
+        sessions.start(e, world_id=e, start_hole=7)
+    agents = []
+    for world in worlds:
+        env = CryoEMSessionEnv.from_world(world)
+        agent = DQNAgent(DQNConfig())
+        agent.network, agent.document, agent.history = network, {"feature_names": list(env.feature_names)}, 4
+        obs, info = env.reset(seed=0, options={"start_hole": 7})
+        agent.reset(env, 0)
+        agents.append((env, agent, obs))
+    for _ in range(5):
+        q = sessions.q_values(network)
+        actions = np.argmax(q, axis=1)
+        for e, (env, agent, obs) in enumerate(agents):
+            np.testing.assert_allclose(q[e], agent.q_values(obs), rtol=1e-5, atol=1e-5)
+            agents[e] = (env, agent, env.step(int(actions[e]))[0])
+        sessions.step(actions)
+
+
+@pytest.mark.slow
+def test_pooled_training_shares_one_group_between_a_twins_layouts(tmp_path):
+    fine = dict(tiles=2, squares_per_tile=3, patches_per_square=8, holes_per_patch=4)
+    worlds = [make_world(seed=10, duration=40.0, **SMALL), make_world(seed=11, duration=60.0, **fine)]
+    config = _tiny_config(
+        total_steps=400, validate_every=200, training_pool=2, demonstrator="greedy", pretrain_steps=10
+    )
+    config.validation_pool = 0  # the small worlds themselves validate (the pool would draw twins)
+    summary = train_on_worlds(config, worlds, seed=0, out=tmp_path / "pooled.pt", progress=False)
+    assert summary["training_layouts"] == 1
+    assert summary["gradient_steps"] == 10 + (400 - 200) // 4

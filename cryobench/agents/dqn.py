@@ -118,6 +118,17 @@ class DQNConfig:
     extra_twin: str = ""
     extra_twin_split: str = "test"
     extra_twin_worlds: int = 0
+    # Protocol v2's training worlds instead of the environment's world (``cryobench train --env training``):
+    # ``training_pool`` worlds drawn as cryobench/Training-v0 draws them (a new training layout and quality
+    # and new conditions: regressor error model and quality, timings, session length, threshold, feedback),
+    # shared out over the twins of ``training_twins``. Layouts of one twin share sessions and a replay.
+    training_pool: int = 0
+    training_twins: str = "aldolase,apoferritin,rnapii,aldolaseau"
+    # Checkpoint selection on ``validation_pool`` more such worlds, drawn from ``validation_seed`` (so every
+    # training seed selects on the same worlds; none is trained on): the score is the mean over worlds of
+    # good exposures relative to predict-rank's on that world. Replaces the environment's world and
+    # ``validation_twin`` when above 0.
+    validation_pool: int = 0
     # Learning from demonstrations (DQfD, Hester et al. 2018): episodes of another agent on the training
     # worlds are kept in a second replay that is never overwritten; the network first learns from them
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
@@ -199,6 +210,8 @@ HYPERPARAMETER_RANGES: dict[str, Range] = {
     "validation_episodes": _at_least(1),
     "validation_seed": _at_least(0),
     "extra_twin_worlds": _at_least(0),
+    "training_pool": _at_least(0),
+    "validation_pool": _at_least(0),
     "demo_episodes_per_world": _at_least(1),
     "pretrain_steps": _at_least(0),
     "demo_batch_size": _at_least(0),

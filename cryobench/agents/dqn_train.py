@@ -59,7 +59,22 @@ from cryobench.seeding import SEED_BOUND, draw_training_seeds, refuse_test_world
 
 # ---- 1. worlds ---------------------------------------------------------------------------------
 def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig, seed: int) -> list[simulator.World]:
-    """The training environment's world first, then ``extra_worlds`` more with the same holes' layout."""
+    """The training environment's world first, then ``extra_worlds`` more with the same holes' layout.
+
+    With ``training_pool`` (environment ``training``): that many worlds drawn by cryobench/Training-v0.
+    """
+    if config.training_pool > 0:
+        if make_env_id(env_name) != TRAINING_ENV_ID:
+            raise InputError(
+                f"DQN hyperparameter 'training_pool' draws protocol v2's training worlds: train with --env training "
+                f"(got --env {env_name})"
+            )
+        if env_kwargs:
+            raise InputError(
+                f"--env training with training_pool draws its worlds and conditions itself; drop -e "
+                f"{', '.join(sorted(env_kwargs))} (the twins are hyperparameter 'training_twins')"
+            )
+        return pool_worlds(_twins(config.training_twins), config.training_pool, np.random.default_rng([seed, 3]))
     env_kwargs = dict(env_kwargs)
     env_kwargs.pop("new_world_each_reset", None)  # the pool below plays that role
     for name in ("world_seed", "layout_seed"):  # the train/test rule (DEVELOPERS.md)
@@ -85,6 +100,50 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         except InputError as exc:
             raise InputError(f"DQN hyperparameters 'extra_twin' / 'extra_twin_split': {exc}") from None
     return worlds
+
+
+TRAINING_ENV_ID = "cryobench/Training-v0"
+
+
+def make_env_id(env_name: str) -> str:
+    """The registered id of an environment given by id or short name."""
+    from cryobench.registration import resolve_env_id
+
+    return resolve_env_id(env_name)
+
+
+def _twins(text: str) -> list[str]:
+    twins = [part.strip() for part in text.split(",") if part.strip()]
+    if not twins:
+        raise InputError("DQN hyperparameter 'training_twins': expected twin names such as 'aldolase,rnapii', got ''")
+    return twins
+
+
+def pool_worlds(twins: list[str], count: int, rng: np.random.Generator) -> list[simulator.World]:
+    """``count`` worlds drawn by cryobench/Training-v0 (training layouts, quality and conditions), twins in turn.
+
+    Each world is the one a ``TrainingWorldsEnv(dataset=twin)`` reset draws from a seed of ``rng``:
+    world and layout seeds below 2**30 (never a test world), conditions from ``draw_conditions``.
+    """
+    from cryobench.training_env import TrainingWorldsEnv
+
+    try:
+        envs = [TrainingWorldsEnv(dataset=twin) for twin in twins]
+    except InputError as exc:
+        raise InputError(f"DQN hyperparameter 'training_twins': {exc}") from None
+    worlds = []
+    for i, reset_seed in enumerate(rng.integers(SEED_BOUND, size=count)):
+        env = envs[i % len(envs)]
+        env.reset(seed=int(reset_seed))
+        refuse_test_world(env.world_seed, "a drawn training world")
+        worlds.append(env.world)
+    return worlds
+
+
+def size_groups(worlds: list[simulator.World]) -> list[list[int]]:
+    """Indices of the worlds with the same number of holes (one twin's layouts), first seen first."""
+    sizes = list(dict.fromkeys(world.n_holes for world in worlds))
+    return [[i for i, world in enumerate(worlds) if world.n_holes == size] for size in sizes]
 
 
 def _noise_levels(text: str, name: str = "extra_worlds_noise") -> list[float]:
@@ -118,7 +177,11 @@ def shares(total: int, parts: int) -> list[int]:
 
 
 def validation_worlds(config: DQNConfig) -> list[simulator.World]:
-    """Held-out worlds for checkpoint selection (a split of ``validation_twin``), never trained on."""
+    """Held-out worlds for checkpoint selection (a split of ``validation_twin``, or the validation pool), never
+    trained on; every one a training world (the train/test rule: selection never sees a test world)."""
+    if config.validation_pool > 0:
+        rng = np.random.default_rng([config.validation_seed, 5])  # the same worlds for every training seed
+        return pool_worlds(_twins(config.training_twins), config.validation_pool, rng)
     if not config.validation_twin:
         return []
     levels = _noise_levels(config.validation_twin_noise, "validation_twin_noise")
@@ -126,9 +189,17 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
         {"split": config.validation_twin_split}
     ]
     try:
-        return [make_env(config.validation_twin, k).unwrapped.world for k in kwargs]
+        envs = [make_env(config.validation_twin, k).unwrapped for k in kwargs]
     except InputError as exc:
         raise InputError(f"DQN hyperparameters 'validation_twin' / 'validation_twin_split': {exc}") from None
+    for env in envs:
+        refuse_test_world(getattr(env, "world_seed", None), "DQN hyperparameter 'validation_twin'")
+        if env.world.grid.meta.get("kind") == "measured" and config.validation_twin_split != "train":
+            raise InputError(
+                f"DQN hyperparameter 'validation_twin_split': {config.validation_twin!r} is measured data, whose "
+                f"{config.validation_twin_split!r} split holds test holes; select on its 'train' split only"
+            )
+    return [env.world for env in envs]
 
 
 class WorldIndex:
@@ -267,10 +338,11 @@ class CompactReplay:
         revealed = np.unpackbits(self.revealed[env, positions], axis=-1, count=self.n_holes).astype(bool)
         worlds = self.world[env, positions]
         current, elapsed = self.current[env, positions], self.elapsed[env, positions]
-        out = np.empty((len(env), indexes[0].n_patches, N_FEATURES), dtype=np.float32)
+        out = np.zeros((len(env), max(index.n_patches for index in indexes), N_FEATURES), dtype=np.float32)
         for w in np.unique(worlds):
             rows = np.flatnonzero(worlds == w)
-            out[rows] = indexes[w].context_of_masks(visited[rows], revealed[rows], current[rows], elapsed[rows])
+            context = indexes[w].context_of_masks(visited[rows], revealed[rows], current[rows], elapsed[rows])
+            out[rows, : indexes[w].n_patches] = context  # layouts with fewer patches: zero rows no hole uses
         return out, visited
 
 
@@ -292,7 +364,7 @@ def demonstrations(
             f"DQN demonstrator {config.demonstrator!r} reads the ground truth (an upper bound); "
             "a real agent may only learn from agents that see what it sees"
         )
-    longest = int(worlds[0].duration / min(worlds[0].profile.minutes)) + 2  # exposures a session can hold
+    longest = max(int(w.duration / min(w.profile.minutes)) + 2 for w in worlds)  # exposures a session can hold
     demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
     # apart from the stream that drives training; one stream per layout
     rng = np.random.default_rng([seed, 1] if stream == 0 else [seed, 1, stream])
@@ -325,7 +397,9 @@ class Sessions:
         self.world_ids = np.zeros(num_envs, dtype=np.int64)
         self.episode_step = np.zeros(num_envs, dtype=np.int64)
         self.states: list[simulator.SessionState] = [None] * num_envs  # type: ignore[list-item]
-        self.context = np.zeros((num_envs, history, indexes[0].n_patches, N_FEATURES), dtype=np.float32)
+        # Layouts of one twin differ in their patches: contexts are padded to the most patches (zero rows).
+        self.n_patches = max(index.n_patches for index in indexes)
+        self.context = np.zeros((num_envs, history, self.n_patches, N_FEATURES), dtype=np.float32)
         for e in range(num_envs):
             self.start(e)
 
@@ -337,7 +411,8 @@ class Sessions:
             start_hole = int(self.rng.integers(index.n_holes))
         self.world_ids[e], self.episode_step[e] = world_id, 0
         self.states[e] = simulator.start_session(index.world, start_hole)
-        self.context[e] = index.context_of_state(self.states[e])  # repeated over the history
+        self.context[e] = 0.0
+        self.context[e, :, : index.n_patches] = index.context_of_state(self.states[e])  # repeated over the history
 
     def stacked_context(self) -> torch.Tensor:
         s = self.context
@@ -353,7 +428,8 @@ class Sessions:
 
     @property
     def hole_patch(self) -> torch.Tensor:
-        return torch.from_numpy(self.indexes[0].hole_patch)
+        """(num_envs, n_holes) every session's holes' patch ids (layouts of one twin differ)."""
+        return torch.from_numpy(np.stack([self.indexes[w].hole_patch for w in self.world_ids]))
 
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Expose one hole per session; returns rewards and episode ends (sessions are not restarted)."""
@@ -364,7 +440,7 @@ class Sessions:
             dones[e] = simulator.is_over(index.world, state)
             self.episode_step[e] += 1
             self.context[e, :-1] = self.context[e, 1:]
-            self.context[e, -1] = index.context_of_state(state)
+            self.context[e, -1, : index.n_patches] = index.context_of_state(state)
         return rewards, dones
 
 
@@ -406,13 +482,16 @@ def transition_batch(
     stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2 * history, F)
     visited = visited.reshape(batch_size, 2 * history, -1)
     all_pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))
+    all_patch = torch.from_numpy(np.stack([index.hole_patch for index in indexes]))
+    world = torch.from_numpy(batch["world"]).long()
     return {
         "world": batch["world"],
+        "hole_patch": all_patch[world],  # (B, n_holes)
         "now": stacked[:, :, :history].reshape(batch_size, stacked.shape[1], -1),
         "next": stacked[:, :, history:].reshape(batch_size, stacked.shape[1], -1),
         "now_visited": visited[:, history - 1],
         "next_visited": visited[:, -1],
-        "pred": all_pred[torch.from_numpy(batch["world"]).long()],  # (B, n_holes)
+        "pred": all_pred[world],  # (B, n_holes)
         "action": torch.from_numpy(batch["action"]).long(),
         "returns": torch.from_numpy(batch["returns"]),
         "bootstrap": torch.from_numpy(batch["bootstrap"]),
@@ -423,17 +502,17 @@ def td_loss(
     online: HoleQNetwork, target: HoleQNetwork, batch: dict[str, Any], indexes: list[WorldIndex], config: DQNConfig
 ) -> torch.Tensor:
     """Double-DQN n-step loss: the online network picks the next hole, the target network values it."""
-    hole_patch = torch.from_numpy(indexes[0].hole_patch)
-    pred, action = batch["pred"], batch["action"]
+    hole_patch, pred, action = batch["hole_patch"], batch["pred"], batch["action"]
     candidates = _target_candidates(batch["next_visited"], batch["world"], indexes, config.target_candidates_per_patch)
     valid = torch.from_numpy(candidates >= 0)
     candidates = torch.from_numpy(np.maximum(candidates, 0))
     with torch.no_grad():
-        next_q = online.unvisited_q(batch["next"], hole_patch[candidates], pred.gather(1, candidates))
-        best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))[:, 0]
-        x_next = _state_action_input(batch["next"], hole_patch[best], pred.gather(1, best[:, None])[:, 0])
+        next_q = online.unvisited_q(batch["next"], hole_patch.gather(1, candidates), pred.gather(1, candidates))
+        best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))
+        x_next = _state_action_input(batch["next"], hole_patch.gather(1, best)[:, 0], pred.gather(1, best)[:, 0])
         y = batch["returns"] + batch["bootstrap"] * valid.any(dim=1) * target(x_next)
-    x_now = _state_action_input(batch["now"], hole_patch[action], pred.gather(1, action[:, None])[:, 0])
+    now = action[:, None]
+    x_now = _state_action_input(batch["now"], hole_patch.gather(1, now)[:, 0], pred.gather(1, now)[:, 0])
     return torch.nn.functional.smooth_l1_loss(online(x_now), y)
 
 
@@ -444,13 +523,12 @@ def margin_loss(
 
     The maximum runs over the same per-patch candidates as the target's (plus the demonstrator's hole).
     """
-    hole_patch = torch.from_numpy(indexes[0].hole_patch)
     action = batch["action"]
     candidates = _target_candidates(batch["now_visited"], batch["world"], indexes, config.target_candidates_per_patch)
     candidates = torch.cat([torch.from_numpy(candidates), action[:, None]], dim=1)
     valid = candidates >= 0
     candidates = candidates.clamp(min=0)
-    q = online.unvisited_q(batch["now"], hole_patch[candidates], batch["pred"].gather(1, candidates))
+    q = online.unvisited_q(batch["now"], batch["hole_patch"].gather(1, candidates), batch["pred"].gather(1, candidates))
     margins = torch.where(candidates == action[:, None], 0.0, config.margin)
     best = (q + margins).masked_fill(~valid, -torch.inf).max(dim=1).values
     return (best - q[:, -1]).mean()
@@ -486,10 +564,10 @@ def _target_candidates(
     """Holes over which the target's maximum runs, (B, C) with -1 pads (see ``target_candidates_per_patch``)."""
     if per_patch <= 0:
         return np.where(visited, -1, np.arange(visited.shape[1])[None])
-    out = np.empty((len(visited), indexes[0].n_patches * per_patch), dtype=np.int64)
+    out = np.full((len(visited), max(index.n_patches for index in indexes) * per_patch), -1, dtype=np.int64)
     for w in np.unique(worlds):
         rows = np.flatnonzero(worlds == w)
-        out[rows] = indexes[w].candidates(visited[rows], per_patch)
+        out[rows, : indexes[w].n_patches * per_patch] = indexes[w].candidates(visited[rows], per_patch)
     return out
 
 
@@ -557,6 +635,11 @@ def train_on_worlds(
         "checkpoint": str(out),
         "log": str(log_path),
         "best": run.best,
+        # How ``cryobench train`` prints the best score: the log's figure and what it measures.
+        "best_figure": validation_figure(run.best["validation_good"]),
+        "validation_unit": "mean over worlds of good exposures / predict-rank's"
+        if config.validation_pool > 0
+        else "mean good exposures",
         "env_steps": run.env_steps,
         "gradient_steps": run.updates,
         "seconds": run.seconds(),
@@ -612,8 +695,11 @@ class TrainingRun:
     optimizer: torch.optim.Optimizer
     rng: np.random.Generator  # every random choice of collection and sampling
     groups: list[LayoutGroup]
-    validation_indexes: list[WorldIndex]  # the training environment's own world first
+    validation_indexes: list[WorldIndex]  # the training environment's own world first (unless pooled)
     started: float  # time.perf_counter() at the start
+    # Per validation world, predict-rank's mean good exposures from the validation seeds (pooled
+    # validation scores relative to it: sessions of 4 and 16 hours weigh the same); None: raw means.
+    validation_baseline: list[float | None] = field(default_factory=list)
     env_steps: int = 0
     updates: int = 0  # gradient steps, pre-training included
     pretrain_updates: int = 0
@@ -645,7 +731,8 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
     online = make_network(config)
     target = copy.deepcopy(online)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate)
-    members = layout_groups(worlds)
+    # Pooled training worlds: one group per twin (its layouts differ, its number of holes does not).
+    members = size_groups(worlds) if config.training_pool > 0 else layout_groups(worlds)
     n_layouts = len(members)
     groups = []
     for ids, envs, batch, demo_batch in zip(
@@ -661,10 +748,16 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
         sessions = Sessions(indexes, envs, config.history, rng)
         replay = CompactReplay(config.buffer_size // n_layouts, envs, indexes[0].n_holes)
         groups.append(LayoutGroup(indexes, sessions, replay, None, batch, demo_batch, np.zeros(envs)))
-    validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
+    if config.validation_pool > 0:
+        validation_indexes = [WorldIndex(w) for w in validation_worlds(config)]
+    else:
+        validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
+    baseline = [baseline_good_exposures(index.world, config) for index in validation_indexes]
     for stream, (group, ids) in enumerate(zip(groups, members, strict=True)):
         group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=stream)
-    return TrainingRun(config, seed, online, target, optimizer, rng, groups, validation_indexes, started)
+    run = TrainingRun(config, seed, online, target, optimizer, rng, groups, validation_indexes, started)
+    run.validation_baseline = baseline
+    return run
 
 
 def pretrain(run: TrainingRun, progress: bool = False) -> None:
@@ -752,22 +845,52 @@ def sync_target(run: TrainingRun) -> None:
         run.target.load_state_dict(run.online.state_dict())
 
 
+def validation_seeds(config: DQNConfig) -> list[int]:
+    return [config.validation_seed + i for i in range(config.validation_episodes)]
+
+
+def baseline_good_exposures(world: simulator.World, config: DQNConfig) -> float | None:
+    """Predict-rank's mean good exposures on a pooled validation world from the validation seeds (else None)."""
+    if config.validation_pool <= 0:
+        return None
+    from cryobench.agents.registry import load_agent
+    from cryobench.env import CryoEMSessionEnv
+
+    agent, _ = load_agent("predict-rank")
+    env = CryoEMSessionEnv.from_world(world)
+    agent.fit(env, seed=0)
+    goods = []
+    for seed in validation_seeds(config):
+        start = int(np.random.default_rng(seed).integers(world.n_holes))  # as greedy_good_exposures starts
+        obs, info = env.reset(seed=seed, options={"start_hole": start})
+        agent.reset(env, seed)
+        over = False
+        while not over:
+            obs, _, over, _, info = env.step(int(agent.act(obs, info)))
+        goods.append(int(world.true_good[env.state.exposures].sum()))
+    return float(np.mean(goods))
+
+
 def validate(run: TrainingRun) -> float:
-    """Mean good exposures of greedy sessions on the validation worlds, from seeds never used in training."""
+    """Greedy sessions on the validation worlds, from seeds never used in training: the mean good exposures,
+    or with a validation pool the mean over worlds of good exposures relative to predict-rank's (1 = equal)."""
     config = run.config
-    seeds = [config.validation_seed + i for i in range(config.validation_episodes)]
+    seeds = validation_seeds(config)
     run.online.eval()
     scores = [
         greedy_good_exposures(run.online, index, seeds, config.history).mean() for index in run.validation_indexes
     ]
     run.online.train()
     run.validated = True
+    if config.validation_pool > 0:
+        scores = [score / max(base, 1.0) for score, base in zip(scores, run.validation_baseline, strict=True)]
     return float(np.mean(scores))
 
 
 def validation_figure(score: float) -> str:
-    """The validation score as the log, the progress bar and ``cryobench train`` all print it."""
-    return f"{score:.2f}"
+    """The validation score as the log, the progress bar and ``cryobench train`` all print it
+    (good exposures to 2 decimals; a score relative to predict-rank, near 1, to 4)."""
+    return f"{score:.2f}" if abs(score) >= 10 else f"{score:.4f}"
 
 
 def checkpoint(run: TrainingRun, score: float, out: Path, meta: dict[str, Any] | None) -> bool:
@@ -777,8 +900,14 @@ def checkpoint(run: TrainingRun, score: float, out: Path, meta: dict[str, Any] |
     config = run.config
     run.best = {"validation_good": score, "env_steps": run.env_steps}
     validation = f"greedy, {config.validation_episodes} seeds from {config.validation_seed}, "
-    validation += "the training environment's own world"
-    if config.validation_twin:
+    if config.validation_pool > 0:
+        validation += (
+            f"{config.validation_pool} training worlds and conditions of cryobench/Training-v0 drawn from "
+            f"validation_seed (twins {config.training_twins}), good exposures relative to predict-rank's"
+        )
+    else:
+        validation += "the training environment's own world"
+    if config.validation_twin and config.validation_pool <= 0:
         validation += f" and {config.validation_twin} split={config.validation_twin_split}"
         if config.validation_twin_noise:
             validation += f" noise {config.validation_twin_noise}"

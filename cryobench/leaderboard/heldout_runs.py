@@ -107,8 +107,12 @@ def submit_heldout(
     hyperparameters: dict[str, Any] | None = None,
     backend: str = "local",
     address: str | None = None,
+    training_seed: int | None = None,
 ) -> dict:
     """Run ``agent`` sealed on every task and test world of protocol v2; return its submission document.
+
+    A learned agent runs once per training seed (``training_seed``: the card's ``training_seeds``
+    entry gives that seed's hyperparameters, e.g. its checkpoint); each seed is one submission.
 
     The per-task results in ``work_dir`` make the run resumable: run the same call again after
     an interruption and only the missing tasks run.
@@ -119,6 +123,8 @@ def submit_heldout(
     needs_feedback = agent_needs_feedback(agent)
     folder = measured_data_folder(data)
     hyper = dict(hyperparameters or {})
+    if training_seed is not None and not hyperparameters:  # a verification re-run passes the recorded ones
+        hyper = training_seed_hyperparameters(agent, training_seed)
     not_applicable, skipped, planned = {}, {}, []
     for task in (*protocol.tasks, *protocol.measured):
         reason = task.not_applicable_reason(needs_feedback)
@@ -168,6 +174,7 @@ def submit_heldout(
             "version": agent_doc.get("version"),
             "hyperparameters": card.get("hyperparameters") or {},
             "training": card.get("training"),
+            **({"training_seed": int(training_seed)} if training_seed is not None else {}),
         },
         "sealed": True,
         "measured_data": {"checksum": folder_checksum(folder)}
@@ -178,6 +185,34 @@ def submit_heldout(
         "skipped": skipped,
         "tasks": tasks,
     }
+
+
+def training_seeds(agent: str) -> dict[int, dict[str, Any]]:
+    """A learned agent's independently trained versions: training seed -> its hyperparameters (the card's
+    ``training_seeds``, e.g. ``{0: {checkpoint: checkpoints/x-seed0.pt}}``); {} for agents that do not train."""
+    from cryobench.agents.registry import load_card
+
+    listed = load_card(agent).get("training_seeds") or {}
+    source = f"agents/{agent}.yaml: field 'training_seeds'"
+    if not isinstance(listed, dict) or not all(
+        isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0 and isinstance(hyper, dict)
+        for seed, hyper in listed.items()
+    ):
+        raise InputError(f"{source}: expected a mapping of training seed (an integer >= 0) to hyperparameters")
+    return dict(listed)
+
+
+def training_seed_hyperparameters(agent: str, seed: int) -> dict[str, Any]:
+    """The hyperparameters of ``agent``'s version trained with ``seed`` (refused if its card lists no such seed)."""
+    listed = training_seeds(agent)
+    if not listed:
+        raise InputError(f"option --training-seed: agent {agent!r} lists no training seeds (it is not a learned agent)")
+    if seed not in listed:
+        raise InputError(
+            f"option --training-seed: agent {agent!r} has training seeds {sorted(listed)} (agents/{agent}.yaml), "
+            f"not {seed}"
+        )
+    return dict(listed[seed])
 
 
 # ---- reading and writing -------------------------------------------------------------------------
@@ -245,6 +280,14 @@ def save_submission(doc: dict, path: str | Path) -> Path:
 UNVERIFIABLE = ("provenance", "seconds_per_episode", "decision_seconds_median", "agent.training")
 
 
+def _is_learned(agent: str) -> bool:
+    """A registered agent that names a trainer (its v2 entry is per training seed); policies are not."""
+    from cryobench.agents.external import is_policy_spec
+    from cryobench.agents.registry import agent_class
+
+    return not is_policy_spec(agent) and bool(getattr(agent_class(agent), "trainer", ""))
+
+
 def static_problems(doc: dict, protocol: HeldOutProtocol) -> list[str]:
     """What is wrong with a schema-valid v2 submission before anything is re-run."""
     reasons = []
@@ -252,6 +295,11 @@ def static_problems(doc: dict, protocol: HeldOutProtocol) -> list[str]:
     if list(protocol.worlds) != declared["worlds"] or list(protocol.starts) != declared["starts"]:
         reasons.append(f"field 'protocol': worlds or starts are not those of the {protocol.tier} tier of protocol v2")
     needs_feedback = agent_needs_feedback(submitted_agent(doc))
+    if _is_learned(submitted_agent(doc)) and doc["agent"].get("training_seed") is None:
+        reasons.append(
+            "field 'agent.training_seed' is missing: a learned agent's submission is one of its training seeds "
+            "(cryobench submit --training-seed N)"
+        )
     known = {task.name: task for task in (*protocol.tasks, *protocol.measured)}
     for name in declared["tasks"]:
         if name not in known:
@@ -326,6 +374,7 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
             worlds=worlds,
             progress=progress,
             hyperparameters=doc["agent"]["hyperparameters"],
+            training_seed=doc["agent"].get("training_seed"),
         )
     reasons += reproduction_problems(doc, rerun)
     return {"accepted": not reasons, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
@@ -334,8 +383,8 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
 def reproduction_problems(doc: dict, rerun: dict) -> list[str]:
     """Every verifiable field of ``doc`` that the re-run ``rerun`` does not reproduce."""
     reasons = []
-    for key in ("upper_bound", "version", "hyperparameters"):
-        if doc["agent"][key] != rerun["agent"][key]:
+    for key in ("upper_bound", "version", "hyperparameters", "training_seed"):
+        if doc["agent"].get(key) != rerun["agent"].get(key):
             reasons.append(f"field 'agent.{key}' does not reproduce (submitted {doc['agent'][key]!r})")
     if doc["not_applicable"] != rerun["not_applicable"]:
         reasons.append("field 'not_applicable' does not reproduce")

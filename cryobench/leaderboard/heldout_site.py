@@ -16,7 +16,7 @@ import numpy as np
 
 from cryobench import aggregate
 from cryobench.files import write_atomic
-from cryobench.leaderboard.heldout_tables import CONFIDENCE, REPS, Board
+from cryobench.leaderboard.heldout_tables import CONFIDENCE, REPS, Board, training_seed_spread
 
 _SVG_METADATA = {"Date": None, "Creator": None}
 _PNG_METADATA = {"Software": None}
@@ -173,13 +173,23 @@ def _scope_html(board: Board, scope: str) -> str:
     for agent, reason in entry["excluded"].items():
         rows.append(f"<tr class=na><td>–</td><th scope=row>{_e(agent)}</th><td colspan=4>{_e(reason)}</td></tr>")
     title = "All tasks that reveal CTFs" if scope == aggregate.OVERALL else board.protocol.family(scope).title
+    spread = training_seed_spread(board, scope)
+    seeds = (
+        "<p class=tasks>Learned agents: the row is the mean over training seeds per test world; each seed alone: "
+        + "; ".join(f"{_e(agent)}: {_e(text)}" for agent, text in spread.items())
+        + "</p>"
+        if spread
+        else ""
+    )
     return (
         f"<section id='{_e(scope)}'><h2>{_e(scope)}: {_e(title)}</h2>"
         f"<p class=tasks>Tasks: {_e(', '.join(entry['tasks']))}</p>"
         "<table><thead><tr><th>rank</th><th>agent</th><th>IQM [95% CI]</th><th>mean [95% CI]</th>"
         "<th>optimality gap</th><th>P(above &gt; this)</th></tr></thead><tbody>"
         + "".join(rows)
-        + "</tbody></table></section>"
+        + "</tbody></table>"
+        + seeds
+        + "</section>"
     )
 
 

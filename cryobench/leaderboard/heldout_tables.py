@@ -38,19 +38,63 @@ def results_dir() -> Path:
     return card_dir("leaderboards") / "results" / f"v{VERSION}"
 
 
+#: A learned agent's entry needs this many independently trained versions (protocol v2, issue 13).
+MIN_TRAINING_SEEDS = 3
+
+
 def load_results() -> list[dict]:
-    """Every committed v2 submission (full tier), sorted by agent name."""
-    docs = []
+    """Every committed v2 submission (full tier), one per agent, sorted by agent name.
+
+    A learned agent has one file per training seed; they are merged into one entry
+    (:func:`merge_training_seeds`) after checking that there are at least ``MIN_TRAINING_SEEDS``.
+    """
+    groups: dict[str, list[dict]] = {}
     for path in sorted(results_dir().glob("*.json")):
         doc = load_submission(path)
         if doc["protocol"]["tier"] != "full":
             raise InputError(f"{path}: a leaderboard result must be a full-tier run, not {doc['protocol']['tier']!r}")
-        docs.append(doc)
-    names = [d["agent"]["name"] for d in docs]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise InputError(f"{results_dir()}: more than one result for {repeated}")
-    return sorted(docs, key=lambda d: d["agent"]["name"])
+        groups.setdefault(doc["agent"]["name"], []).append(doc)
+    docs = []
+    for name, group in sorted(groups.items()):
+        seeds = [doc["agent"].get("training_seed") for doc in group]
+        if seeds == [None]:
+            docs.append(group[0])
+        elif None in seeds:
+            raise InputError(f"{results_dir()}: more than one result for {[name]}")
+        else:
+            docs.append(merge_training_seeds(name, group))
+    return docs
+
+
+def merge_training_seeds(name: str, docs: list[dict]) -> dict:
+    """One entry from a learned agent's per-training-seed submissions: a run's score is the mean over the
+    seeds' scores on that test world (worlds stay the runs of the statistics); ``agent.training_seeds``
+    lists the seeds and ``per_seed`` keeps each submission for the spread the tables show."""
+    seeds = [doc["agent"]["training_seed"] for doc in docs]
+    if len(set(seeds)) != len(seeds):
+        raise InputError(f"{results_dir()}: agent {name!r}: training seed(s) submitted twice: {sorted(seeds)}")
+    if len(seeds) < MIN_TRAINING_SEEDS:
+        raise InputError(
+            f"{results_dir()}: agent {name!r} is learned: its entry needs results of at least {MIN_TRAINING_SEEDS} "
+            f"training seeds (one file each), found {sorted(seeds)}"
+        )
+    docs = sorted(docs, key=lambda doc: doc["agent"]["training_seed"])
+    first = docs[0]
+    for doc in docs[1:]:
+        if set(doc["tasks"]) != set(first["tasks"]) or doc["protocol"] != first["protocol"]:
+            raise InputError(
+                f"{results_dir()}: agent {name!r}: training seeds {seeds} were not run on the same tasks and worlds"
+            )
+    merged = {**first, "agent": {**first["agent"], "training_seeds": sorted(seeds)}, "per_seed": docs}
+    merged["agent"].pop("training_seed")
+    merged["tasks"] = {}
+    for task, block in first["tasks"].items():
+        runs = []
+        for k, run in enumerate(block["runs"]):
+            scores = [doc["tasks"][task]["runs"][k]["score"] for doc in docs]
+            runs.append({**run, "score": round(float(np.mean(scores)), 6)})
+        merged["tasks"][task] = {**block, "runs": runs}
+    return merged
 
 
 def load_pending() -> dict[str, str]:
@@ -188,7 +232,25 @@ def scope_table(board: Board, scope: str) -> list[str]:
         )
     for agent, reason in entry["excluded"].items():
         lines.append(f"| – | {escape_markdown(agent)} | not applicable | | | {escape_markdown(reason)} |")
+    spread = training_seed_spread(board, scope)
+    if spread:
+        lines += ["", "Learned agents: the row is the mean over training seeds per test world; each seed alone:", ""]
+        lines += [f"- {escape_markdown(agent)}: {text}" for agent, text in spread.items()]
     return lines
+
+
+def training_seed_spread(board: Board, scope: str) -> dict[str, str]:
+    """Per learned agent of a scope, each training seed's IQM on its own and their range (the spread)."""
+    entry, out = board.scopes[scope], {}
+    for agent in entry["agents"]:
+        per_seed = board.docs[agent].get("per_seed")
+        if not per_seed:
+            continue
+        iqms = [aggregate.iqm(_normalised(doc, entry["tasks"], board.protocol)) for doc in per_seed]
+        seeds = " / ".join(str(doc["agent"]["training_seed"]) for doc in per_seed)
+        values = " / ".join(f"{value:.1f}" for value in iqms)
+        out[agent] = f"IQM of training seeds {seeds}: {values} (range {max(iqms) - min(iqms):.1f})"
+    return out
 
 
 def task_table(board: Board) -> list[str]:
