@@ -17,7 +17,7 @@ from cryobench.facility_table import env_id_of, imported_datasets
 from cryobench.resources import card_dir
 
 ENTRY_POINT = "cryobench.env:CryoEMSessionEnv"
-#: ``gym.make_vec``'s native batched environment, for the environments of the default class.
+#: ``gym.make_vec``'s native batched environment, for the paper sessions of the default class.
 VECTOR_ENTRY_POINT = "cryobench.vector_env:CryoEMVectorEnv"
 _CARD_FIELDS = {
     "id": str,
@@ -148,7 +148,10 @@ def register_envs() -> None:
     for env_id, card in env_cards().items():
         if env_id not in gym.registry:
             entry_point = card.get("entry_point", ENTRY_POINT)
-            vector_entry_point = VECTOR_ENTRY_POINT if entry_point == ENTRY_POINT else None
+            kwargs = card["kwargs"]
+            paper_sessions = kwargs.get("acquisition", "paper") == "paper" and "grids" not in kwargs
+            batched = entry_point == ENTRY_POINT and paper_sessions
+            vector_entry_point = VECTOR_ENTRY_POINT if batched else None
             gym.register(
                 id=env_id,
                 entry_point=entry_point,

@@ -112,3 +112,10 @@ def test_bad_actions_are_input_errors():
     message = r"actions: expected 2 integers \(one per session\), got float64 of shape \(2,\)"
     with pytest.raises(InputError, match=message):
         envs.step(np.array([0.0, 1.0]))
+
+
+def test_make_vec_defaults_to_the_native_environment_for_paper_sessions_only():
+    assert isinstance(gym.make_vec(ENV_ID, num_envs=2).unwrapped, CryoEMVectorEnv)
+    staged = gym.make_vec("cryobench/AldolaseStaged-v0", num_envs=2)
+    assert isinstance(staged, gym.vector.SyncVectorEnv)
+    staged.close()
