@@ -1,0 +1,81 @@
+"""The examples of cryobench.examples run (on the small grid) and do what their docstrings say.
+
+Each is run in-process through its ``main(argv)``, as ``python -m cryobench.examples.NAME`` would.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cryobench  # noqa: F401  (registers the environments)
+from cryobench.evaluate import evaluate
+from cryobench.examples.common import env_kwargs, good_exposures_per_episode, make_test_env, score
+
+
+def test_good_exposures_are_the_rewarded_steps_of_each_session():
+    rewards = np.array([0.0, 1.0, 0.5, 0.0, 0.9, 1.0, 0.0, 0.0, 0.3])
+    dones = np.array([0, 0, 0, 1, 0, 0, 0, 1, 0])  # two sessions end; the third is still running
+    assert good_exposures_per_episode(rewards, dones) == [2, 2]
+
+
+def test_the_count_of_rewarded_steps_equals_the_worlds_good_exposures():
+    env = make_test_env(small=True)
+    obs, _ = env.reset(seed=4)
+    rewards, terminated = [], False
+    while not terminated:
+        obs, reward, terminated, _, _ = env.step(int(np.flatnonzero(obs["action_mask"])[0]))
+        rewards.append(reward)
+    inner = env.unwrapped
+    truth = int(inner.world.true_good[np.asarray(inner.state.exposures)].sum())
+    assert good_exposures_per_episode(rewards, [0] * (len(rewards) - 1) + [1]) == [truth]
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_sb3_example_trains_saves_and_scores_on_the_test_split(tmp_path):
+    pytest.importorskip("sb3_contrib")
+    from cryobench.examples import sb3_maskable_ppo
+    from cryobench.policies import load_per_hole_model
+
+    scores = sb3_maskable_ppo.main(["--small", "--timesteps", "512", "--episodes", "3", "--out", str(tmp_path)])
+    assert scores == json.loads((tmp_path / "scores.json").read_text())
+    assert scores["timesteps"] == 512 and scores["training_worlds"]["seeds"] == [10**6, 10**6 + 2]
+    # snowball's number is cryobench's own evaluation of snowball on the same seeds
+    snowball = evaluate("snowball", "cryobench/Aldolase-v1", env_kwargs(True), episodes=3, progress=False)
+    assert scores["test_split"]["snowball"] == np.mean([row["good_exposures"] for row in snowball["episodes"]])
+    # the policy's number is the saved model's, replayed
+    env = make_test_env(small=True)
+    model = load_per_hole_model(str(tmp_path / "model.zip"), env, device="cpu")
+
+    def policy(obs, info):
+        return int(model.predict(obs, action_masks=obs["action_mask"].astype(bool), deterministic=True)[0])
+
+    assert scores["test_split"]["per_hole_ppo"] == score(policy, env, episodes=3).mean()
+    curve = np.loadtxt(tmp_path / "curve.csv", delimiter=",", skiprows=1, ndmin=2)
+    assert len(curve) >= 2 and np.all(np.diff(curve[:, 0]) >= 0) and curve[-1, 0] <= 512
+    assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_cleanrl_example_trains_and_is_reproducible():
+    from cryobench.examples import cleanrl_ppo
+
+    first = cleanrl_ppo.main(["--small", "--total-timesteps", "512"])
+    again = cleanrl_ppo.main(["--small", "--total-timesteps", "512"])
+    assert len(first) >= 4 and first == again  # every random choice comes from --seed
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_torchrl_example_trains_with_a_bool_mask():
+    pytest.importorskip("torchrl", reason="torchrl is not installed (pip install 'cryobench[torchrl]')")
+    from cryobench.examples import torchrl_ppo
+
+    env = torchrl_ppo.make_env(small=True, seed=0)
+    assert env.observation_spec["action_mask"].dtype == torch.bool  # what ActionMask and MaskedCategorical need
+    good = torchrl_ppo.main(["--small", "--frames", "512"])
+    assert len(good) >= 4 and good == torchrl_ppo.main(["--small", "--frames", "512"])
