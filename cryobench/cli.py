@@ -636,6 +636,49 @@ def _parse_seed_range(text: str, option: str) -> range:
     return seeds
 
 
+@main.command("export")
+@click.argument("results", nargs=-1, required=True, type=click.Path())
+@click.option(
+    "--format",
+    "form",
+    type=click.Choice(["npz", "minari"]),
+    default="npz",
+    show_default=True,
+    help="npz: compact (actions, rewards, revealed CTFs, starts; observations rebuilt by replaying); "
+    "minari: a Minari dataset with the observations (pip install 'cryobench[minari]').",
+)
+@click.option(
+    "--out", type=click.Path(), default=None, help="npz: the file (default trajectories.npz); minari: a folder."
+)
+@click.option(
+    "--dataset-id",
+    default="cryobench/trajectories-v0",
+    show_default=True,
+    help="minari: the dataset's id (namespace/name-vN).",
+)
+@_friendly_errors
+def export_cmd(results, form, out, dataset_id) -> None:
+    """Trajectories out: the episodes of results files (runs, sweeps, play sessions) for offline RL.
+
+    Every episode is replayed in the environment its file names, so rewards and observations are
+    exact; a file whose world cannot be rebuilt is refused in one line.
+    """
+    from cryobench.export import export_minari, export_npz
+
+    if form == "npz":
+        if out is not None and Path(out).is_dir():
+            raise InputError(f"option --out: {out} is a folder; --format npz writes a file (e.g. trajectories.npz)")
+        metadata = export_npz(results, out or "trajectories.npz")
+        humans = sum(source["human"] for source in metadata["sources"])
+        click.echo(
+            f"{metadata['episodes']} episodes, {metadata['steps']} steps from {len(metadata['sources'])} "
+            f"results file(s) ({humans} played by people): {out or 'trajectories.npz'}"
+        )
+    else:
+        folder = export_minari(results, dataset_id, out)
+        click.echo(f"Minari dataset {dataset_id}: {folder}  (minari.load_dataset({dataset_id!r}))")
+
+
 @main.group("leaderboard")
 def leaderboard_group() -> None:
     """Build the leaderboard tables; verify submissions."""

@@ -72,6 +72,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.heldout",
             "cryobench.leaderboard",
             "cryobench.check",
+            "cryobench.export",
         ),
     ),
     # examples: scripts a user runs (python -m cryobench.examples.NAME), on top of everything

@@ -1,0 +1,410 @@
+"""Trajectories out: results files (agents' runs and people's play sessions) as offline-RL data.
+
+A results file keeps each episode compactly: its seed, start hole and exposures (with each
+exposure's CTF and the minutes it ended at). That is enough to replay the episode exactly in
+the environment the file names, and so to rebuild every observation, reward and termination
+without storing them (a full observation is 0.1-1 MB a step).
+
+- ``npz`` (:func:`export_npz`): the compact form, one file, numpy only. Per step: the action, the
+  reward, the CTF the exposure revealed (NaN for a costed no-op), termination and truncation;
+  per episode: seed, start hole, world and where its steps begin; the environment and sources as
+  JSON. :func:`replay_observations` rebuilds an episode's observations and checks that the
+  replayed rewards equal the stored ones (so a world that changed is noticed, never mixed in).
+- ``minari`` (:func:`export_minari`, extra ``minari``): a Minari dataset with the observations,
+  made by replaying; as large as the observations are.
+
+Actions are rebuilt from the exposures. A step that exposed nothing (an agent's choice of a
+visited hole or of something that is not a hole) is a costed no-op of the in-patch minutes
+(the simulator's rule 4) that results files do not list; the exposure minutes show where they
+were, and they are replayed as a choice of the current hole, which gives the same observations.
+Staged sessions (squares imaged on demand) are not exported: their files do not record when
+each square was imaged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cryobench import simulator
+from cryobench.errors import InputError
+from cryobench.files import write_atomic
+from cryobench.registration import make_env
+
+TRAJECTORIES_FORMAT = "cryobench-trajectories/1"
+#: cryobench.play.session's journal format (a layer above this one: named, not imported; a test checks it)
+JOURNAL_FORMAT = "cryobench-play-journal/1"
+FORMATS = ("npz", "minari")
+
+
+@dataclass
+class Episode:
+    """One replayed episode: per step the action, reward, revealed CTF, termination, truncation."""
+
+    source: str
+    agent: str
+    human: bool
+    world: int | None
+    seed: int
+    start: int
+    actions: np.ndarray
+    rewards: np.ndarray
+    revealed_ctf: np.ndarray
+    terminations: np.ndarray
+    truncations: np.ndarray
+
+
+# ---- reading results -------------------------------------------------------------------------------
+def results_files(paths: Sequence[str | Path]) -> list[Path]:
+    """The results files named: files, and the ``*.json`` files of folders (sorted)."""
+    found: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            inside = sorted(p for p in path.glob("*.json") if p.is_file())
+            if not inside:
+                raise InputError(f"{path}: a folder without results files (*.json)")
+            found.extend(inside)
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such results file or folder")
+    return found
+
+
+def _read_episodes(path: Path) -> dict:
+    """A results file, or the journal of an unfinished play session as a one-episode document."""
+    from cryobench.files import read_json
+    from cryobench.results import load_results
+
+    doc = read_json(path, "results file")
+    if not (isinstance(doc, dict) and doc.get("format") == JOURNAL_FORMAT):
+        return load_results(path)
+    seed, exposures, env = doc.get("seed"), doc.get("exposures"), doc.get("env")
+    if not (
+        isinstance(seed, int)
+        and isinstance(exposures, list)
+        and all(isinstance(h, int) and not isinstance(h, bool) for h in exposures)
+        and isinstance(env, dict)
+        and isinstance(env.get("id"), str)
+        and isinstance(env.get("kwargs"), dict)
+    ):
+        raise InputError(f"{path}: a play journal without a seed, its exposures (hole ids) or its environment")
+    player = doc.get("player") if isinstance(doc.get("player"), str) else "?"
+    return {
+        "env": {"id": env["id"], "kwargs": env["kwargs"]},
+        "agent": {"name": f"human:{player}"},
+        "human": {"complete": False},
+        "journal": True,
+        "episodes": [{"seed": seed, "trajectory": exposures}],
+    }
+
+
+def _env_of(results: list[tuple[Path, dict]]) -> tuple[str, dict]:
+    """The one environment (id and arguments) every results file ran; a one-line error when they differ."""
+    first_path, first = results[0]
+    env_id, kwargs = first["env"]["id"], dict(first["env"]["kwargs"])
+    for path, doc in results[1:]:
+        if (doc["env"]["id"], doc["env"]["kwargs"]) != (env_id, kwargs):
+            raise InputError(
+                f"{path}: environment {doc['env']['id']} {doc['env']['kwargs']} differs from {first_path}'s "
+                f"{env_id} {kwargs}; export one environment at a time"
+            )
+    return env_id, kwargs
+
+
+def _world_kwargs(kwargs: dict, world: int | None) -> dict:
+    return kwargs if world is None else {**kwargs, "world_seed": int(world), "layout_seed": int(world)}
+
+
+# ---- replaying ------------------------------------------------------------------------------------------
+def _steps(env, row: dict, where: str) -> Iterator[tuple[int, float, float, bool, bool, dict, dict]]:
+    """Replay one results row: yields (action, reward, revealed CTF, terminated, truncated, obs, info)
+    per step, after the reset's (obs, info) as the first item with action -1."""
+    inner = env.unwrapped
+    seed = int(row["seed"])
+    # A journal does not name its start: the reset's own (what the play server did).
+    obs, info = env.reset(seed=seed, options=None if row.get("start") is None else {"start_hole": int(row["start"])})
+    world = inner.world
+    if world.staged:
+        raise InputError(f"{where}: a staged session (squares imaged on demand); export covers paper acquisition")
+    yield -1, 0.0, np.nan, False, False, obs, info
+    exposures = [int(hole) for hole in row["trajectory"]]
+    minutes = [float(m) for m in row["good_curve"]["minutes"]] if "good_curve" in row else []
+    in_patch = float(world.profile.minutes[0])
+    missing_no_ops = int(row.get("invalid_moves", 0))
+    terminated = False
+
+    def no_op():
+        hole = int(inner.state.current)
+        obs, reward, terminated, truncated, info = env.step(hole)
+        return hole, reward, np.nan, terminated, truncated, obs, info
+
+    for k, hole in enumerate(exposures):
+        if terminated:
+            raise InputError(f"{where}: episode seed {seed}: the session ended before exposure {k} of {len(exposures)}")
+        if missing_no_ops and world.cassette is None:
+            ahead = float(simulator.move_minutes(world, inner.state.current)[hole]) if 0 <= hole < world.n_holes else 0
+            gap = minutes[k] - (inner.state.elapsed + ahead)
+            for _ in range(max(int(round(gap / in_patch)), 0)):
+                step = no_op()
+                missing_no_ops -= 1
+                terminated = step[3]
+                yield step
+        elif missing_no_ops:
+            raise InputError(f"{where}: episode seed {seed}: a cassette episode with no-op moves cannot be replayed")
+        obs, reward, terminated, truncated, info = env.step(hole)
+        if info["invalid_action"] or inner.state.exposures[-1:] != [hole]:
+            raise InputError(f"{where}: episode seed {seed}: exposure {k} (hole {hole}) is not possible in this world")
+        yield hole, reward, float(world.grid.ctf[hole]), terminated, truncated, obs, info
+    while missing_no_ops > 0 and not terminated:  # no-ops after the last exposure
+        step = no_op()
+        missing_no_ops -= 1
+        terminated = step[3]
+        yield step
+    state = inner.state
+    if "minutes" in row and (state.n_exposures != len(exposures) or state.elapsed != float(row["minutes"])):
+        raise InputError(
+            f"{where}: episode seed {seed}: replaying it gives {state.n_exposures} exposures in {state.elapsed} "
+            f"minutes, the file records {len(exposures)} in {row['minutes']}; was it made with another world?"
+        )
+
+
+def replay_results(paths: Sequence[str | Path]) -> tuple[str, dict, list[Episode], list[dict]]:
+    """Every episode of the results files named, replayed: (env id, arguments, episodes, sources)."""
+    loaded = [(path, _read_episodes(path)) for path in results_files(paths)]
+    env_id, kwargs = _env_of(loaded)
+    envs: dict[int | None, Any] = {}
+    episodes, sources = [], []
+    try:
+        for path, doc in loaded:
+            human = "human" in doc
+            sources.append(
+                {
+                    "file": path.name,
+                    "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                    "agent": doc["agent"]["name"],
+                    "human": human,
+                    "complete": bool(doc["human"].get("complete", True)) if human else True,
+                    **({"journal": True} if doc.get("journal") else {}),
+                }
+            )
+            for index, row in enumerate(doc["episodes"]):
+                world = row.get("world")
+                if world not in envs:
+                    envs[world] = make_env(env_id, _world_kwargs(kwargs, world))
+                steps = list(_steps(envs[world], row, f"{path} episode {index}"))[1:]
+                actions, rewards, ctf = [s[0] for s in steps], [s[1] for s in steps], [s[2] for s in steps]
+                terms, truncs = [s[3] for s in steps], [s[4] for s in steps]
+                if truncs and not terms[-1]:  # stopped before the session's end (a person who finished early)
+                    truncs[-1] = True
+                recorded = float(row.get("total_reward", np.sum(rewards)))  # (a journal records no reward)
+                if not np.isclose(float(np.sum(rewards)), recorded, rtol=0, atol=1e-9):
+                    raise InputError(
+                        f"{path} episode {index}: replayed rewards sum to {np.sum(rewards)}, "
+                        f"the file records {recorded}"
+                    )
+                episodes.append(
+                    Episode(
+                        path.name,
+                        doc["agent"]["name"],
+                        human,
+                        None if world is None else int(world),
+                        int(row["seed"]),
+                        int(envs[world].unwrapped.state.start),
+                        np.asarray(actions, dtype=np.int64),
+                        np.asarray(rewards, dtype=np.float64),
+                        np.asarray(ctf, dtype=np.float64),
+                        np.asarray(terms, dtype=bool),
+                        np.asarray(truncs, dtype=bool),
+                    )
+                )
+    finally:
+        for env in envs.values():
+            env.close()
+    return env_id, kwargs, episodes, sources
+
+
+# ---- npz -------------------------------------------------------------------------------------------------
+def export_npz(paths: Sequence[str | Path], out: str | Path) -> dict[str, Any]:
+    """Write the episodes of ``paths`` as one compact ``.npz`` file; returns its metadata."""
+    env_id, kwargs, episodes, sources = replay_results(paths)
+    if not episodes:
+        raise InputError("no episodes to export")
+    lengths = np.array([len(e.actions) for e in episodes], dtype=np.int64)
+    metadata = {
+        "format": TRAJECTORIES_FORMAT,
+        "env": {"id": env_id, "kwargs": kwargs},
+        "sources": sources,
+        "episodes": len(episodes),
+        "steps": int(lengths.sum()),
+        "note": "observations are not stored: rebuild them with cryobench.export.replay_observations (exact)",
+    }
+    arrays = {
+        "actions": np.concatenate([e.actions for e in episodes]),
+        "rewards": np.concatenate([e.rewards for e in episodes]),
+        "revealed_ctf": np.concatenate([e.revealed_ctf for e in episodes]),
+        "terminations": np.concatenate([e.terminations for e in episodes]),
+        "truncations": np.concatenate([e.truncations for e in episodes]),
+        "episode_starts": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "seeds": np.array([e.seed for e in episodes], dtype=np.int64),
+        "start_holes": np.array([e.start for e in episodes], dtype=np.int64),
+        "worlds": np.array([-1 if e.world is None else e.world for e in episodes], dtype=np.int64),
+        "source_index": np.array([[s["file"] for s in sources].index(e.source) for e in episodes], dtype=np.int64),
+        "human": np.array([e.human for e in episodes], dtype=bool),
+        "metadata": np.array(json.dumps(metadata, sort_keys=True)),
+    }
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_atomic(out, buffer.getvalue())
+    return metadata
+
+
+@dataclass
+class Trajectories:
+    """An exported ``.npz`` file, read back: the metadata and the per-step and per-episode arrays."""
+
+    metadata: dict
+    arrays: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.arrays["seeds"])
+
+    def episode(self, index: int) -> dict[str, np.ndarray]:
+        """Episode ``index``'s per-step arrays (actions, rewards, revealed_ctf, terminations, truncations)."""
+        if not 0 <= index < len(self):
+            raise InputError(f"episode {index}: the file holds episodes 0 to {len(self) - 1}")
+        begin, end = self.arrays["episode_starts"][index : index + 2]
+        keys = ("actions", "rewards", "revealed_ctf", "terminations", "truncations")
+        return {key: self.arrays[key][begin:end] for key in keys}
+
+
+def load_trajectories(path: str | Path) -> Trajectories:
+    """A ``.npz`` file written by :func:`export_npz`; a one-line error for anything else."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from None
+    try:
+        metadata = json.loads(str(arrays.pop("metadata")))
+    except (KeyError, json.JSONDecodeError):
+        metadata = {}
+    if metadata.get("format") != TRAJECTORIES_FORMAT:
+        raise InputError(f"{path}: not a cryobench trajectories file (expected format {TRAJECTORIES_FORMAT!r})")
+    return Trajectories(metadata, arrays)
+
+
+def replay_observations(trajectories: Trajectories, index: int, env=None) -> Iterator[tuple[dict, dict]]:
+    """Episode ``index``'s observations and infos, rebuilt by replaying its actions: the reset's, then
+    one per step. Raises InputError when a replayed reward differs from the stored one (another world)."""
+    env_record = trajectories.metadata["env"]
+    world = int(trajectories.arrays["worlds"][index])
+    own = env is None
+    env = make_env(env_record["id"], _world_kwargs(env_record["kwargs"], None if world < 0 else world)) if own else env
+    steps = trajectories.episode(index)
+    try:
+        obs, info = env.reset(
+            seed=int(trajectories.arrays["seeds"][index]),
+            options={"start_hole": int(trajectories.arrays["start_holes"][index])},
+        )
+        yield obs, info
+        for step, (action, stored) in enumerate(zip(steps["actions"], steps["rewards"], strict=True)):
+            obs, reward, terminated, _truncated, info = env.step(int(action))
+            if reward != stored or terminated != steps["terminations"][step]:
+                raise InputError(
+                    f"episode {index}, step {step}: the replay gives reward {reward} (terminated {terminated}), "
+                    f"the file stores {stored} ({bool(steps['terminations'][step])}): another world"
+                )
+            yield obs, info
+    finally:
+        if own:
+            env.close()
+
+
+# ---- minari ----------------------------------------------------------------------------------------------
+def export_minari(paths: Sequence[str | Path], dataset_id: str, out_dir: str | Path | None = None) -> Path:
+    """A Minari dataset (``namespace/name-v0``) of the episodes, observations rebuilt by replaying."""
+    import os
+
+    try:
+        import minari
+        from minari.data_collector import EpisodeBuffer
+    except ImportError:
+        raise InputError("--format minari needs Minari: pip install 'cryobench[minari]'") from None
+    env_id, kwargs, episodes, _sources = replay_results(paths)
+    if not episodes:
+        raise InputError("no episodes to export")
+    if any(e.world is not None for e in episodes):
+        raise InputError("--format minari: episodes on several test worlds; Minari datasets hold one environment")
+    env = make_env(env_id, kwargs)
+    compact = {
+        "format": TRAJECTORIES_FORMAT,
+        "env": {"id": env_id, "kwargs": kwargs},
+        "sources": _sources,
+        "episodes": len(episodes),
+        "steps": sum(len(e.actions) for e in episodes),
+    }
+    trajectories = Trajectories(
+        compact,
+        {
+            "actions": np.concatenate([e.actions for e in episodes]),
+            "rewards": np.concatenate([e.rewards for e in episodes]),
+            "revealed_ctf": np.concatenate([e.revealed_ctf for e in episodes]),
+            "terminations": np.concatenate([e.terminations for e in episodes]),
+            "truncations": np.concatenate([e.truncations for e in episodes]),
+            "episode_starts": np.concatenate([[0], np.cumsum([len(e.actions) for e in episodes])]),
+            "seeds": np.array([e.seed for e in episodes]),
+            "start_holes": np.array([e.start for e in episodes]),
+            "worlds": np.full(len(episodes), -1),
+        },
+    )
+    buffers = []
+    try:
+        for index, episode in enumerate(episodes):
+            observations = [obs for obs, _info in replay_observations(trajectories, index, env)]
+            buffers.append(
+                EpisodeBuffer(
+                    id=index,
+                    seed=episode.seed,
+                    options={"start_hole": episode.start},
+                    observations={key: np.stack([o[key] for o in observations]) for key in observations[0]},
+                    actions=episode.actions,
+                    rewards=list(episode.rewards),
+                    terminations=list(episode.terminations),
+                    truncations=list(episode.truncations),
+                )
+            )
+        before = os.environ.get("MINARI_DATASETS_PATH")
+        if out_dir is not None:  # Minari writes where this variable says (default ~/.minari/datasets)
+            os.environ["MINARI_DATASETS_PATH"] = str(Path(out_dir).resolve())
+        try:
+            dataset = minari.create_dataset_from_buffers(
+                dataset_id,
+                buffers,
+                env=env.spec,
+                eval_env=env.spec,
+                algorithm_name=", ".join(sorted({e.agent for e in episodes})),
+                code_permalink="https://github.com/cryobench/cryobench",
+                author="cryobench export",
+                author_email="cryobench@example.org",
+                description=f"{len(episodes)} episodes replayed from cryobench results files",
+                data_format="arrow",
+            )
+        except ValueError as exc:  # a bad or taken dataset id
+            raise InputError(f"--dataset-id {dataset_id!r}: {exc}") from None
+        finally:
+            if before is None:
+                os.environ.pop("MINARI_DATASETS_PATH", None)
+            else:
+                os.environ["MINARI_DATASETS_PATH"] = before
+    finally:
+        env.close()
+    return Path(dataset.spec.data_path).parent
