@@ -700,11 +700,12 @@ def leaderboard_build(check) -> None:
 
 
 def _submission_format(path: str) -> str | None:
-    """The ``format`` field of a submission file, read leniently (verify reports the real errors)."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8")).get("format")
-    except (OSError, ValueError, AttributeError):
-        return None
+    """The ``format`` field of a submission file. A file that cannot be read as JSON is bad input (exit 2);
+    a readable one that is no well-formed submission is for verify to reject, with its reasons."""
+    from cryobench.files import read_json
+
+    doc = read_json(path, "submission file")
+    return doc.get("format") if isinstance(doc, dict) else None
 
 
 @leaderboard_group.command("references")
@@ -734,10 +735,11 @@ def leaderboard_verify(files, data, workers, quiet) -> None:
     from cryobench.leaderboard.verify import verify
 
     rejected = 0
-    for number, file in enumerate(files, start=1):
+    formats = [_submission_format(file) for file in files]  # every file readable before anything re-runs
+    for number, (file, format_) in enumerate(zip(files, formats, strict=True), start=1):
         if not quiet:
             click.echo(f"verifying {number} of {len(files)}: {file} (re-running every task)", err=True)
-        check = verify_heldout if _submission_format(file) == "cryobench-submission/2" else verify
+        check = verify_heldout if format_ == "cryobench-submission/2" else verify
         report = check(file, data=data, workers=workers, progress=not quiet)
         if report["accepted"]:
             reduced = " (reduced protocol: a subset of seeds or entries, not a leaderboard entry)"

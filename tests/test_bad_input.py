@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cryobench.cli import main
+from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import ExitCode, InputError
 from cryobench.evaluate import evaluate
 from cryobench.results import load_results, save_results, schema_path
@@ -158,3 +162,78 @@ def test_an_unknown_hyperparameter_names_the_option_and_what_the_agent_takes(age
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.strip().splitlines() == [f"Error: the hyperparameters given (-H): {expected}"]
     assert not out.exists()
+
+
+# ---- actions: random values ------------------------------------------------------------------------------
+ACTION_VALUES = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=6),
+    st.complex_numbers(),
+    st.lists(st.integers(0, 10), max_size=3),
+    st.integers(0, 3000).map(np.int64),
+    st.integers(0, 3000).map(np.array),
+    st.integers(0, 3000).map(lambda i: np.array([i])),
+    st.floats(0, 3000).map(np.float32),
+    st.booleans().map(np.bool_),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(values=st.lists(ACTION_VALUES, min_size=1, max_size=5))
+def test_random_action_values_are_a_hole_or_a_one_line_error_leaving_the_session_unchanged(values):
+    """A Python int, a numpy integer or a 0-d integer array in range is a hole index (a visited one an
+    invalid move, recorded); anything else, out-of-range integers too, is refused in one line and changes
+    nothing."""
+    env = _ENV
+    env.reset(seed=0)
+    for value in values:
+        before = (env.state.elapsed, list(env.state.exposures), env.state.invalid_moves)
+        integer = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+        integer |= isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "iu"
+        in_range = integer and 0 <= int(value) < env.unwrapped.world.n_holes
+        try:
+            env.step(value)
+        except InputError as exc:
+            assert not in_range, f"{value!r} is a hole index, refused: {exc}"
+            expected = f"action {int(value)} out of range" if integer else "action: expected a hole index"
+            assert "\n" not in str(exc) and str(exc).startswith(expected), str(exc)
+            assert (env.state.elapsed, list(env.state.exposures), env.state.invalid_moves) == before
+            continue
+        assert in_range, f"{value!r} was taken as an action"
+        if env.state.elapsed >= env.unwrapped.world.duration:
+            env.reset(seed=0)
+
+
+_ENV = CryoEMSessionEnv(dataset="aldolase")
+
+
+# ---- submissions: unreadable is bad input, malformed is rejected -----------------------------------------
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b'{"format": "cryobench-submission/1", "agent": "caf\xe9"}', "not UTF-8 text"),
+        ('{"format": "cryobench-submission/2"}'.encode("utf-16"), "not UTF-8 text"),
+        (b'{"format": ', "not valid JSON (line 1"),
+        (None, "no such submission file"),
+    ],
+    ids=["not UTF-8", "UTF-16", "not JSON", "missing"],
+)
+def test_verify_of_an_unreadable_submission_is_bad_input_before_anything_runs(tmp_path, content, expected):
+    path = tmp_path / "submission.json"
+    if content is not None:
+        path.write_bytes(content)
+    result = CliRunner().invoke(main, ["leaderboard", "verify", str(path), "--quiet"])
+    assert result.exit_code == ExitCode.BAD_INPUT
+    assert result.output.strip().splitlines() == [result.output.strip()]
+    assert result.output.startswith(f"Error: {path}: {expected}")
+
+
+def test_verify_of_a_readable_but_malformed_submission_rejects_it_with_the_reason(tmp_path):
+    path = tmp_path / "submission.json"
+    path.write_text('{"format": "cryobench-submission/1", "agent": {}}')
+    result = CliRunner().invoke(main, ["leaderboard", "verify", str(path), "--quiet"])
+    assert result.exit_code == ExitCode.REJECTED
+    assert f"  - schema: {path}: field 'protocol' missing or not a dict" in result.output.splitlines()
