@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cryobench.cli import main
@@ -181,13 +181,18 @@ ACTION_VALUES = st.one_of(
 )
 
 
+@pytest.fixture(scope="module")
+def session_env() -> CryoEMSessionEnv:
+    return CryoEMSessionEnv(dataset="aldolase")
+
+
 @settings(max_examples=150, deadline=None)
 @given(values=st.lists(ACTION_VALUES, min_size=1, max_size=5))
-def test_random_action_values_are_a_hole_or_a_one_line_error_leaving_the_session_unchanged(values):
+def test_random_action_values_are_a_hole_or_a_one_line_error_leaving_the_session_unchanged(session_env, values):
     """A Python int, a numpy integer or a 0-d integer array in range is a hole index (a visited one an
     invalid move, recorded); anything else, out-of-range integers too, is refused in one line and changes
     nothing."""
-    env = _ENV
+    env = session_env
     env.reset(seed=0)
     for value in values:
         before = (env.state.elapsed, list(env.state.exposures), env.state.invalid_moves)
@@ -205,9 +210,6 @@ def test_random_action_values_are_a_hole_or_a_one_line_error_leaving_the_session
         assert in_range, f"{value!r} was taken as an action"
         if env.state.elapsed >= env.unwrapped.world.duration:
             env.reset(seed=0)
-
-
-_ENV = CryoEMSessionEnv(dataset="aldolase")
 
 
 # ---- submissions: unreadable is bad input, malformed is rejected -----------------------------------------
@@ -237,3 +239,49 @@ def test_verify_of_a_readable_but_malformed_submission_rejects_it_with_the_reaso
     result = CliRunner().invoke(main, ["leaderboard", "verify", str(path), "--quiet"])
     assert result.exit_code == ExitCode.REJECTED
     assert f"  - schema: {path}: field 'protocol' missing or not a dict" in result.output.splitlines()
+
+
+# ---- results files: random values in random fields --------------------------------------------------------
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _paths(value, prefix=()):
+    """Every (path, value) of a JSON document's fields (lists: their first three items)."""
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value[:3]):
+            yield from _paths(item, (*prefix, index))
+
+
+@pytest.fixture(scope="module")
+def results_document(tmp_path_factory) -> dict:
+    return evaluate("random", "aldolase", episodes=2, progress=False)
+
+
+@pytest.mark.slow  # 200 documents written and read: about 30 s
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_value_in_any_field_of_a_results_file_is_read_or_refused_in_one_line(results_document, tmp_path, data):
+    """compare's table from a file that loads; else one InputError naming the file. Nothing else."""
+    from cryobench.compare import comparison_table, jaccard_between
+
+    document = json.loads(json.dumps(results_document))
+    where = data.draw(st.sampled_from([p for p in _paths(document) if p]))
+    document = _edited(document, where, data.draw(JSON_VALUES | st.just(DELETE)))
+    path = tmp_path / "mutated.json"
+    path.write_text(json.dumps(document))
+    try:
+        loaded = load_results(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(f"{path}: ")
+        return
+    table = comparison_table([loaded])
+    assert np.isfinite(table["good_mean"]).all() and (table["good_mean"] >= 0).all()
+    jaccard_between([loaded], good_only=all("trajectory_good" in row for row in loaded["episodes"]))
