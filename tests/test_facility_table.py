@@ -15,6 +15,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cryobench.catalog import load_dataset
 from cryobench.cli import main
@@ -371,3 +373,51 @@ def test_convert_refuses_a_bad_cryorl_folder_with_the_importers_message(tmp_path
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.strip() == f"Error: {val}, line 3: x (px) must be a decimal number, got 'inf'"
     assert not (tmp_path / "t.csv").exists()
+
+
+# ---- property tests ---------------------------------------------------------------------------------------
+CELL_VALUES = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["", "-1", "0", "1e-300", "1e300", "inf", "nan", "100000", "1_0", " 5 ", "train", "test"]),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers().map(str),
+)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    line=st.integers(min_value=1, max_value=49),
+    column=st.integers(min_value=0, max_value=14),
+    value=CELL_VALUES,
+    action=st.sampled_from(["replace", "drop line", "duplicate line", "add field", "bytes"]),
+    data=st.binary(max_size=20),
+)
+def test_random_table_mutations_load_or_are_one_line(good_rows, tmp_path, line, column, value, action, data):
+    """Either a dataset with finite positions and CTFs of at least 1 Å, or one InputError naming the file."""
+    path = tmp_path / "mutated.csv"
+    _write(path, good_rows)
+    lines = path.read_text().splitlines()
+    fields = next(csv.reader([lines[line - 1]]))
+    if action == "replace":
+        fields[column % len(fields)] = value
+    elif action == "add field":
+        fields.append(value)
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    lines[line - 1] = buffer.getvalue()
+    if action == "drop line":
+        del lines[line - 1]
+    elif action == "duplicate line":
+        lines.insert(line - 1, lines[line - 1])
+    content = ("\n".join(lines) + "\n").encode()
+    if action == "bytes":
+        content = content[: line * 40] + data + content[line * 40 :]
+    path.write_bytes(content)
+    try:
+        dataset = load_table(path)
+    except InputError as exc:
+        assert "\n" not in str(exc) and str(exc).startswith(str(path))
+        return
+    grid = dataset.grid
+    assert np.isfinite(grid.x_um).all() and np.isfinite(grid.y_um).all() and (grid.ctf >= 1.0).all()
+    assert set(dataset.split) == {"train", "test"}
