@@ -788,14 +788,14 @@ def datasets_list() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_friendly_errors
 def datasets_show(name: str, split: str, noise: float, seed: int | None, as_json: bool) -> None:
-    """Summary of a dataset card NAME (or measured data: a CryoRL folder, a facility table or an imported
-    folder): counts, CTF bins, regressor quality."""
+    """Summary of a dataset card NAME (or measured data: a CryoRL folder, a facility table, an imported
+    folder or its name): counts, CTF bins, regressor quality."""
     from cryobench.catalog import load_dataset
-    from cryobench.facility_table import is_table_file
+    from cryobench.facility_table import imported_datasets, is_table_file
 
-    path = Path(name)
+    path = imported_datasets().get(name, Path(name))  # a dataset imported by name, or a path
     measured = path.is_dir() or is_table_file(path)
-    dataset = load_dataset(data=name) if measured else load_dataset(dataset=name, seed=seed)
+    dataset = load_dataset(data=path) if measured else load_dataset(dataset=name, seed=seed)
     _show_dataset(dataset, split, noise, seed, as_json)
 
 

@@ -160,6 +160,8 @@ def test_a_table_imported_by_name_is_an_environment(data_home, tmp_path, monkeyp
     assert json.loads(out.read_text())["episodes"] == direct["episodes"]
     again = CliRunner().invoke(main, ["datasets", "import-table", str(table), "--name", "handmade-7"])
     assert again.exit_code == ExitCode.BAD_INPUT and "is imported already" in again.output
+    shown = CliRunner().invoke(main, ["datasets", "show", "handmade-7", "--json"])
+    assert json.loads(shown.output)["statistics"]["holes"] == 48
     listed = CliRunner().invoke(main, ["list", "envs"])
     assert re.search(r"handmade-7 +cryobench/Handmade7-v0", listed.output)
 
