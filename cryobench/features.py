@@ -255,6 +255,12 @@ def hole_groups(world: World) -> np.ndarray:
     return _world_index(world).hole_groups
 
 
+#: The columns :func:`hole_rows` writes as blocks: every level's histogram and counts (patch,
+#: square, tile), and the revealed-good fractions followed by the revealed counts.
+_HISTOGRAMS_AND_COUNTS = slice(COLUMN["patch_hist_0_4"], COLUMN["tile_visited_pred_good"] + 1)
+_REVEALED_GROUP_VALUES = slice(COLUMN["patch_revealed_good_frac"], COLUMN["tile_revealed"] + 1)
+
+
 def group_values(world: World, table: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
     """Per-group feature values of S sessions: (S, n_groups, 11), or (S, M, 11) for ``groups`` (S, M).
 
@@ -296,25 +302,17 @@ def hole_rows(
     levels = move_level(tile[current] == tile[holes], square[current] == square[holes], patch[current] == patch[holes])
     move_values = index.move_values[levels]
     left = np.maximum(world.duration - np.asarray(elapsed, dtype=np.float64), 0.0)  # as simulator.time_left
-    time_left = np.broadcast_to((left / world.duration).astype(np.float32)[:, None, None], shape)
-    # The columns in the layout's order (checked by tests against hole_features), written in one pass.
-    return np.concatenate(
-        [
-            _patch_index(world).predicted_ctf_feature[holes][..., None],
-            visited,
-            rows[..., :_PER_LEVEL].reshape(*holes.shape, 3 * _PER_LEVEL),  # patch, square, tile histograms and counts
-            move_values[..., :3],  # same tile, square, patch
-            revealed,
-            revealed_ctf,
-            # revealed-good fractions, then revealed counts, of patch, square, tile
-            rows[..., _PER_LEVEL:].swapaxes(-1, -2).reshape(*holes.shape, 6),
-            move_values[..., 3:],
-            time_left,
-        ],
-        axis=-1,
-        dtype=np.float32,
-        casting="unsafe",
-    )
+    out = np.empty((*holes.shape, N_FEATURES), dtype=np.float32)
+    # Each run of adjacent columns written at once, the group values through views split by level.
+    out[..., :2] = np.concatenate([_patch_index(world).predicted_ctf_feature[holes][..., None], visited], axis=-1)
+    out[..., _HISTOGRAMS_AND_COUNTS].reshape(*holes.shape, 3, _PER_LEVEL)[...] = rows[..., :_PER_LEVEL]
+    out[..., SHARED_GROUP_COLUMNS] = move_values[..., :3]
+    out[..., REVEALED_COLUMN : REVEALED_CTF_COLUMN + 1] = np.concatenate([revealed, revealed_ctf], axis=-1)
+    # revealed-good fractions, then revealed counts, of patch, square, tile
+    out[..., _REVEALED_GROUP_VALUES].reshape(*holes.shape, 2, 3)[...] = rows[..., _PER_LEVEL:].swapaxes(-1, -2)
+    out[..., MOVE_MINUTES_COLUMN] = move_values[..., 3]
+    out[..., TIME_LEFT_COLUMN] = (left / world.duration)[:, None]
+    return out
 
 
 def hole_features_from_scratch(world: World, state: SessionState) -> np.ndarray:

@@ -164,16 +164,15 @@ class CryoEMVectorEnv(VectorEnv):
             self._values[sessions] = group_values(world, self._table[sessions])
 
     def _mark_visited(self, sessions: np.ndarray, holes: np.ndarray) -> None:
+        """Visit ``holes`` (one per session of ``sessions``): its patch, square and tile rows in one update."""
         self.visited[sessions, holes] = True
-        for ids, table in zip(self.world.groups, self.tables, strict=True):
-            table[sessions, ids[holes]] += self.world.visit_delta[holes]
+        self._table[sessions[:, None], self._hole_groups[holes]] += self.world.visit_delta[holes][:, None]
 
     def _reveal(self, sessions: np.ndarray, holes: np.ndarray) -> None:
         """Reveal ``holes`` (one per entry of ``sessions``; a session may repeat: np.add.at)."""
         self.revealed[sessions, holes] = True
         self.revealed_ctf[sessions, holes] = self._ctf[holes]
-        for ids, table in zip(self.world.groups, self.tables, strict=True):
-            np.add.at(table, (sessions, ids[holes]), self.world.reveal_delta[holes])
+        np.add.at(self._table, (sessions[:, None], self._hole_groups[holes]), self.world.reveal_delta[holes][:, None])
 
     def _expose(self, holes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``simulator.expose`` on every session (rules 2-6); returns rewards and invalid flags."""
