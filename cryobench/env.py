@@ -197,7 +197,8 @@ class CryoEMSessionEnv(gym.Env):
     ``invalid_action`` at every step. ``good_exposures``: at the end of the episode the true
     count (with ``exposures`` and ``minutes``: the headline metrics results files score); during
     it only what the feedback has shown, the good holes among those revealed so far, and absent
-    with ``feedback="none"``: info never tells an agent more than the observation does.
+    with ``feedback="none"``: info never tells an agent more than the observation does. Cassettes
+    add ``grid``, ``grid_minutes`` and ``grid_good_exposures`` (per grid, by the same rule).
 
     ## Rewards
 
@@ -675,7 +676,8 @@ class CryoEMSessionEnv(gym.Env):
             "level": self._last_level,
             "invalid_action": invalid,
         }
-        if simulator.is_over(self.world, self.state):
+        over = simulator.is_over(self.world, self.state)
+        if over:
             # The headline metrics, true, once nothing more can be chosen: what results files score.
             info["good_exposures"] = int(np.count_nonzero(self.world.true_good[state.exposures]))
             info["minutes"] = float(state.elapsed)
@@ -685,12 +687,13 @@ class CryoEMSessionEnv(gym.Env):
             info["good_exposures"] = int(state.tables[_TILE][:, simulator.COL_REVEALED_GOOD].sum())
         if state.grid_minutes is not None:  # cassettes: per grid, minutes spent and good exposures so far
             world = self.world
-            good = np.zeros(world.n_grids, dtype=np.int64)
-            exposed = np.asarray(state.exposures, dtype=np.int64)
-            np.add.at(good, world.cassette[exposed], world.true_good[exposed])
             info["grid"] = simulator.stage_grid(world, state)
             info["grid_minutes"] = state.grid_minutes.copy()
-            info["grid_good_exposures"] = good
+            if over or world.feedback.reveals:  # as good_exposures: during the session only the revealed
+                exposed = np.asarray(state.exposures, dtype=np.int64)
+                good = world.true_good[exposed] if over else world.true_good[exposed] & state.revealed[exposed]
+                counts = np.bincount(world.cassette[exposed], weights=good, minlength=world.n_grids)
+                info["grid_good_exposures"] = counts.astype(np.int64)
         return info
 
     def render(self):

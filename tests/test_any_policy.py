@@ -74,11 +74,12 @@ def test_a_plain_model_plays_without_a_mask():
     assert result["episodes"][0]["trajectory"] == manual_episode(any_policies.first_free, 0)["trajectory"]
 
 
+@pytest.mark.slow  # builds an SB3 model (torch)
 def test_a_real_maskable_ppo_model_scores_as_its_own_predict_loop(tmp_path):
     sb3_contrib = pytest.importorskip(
         "sb3_contrib", reason="sb3-contrib is not installed (pip install 'cryobench[sb3]')"
     )
-    env_kwargs = {"split": "train", "duration": 60.0}
+    env_kwargs = {"split": "train", "duration": 20.0}
     env = gym.make(ENV, **env_kwargs)
     model = sb3_contrib.MaskablePPO("MultiInputPolicy", env, n_steps=64, batch_size=32, seed=0, device="cpu")
 
@@ -93,11 +94,46 @@ def test_a_real_maskable_ppo_model_scores_as_its_own_predict_loop(tmp_path):
     assert result["agent"]["name"] == "sb3_contrib.ppo_mask.ppo_mask:MaskablePPO"
 
 
+@pytest.mark.slow  # builds an SB3 model (torch)
+def test_a_per_hole_model_trained_on_one_split_is_scored_on_another_by_spec(tmp_path):
+    """cryobench.policies' model: built on the train split, saved, loaded with the test split's spaces in
+    a policy file, and scored by ``run --policy file.py:model`` as by evaluate(policy=model)."""
+    pytest.importorskip("sb3_contrib", reason="sb3-contrib is not installed (pip install 'cryobench[sb3]')")
+    from sb3_contrib import MaskablePPO
+
+    from cryobench.policies import PerHolePolicy, load_per_hole_model
+
+    train = gym.make(ENV, split="train", duration=20.0)
+    MaskablePPO(PerHolePolicy, train, n_steps=64, batch_size=32, seed=0, device="cpu").save(tmp_path / "m.zip")
+    policy_file = tmp_path / "my_policy.py"
+    policy_file.write_text(
+        "import gymnasium as gym\nimport cryobench\nfrom cryobench.policies import load_per_hole_model\n\n"
+        f"model = load_per_hole_model({str(tmp_path / 'm.zip')!r}, gym.make({ENV!r}, duration=20.0), device='cpu')\n"
+    )
+    model = load_per_hole_model(str(tmp_path / "m.zip"), gym.make(ENV, duration=20.0), device="cpu")
+
+    def predict(obs, info):
+        action, _ = model.predict(obs, deterministic=True, action_masks=obs["action_mask"].astype(bool))
+        return int(action)
+
+    direct = evaluate(env=ENV, env_kwargs={"duration": 20.0}, policy=model, episodes=1, seed=2, progress=False)
+    assert direct["episodes"][0]["trajectory"] == manual_episode(predict, 2, {"duration": 20.0})["trajectory"]
+    out = tmp_path / "r.json"
+    result = CliRunner().invoke(
+        main,
+        ["run", "--policy", f"{policy_file}:model", "--env", ENV, "-e", "duration=20", "--episodes", "1"]
+        + ["--seed", "2", "--quiet", "--out", str(out)],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["episodes"][0]["trajectory"] == direct["episodes"][0]["trajectory"]
+
+
+@pytest.mark.slow  # builds an SB3 model (torch)
 def test_a_model_trained_on_other_spaces_is_one_line():
     sb3_contrib = pytest.importorskip(
         "sb3_contrib", reason="sb3-contrib is not installed (pip install 'cryobench[sb3]')"
     )
-    other = gym.make(ENV, split="train", duration=60.0)  # another split: another number of holes
+    other = gym.make(ENV, split="train", duration=20.0)  # another split: another number of holes
     model = sb3_contrib.MaskablePPO("MultiInputPolicy", other, n_steps=64, batch_size=32, seed=0, device="cpu")
     with pytest.raises(InputError, match=r"predict refused the environment's observation .*observation space"):
         evaluate(env=ENV, policy=model, episodes=1, progress=False)
@@ -257,6 +293,27 @@ def test_info_during_a_session_shows_only_what_feedback_revealed(feedback):
             assert info["good_exposures"] == good_so_far[revealed]
     assert len(recorder.infos) == row["exposures"]
     env.close()
+
+
+@pytest.mark.parametrize("feedback", ["inspection", "queue:4", "none"])
+def test_a_cassettes_good_exposures_per_grid_follow_the_same_rule(feedback):
+    env = gym.make(ENV, grids=2, duration=200.0, feedback=feedback)
+    obs, info = env.reset(seed=0)
+    world, state = env.unwrapped.world, env.unwrapped.state
+    terminated = False
+    while not terminated:
+        obs, _reward, terminated, _truncated, info = env.step(any_policies.first_free(obs, info))
+        exposed = np.asarray(state.exposures)
+        if terminated:
+            good = world.true_good[exposed]
+        elif feedback == "none":
+            assert "grid_good_exposures" not in info and "good_exposures" not in info
+            continue
+        else:
+            good = world.true_good[exposed] & state.revealed[exposed]
+        expected = [int(good[world.cassette[exposed] == g].sum()) for g in range(world.n_grids)]
+        assert info["grid_good_exposures"].tolist() == expected
+        assert info["grid_good_exposures"].sum() == info["good_exposures"]
 
 
 # ---- TypeError for unknown keywords --------------------------------------------------------------------

@@ -112,6 +112,7 @@ def test_files_of_two_environments_are_refused(results_file, tmp_path):
         export_npz([results_file, path], tmp_path / "t.npz")
 
 
+@pytest.mark.slow  # builds a staged world (seconds)
 def test_a_staged_session_is_refused_in_one_line(tmp_path):
     staged = evaluate(
         env="cryobench/AldolaseStaged-v0",
