@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +340,8 @@ def export_minari(paths: Sequence[str | Path], dataset_id: str, out_dir: str | P
         from minari.data_collector import EpisodeBuffer
     except ImportError:
         raise InputError("--format minari needs Minari: pip install 'cryobench[minari]'") from None
+    if not re.fullmatch(r"([A-Za-z0-9_\-]+/)*[A-Za-z0-9_\-]+-v\d+", dataset_id):
+        raise InputError(f"--dataset-id: expected namespace/name-vN (e.g. cryobench/my-run-v0), got {dataset_id!r}")
     env_id, kwargs, episodes, _sources = replay_results(paths)
     if not episodes:
         raise InputError("no episodes to export")

@@ -214,3 +214,15 @@ def test_the_check_fixture_fails_the_test_with_the_reason(plugin_pytester, monke
     result = run_plugin(plugin_pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*worse than the baseline: P(candidate > baseline) = 0.000*", "*a *1.50 *5.50*"])
+
+
+def test_the_pytest11_entry_point_names_the_plugin_and_its_fixtures():
+    """pytest finds the plugin through pyproject's entry point (active once cryobench is installed)."""
+    import importlib
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["entry-points"]["pytest11"]
+    plugin = importlib.import_module(declared["cryobench"])
+    for fixture in ("cryobench_env", "cryobench_check", "cryobench_decision_benchmark"):
+        assert callable(getattr(plugin, fixture)), fixture

@@ -87,6 +87,19 @@ def test_npz_round_trip_rewards_and_observations_are_exact(results_file, tmp_pat
                 np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
 
 
+def test_episodes_on_several_worlds_replay_on_their_own(tmp_path):
+    result = evaluate("random", ENV, {"duration": 20.0}, episodes=1, seed=3, progress=False, worlds=(7, 8))
+    path = save_results(result, tmp_path / "worlds.json")
+    export_npz([path], tmp_path / "t.npz")
+    trajectories = load_trajectories(tmp_path / "t.npz")
+    assert trajectories.arrays["worlds"].tolist() == [7, 8]
+    for index, row in enumerate(result["episodes"]):
+        steps = trajectories.episode(index)
+        assert steps["actions"].tolist() == row["trajectory"]
+        assert float(steps["rewards"].sum()) == row["total_reward"]
+        assert len(list(replay_observations(trajectories, index))) == len(row["trajectory"]) + 1
+
+
 def test_a_changed_world_is_noticed_on_replay(results_file, tmp_path):
     export_npz([results_file], tmp_path / "t.npz")
     trajectories = load_trajectories(tmp_path / "t.npz")
@@ -184,6 +197,8 @@ def test_minari_dataset_holds_the_replayed_observations(results_file, tmp_path, 
     assert dataset.recover_environment().spec.id == ENV
     with pytest.raises(InputError, match="--dataset-id 'cryobench/stays-v0'"):
         export_minari([results_file], "cryobench/stays-v0", tmp_path / "minari")  # taken
+    with pytest.raises(InputError, match="--dataset-id: expected namespace/name-vN"):
+        export_minari([results_file], "no-version", tmp_path / "minari")
 
 
 # ---- the command line --------------------------------------------------------------------------------------
