@@ -177,3 +177,7 @@ def read_json(path: str | Path, what: str, finite: bool = False) -> Any:
         raise InputError(f"{path}: not UTF-8 text ({exc})") from None
     except json.JSONDecodeError as exc:
         raise InputError(f"{path}: not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:  # thousands of nested brackets: no cryobench document is a tenth as deep
+        raise InputError(f"{path}: JSON nested too deeply, not a {what}") from None
+    except OSError as exc:  # no permission, a looping symbolic link, ...
+        raise InputError(f"{path}: cannot read the {what}: {exc.strerror or type(exc).__name__}") from None

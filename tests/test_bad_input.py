@@ -86,12 +86,17 @@ def test_a_results_file_with_a_wrong_field_is_one_line_naming_file_and_field(res
         (b'{"format": "cryobench-results/1", "episodes": NaN}', "holds the non-finite number NaN"),
         ('{"format": "cryobench-results/1", "name": "caf\u00e9"}'.encode("latin-1"), "not UTF-8 text"),
         (b"", "not valid JSON (line 1"),
+        (b"[" * 100_000, "JSON nested too deeply, not a results file"),
+        (None, "cannot read the results file: Too many levels of symbolic links"),
     ],
-    ids=["NaN", "not UTF-8", "empty"],
+    ids=["NaN", "not UTF-8", "empty", "deeply nested", "symlink loop"],
 )
 def test_unreadable_results_files_are_one_line(tmp_path, content, expected):
     path = tmp_path / "bad.json"
-    path.write_bytes(content)
+    if content is None:
+        path.symlink_to(path.name)
+    else:
+        path.write_bytes(content)
     with pytest.raises(InputError) as caught:
         load_results(path)
     assert str(caught.value).startswith(f"{path}: {expected}")
