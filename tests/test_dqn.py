@@ -517,6 +517,8 @@ def test_a_checkpoint_with_the_right_tag_but_wrong_contents_is_a_one_line_error(
     [
         (b"", "cannot be read as a torch file (the file is empty)"),
         (b"hello", "cannot be read as a torch file (it is not a torch checkpoint)"),
+        # Random bytes reach torch's safe unpickler as unknown opcodes: not a checkpoint, not an unsafe one.
+        (np.random.default_rng(3).bytes(4000), "cannot be read as a torch file (it is not a torch checkpoint)"),
         ("truncated", "cannot be read as a torch file (PytorchStreamReader failed reading zip archive: "),
         ("unsafe", "cannot be read safely: it holds Python objects besides tensors and plain data, and loading "),
     ],
@@ -535,6 +537,11 @@ def test_an_unreadable_or_unsafe_checkpoint_is_one_line_without_torchs_advice(co
     message = str(error.value)
     assert message.startswith(f"DQN checkpoint {path}: {reason}")
     assert "\n" not in message and "weights_only" not in message
+
+
+def test_a_folder_given_as_checkpoint_says_it_is_a_folder(tmp_path):
+    with pytest.raises(InputError, match=f"DQN checkpoint {tmp_path} is a folder; expected a checkpoint file"):
+        load_checkpoint(tmp_path)
 
 
 def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):

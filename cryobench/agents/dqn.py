@@ -286,6 +286,8 @@ def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, 
 def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
     """The network and the checkpoint document; refuses another format or feature layout."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"DQN checkpoint {path} is a folder; expected a checkpoint file (-H checkpoint=FILE.pt)")
     if not path.is_file():
         raise InputError(
             f"DQN checkpoint {path} not found; train one with `cryobench train --agent dqn --env ...` "
@@ -293,7 +295,11 @@ def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
         )
     try:
         document = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's safe loader met an object that is not plain data
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc):  # torch's safe loader met bytes it cannot parse, not a Python object
+            raise InputError(
+                f"DQN checkpoint {path}: cannot be read as a torch file (it is not a torch checkpoint)"
+            ) from None
         raise InputError(
             f"DQN checkpoint {path}: cannot be read safely: it holds Python objects besides tensors and plain "
             "data, and loading those could run code; a cryobench DQN checkpoint holds only plain data"
