@@ -18,7 +18,8 @@ visited hole or of something that is not a hole) is a costed no-op of the in-pat
 (the simulator's rule 4) that results files do not list; the exposure minutes show where they
 were, and they are replayed as a choice of the current hole, which gives the same observations.
 Staged sessions (squares imaged on demand) are not exported: their files do not record when
-each square was imaged.
+each square was imaged. A run with ``observation="compact"`` (actions choose candidate slots) is
+exported as the same session with the full observation, whose actions are the holes.
 """
 
 from __future__ import annotations
@@ -118,6 +119,10 @@ def _env_of(results: list[tuple[Path, dict]]) -> tuple[str, dict]:
                 f"{path}: environment {doc['env']['id']} {doc['env']['kwargs']} differs from {first_path}'s "
                 f"{env_id} {kwargs}; export one environment at a time"
             )
+    if kwargs.get("observation", "full") != "full":
+        # Compact observations' actions choose among candidate slots; the holes exposed are the same
+        # session played with the full observation, whose actions are holes: exported that way.
+        kwargs["observation"] = "full"
     return env_id, kwargs
 
 

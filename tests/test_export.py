@@ -100,6 +100,19 @@ def test_episodes_on_several_worlds_replay_on_their_own(tmp_path):
         assert len(list(replay_observations(trajectories, index))) == len(row["trajectory"]) + 1
 
 
+def test_a_run_with_compact_observations_is_exported_with_holes_as_actions(tmp_path):
+    def first_slot(obs, info):
+        return int(np.flatnonzero(obs["action_mask"])[0])  # a candidate slot, not a hole
+
+    kwargs = {"duration": 20.0, "observation": "compact"}
+    result = evaluate(env=ENV, env_kwargs=kwargs, policy=first_slot, episodes=1, progress=False)
+    metadata = export_npz([save_results(result, tmp_path / "compact.json")], tmp_path / "t.npz")
+    assert metadata["env"]["kwargs"] == {"duration": 20.0, "observation": "full"}
+    steps = load_trajectories(tmp_path / "t.npz").episode(0)
+    assert steps["actions"].tolist() == result["episodes"][0]["trajectory"]
+    assert float(steps["rewards"].sum()) == result["episodes"][0]["total_reward"]
+
+
 def test_a_changed_world_is_noticed_on_replay(results_file, tmp_path):
     export_npz([results_file], tmp_path / "t.npz")
     trajectories = load_trajectories(tmp_path / "t.npz")
