@@ -64,7 +64,20 @@ def test_revealed_bad_hole_reroutes_past_its_square():
     seen = play_from(agent("ortools", **pseudo), hand_env(PATCH, PATCH_SQUARE, SQUARE_TILE, PREDICTED, true, 30.0), 0)
     blind = hand_env(PATCH, PATCH_SQUARE, SQUARE_TILE, PREDICTED, true, 30.0, feedback="none")
     assert seen[:14] == [1, *range(4, 17)]
-    assert play_from(agent("ortools", **pseudo), blind, 0)[:3] == [1, 2, 3]
+    blind_agent = agent("ortools", **pseudo)
+    assert play_from(blind_agent, blind, 0)[:16] == list(range(1, 17))
+    # Blind, a patch change teaches nothing: one solve, for the whole route (when it has run out, no
+    # hole worth taking is left: nothing to solve).
+    assert blind_agent.solves == 1
+    assert seen_agent_solves(pseudo) == 3  # with feedback: at the start, after patch 0, after patch 2
+
+
+def seen_agent_solves(overrides: dict) -> int:
+    true = list(PREDICTED)
+    true[1] = 10.0
+    orienteer = agent("ortools", **overrides)
+    play_from(orienteer, hand_env(PATCH, PATCH_SQUARE, SQUARE_TILE, PREDICTED, true, 30.0), 0)
+    return orienteer.solves
 
 
 def test_instance_arithmetic_and_warm_start_prefix():

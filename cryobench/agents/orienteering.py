@@ -28,9 +28,9 @@ patches, and the solver's time grows with the nodes.
 Executing: walk the route's patches; in each, expose the holes worth taking (chance of being
 good above the cut), best first; when a patch is done, re-solve from the current hole with the
 chances updated by what was revealed (hierarchical shrinkage toward the patch's, square's and
-grid's residuals, ``planners.shrunk_good_probability``) when the feedback reveals CTFs, and
-from the predictions alone when it does not (feedback ``none``: the agent then re-solves only
-to use the time a short route left). Nothing worth taking left: the best chance per minute.
+grid's residuals, ``planners.shrunk_good_probability``) when the feedback reveals CTFs. Blind
+(feedback ``none``) a patch change teaches nothing: the agent follows its route and solves again
+only when the route runs out. Nothing worth taking left: the best chance per minute.
 """
 
 from __future__ import annotations
@@ -261,6 +261,9 @@ class OrienteeringAgent(_PatchOrderPlanner):
             )
         self.solver_seed = int(self.rng.integers(2**31))
         self.solves = 0
+        # Blind (feedback none) nothing new is learnt at a patch change: follow the route, and solve
+        # again only when it runs out (``should_replan``); with feedback, re-solve after every patch.
+        self.replans = self.layout.feedback.reveals
 
     def good_probability(self, obs: dict) -> tuple[np.ndarray, float]:
         if not self.layout.feedback.reveals:
@@ -275,6 +278,10 @@ class OrienteeringAgent(_PatchOrderPlanner):
             self.config.grid_pseudo_count,
         )
         return probability, self.config.take_probability + grid_shift
+
+    def should_replan(self) -> bool:
+        """Blind: the route ran out after some exposures (time is left: a new route may fit)."""
+        return not self.replans and not self.plan and self.exposures_since_plan > 0
 
     def square_change_penalty(self, first: bool) -> float:
         return 0.0 if first else self.config.square_change_penalty
@@ -294,6 +301,7 @@ class OrienteeringAgent(_PatchOrderPlanner):
             self.square_change_penalty(first),
         )
         self.last_problem = problem
+        self.exposures_since_plan = 0
         if problem.n_genes == 0:
             return []
         gene_of_patch = {int(p): g for g, p in enumerate(problem.patches)}
@@ -309,7 +317,6 @@ class OrienteeringAgent(_PatchOrderPlanner):
         route = self.solve(instance, warm)
         order = [int(genes[node - 1]) for node in route]
         self.solves += 1
-        self.exposures_since_plan = 0
         value = float(problem.value(np.asarray(order))[0]) if order else 0.0  # the route's expected good
         self.last_search = SearchResult(np.asarray(order, dtype=np.int64), value, np.zeros(0))
         return [int(problem.patches[g]) for g in order]
