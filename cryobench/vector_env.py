@@ -38,7 +38,7 @@ class CryoEMVectorEnv(VectorEnv):
     (its action is ignored, reward 0, not terminated) and returns its first observation.
 
     ``info`` holds per session ``elapsed_minutes``, ``exposures``, ``invalid_action`` and,
-    compact, ``hole`` (the hole exposed; -1 for an empty slot), each with its ``_`` mask.
+    compact, ``hole`` (the hole exposed; -1 for an empty slot and an autoreset), each with its ``_`` mask.
     """
 
     metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -124,6 +124,8 @@ class CryoEMVectorEnv(VectorEnv):
         rewards, invalid = self._expose(target)
         if len(restart):  # NEXT_STEP autoreset: these sessions ignore their action and start again
             rewards[restart], invalid[restart] = 0.0, False
+            if self.observation_mode == "compact":
+                holes = np.where(self._over, -1, holes)  # nothing exposed
             self._reset_sessions(restart)
         terminated = (self.elapsed > self.world.duration) | (self.exposures + 1 >= self.world.n_holes)
         self._over = terminated.copy()

@@ -57,7 +57,8 @@ def test_same_trajectories_as_single_environments(kwargs):
         for i, env in enumerate(singles):
             if done[i]:  # NEXT_STEP autoreset: the single environment's reset, without a seed
                 single_obs[i], _ = env.reset()
-                assert rewards[i] == 0.0 and not terminated[i]
+                assert rewards[i] == 0.0 and not terminated[i] and not info["invalid_action"][i]
+                assert "hole" not in info or info["hole"][i] == -1
                 continue
             single_obs[i], reward, end, _, single_info = env.step(int(actions[i]))
             assert rewards[i] == reward and terminated[i] == end and not truncated[i]

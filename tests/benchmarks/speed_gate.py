@@ -31,19 +31,19 @@ import cryobench  # noqa: F401
 RATIOS_FILE = Path(__file__).with_name("speed_ratios.json")
 #: A measured ratio may be this many times the committed one before the gate fails.
 TOLERANCE = 1.5
-#: The gated operations: (name, environment id, arguments, rounds). 100,000 holes only with --large.
+#: The gated operations: (name, environment id, arguments, rounds). Not the 100,000-hole grid: there
+#: a step or reset is bound by copying its 17 MB matrix, so losing the incremental features costs a
+#: step only 1.35x and a reset nothing in these ratios, while other processes' memory traffic moved
+#: reset[100000]'s ratio by more than 1.5x (a failure in a full test run at a load average of 20).
 OPERATIONS = (
     ("step[2426]", "cryobench/Aldolase-v0", dict(split="test"), 600),
     ("reset[2426]", "cryobench/Aldolase-v0", dict(split="test"), 200),
     ("step[5822]", "cryobench/AldolaseAu-v0", dict(split="all"), 400),
     ("reset[5822]", "cryobench/AldolaseAu-v0", dict(split="all"), 150),
-    ("step[100000]", "cryobench/AldolaseAu-v0", dict(dataset="synthetic100k", split="all"), 60),
-    ("reset[100000]", "cryobench/AldolaseAu-v0", dict(dataset="synthetic100k", split="all"), 30),
     # the batched environment: one step of 256 sessions with compact observations (README)
     ("vector_step[256x3538]", "cryobench/Aldolase-v0", dict(split="all", observation="compact"), 150),
 )
 VECTOR_SESSIONS = 256
-LARGE = ("step[100000]", "reset[100000]")
 
 
 def _operation(name: str, env) -> tuple[Callable[[], tuple], Callable[..., object]]:
@@ -97,12 +97,11 @@ def measure(name: str, env_id: str, kwargs: dict, rounds: int) -> float:
     return float(np.median(ratios))
 
 
-def measure_all(large: bool, repeats: int = 1) -> dict[str, float]:
+def measure_all(repeats: int = 1) -> dict[str, float]:
     """Every operation's ratio (the median of ``repeats`` measurements)."""
     return {
         name: round(float(np.median([measure(name, env_id, kwargs, rounds) for _ in range(repeats)])), 3)
         for name, env_id, kwargs, rounds in OPERATIONS
-        if large or name not in LARGE
     }
 
 
@@ -121,9 +120,8 @@ def verdict(measured: dict[str, float], reference: dict[str, float]) -> list[str
 
 
 def main(argv: list[str]) -> int:
-    large = "--large" in argv
     record = "--record" in argv
-    measured = measure_all(large=large or record, repeats=3 if record else 1)
+    measured = measure_all(repeats=3 if record else 1)
     if record:
         RATIOS_FILE.write_text(
             json.dumps(

@@ -8,15 +8,10 @@ import pytest
 
 import cryobench.env
 from cryobench.features import hole_features_from_scratch
-from tests.benchmarks.speed_gate import LARGE, OPERATIONS, TOLERANCE, committed, measure, verdict
-
-# The 100,000-hole grid takes seconds to build: slow, outside the fast loop (CI runs it).
-CASES = [
-    pytest.param(*operation, marks=pytest.mark.slow) if operation[0] in LARGE else operation for operation in OPERATIONS
-]
+from tests.benchmarks.speed_gate import OPERATIONS, TOLERANCE, committed, measure, verdict
 
 
-@pytest.mark.parametrize(("name", "env_id", "kwargs", "rounds"), CASES)
+@pytest.mark.parametrize(("name", "env_id", "kwargs", "rounds"), OPERATIONS)
 def test_speed_gate(name, env_id, kwargs, rounds):
     reference = committed()
     ratio = measure(name, env_id, kwargs, rounds)
