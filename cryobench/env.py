@@ -522,6 +522,24 @@ class CryoEMSessionEnv(gym.Env):
         """The true CTFMaxRes of every hole. For upper-bound (``oracle-*``) agents and metrics only."""
         return self.world.grid.ctf.copy()
 
+    def informed_good_probability(self) -> np.ndarray:
+        """P(good) of every hole knowing its patch's quality and the regressor's calibration, not
+        the hole's own noise (:mod:`cryobench.informed`): on a twin, its generator's latent patch
+        quality; elsewhere, the patch's other holes. For the informed upper bound only."""
+        from cryobench import informed, twin
+
+        world, meta = self.world, self.world.grid.meta
+        # A twin made by the environment itself (not a hand-made world, a cassette or measured data).
+        if meta.get("simulated") and world.cassette is None and "split" in self._world_args:
+            base = load_dataset(dataset=self._dataset_name, seed=meta["seed"], layout_seed=meta["layout_seed"])
+            card = {**base.card, "layout_seed": meta["layout_seed"]}
+            quality, latent = twin.patch_latent_quality(card, twin.layout_for(card), meta["seed"])
+            holes = base.split_mask(self._world_args["split"])
+            known = twin.latent_good_probability(quality[holes], latent[holes], world.true_good)
+        else:
+            known = informed.leave_one_out_patch_share(world.grid.patch, world.grid.square, world.true_good)
+        return informed.with_predictions(known, np.asarray(world.predicted_ctf), world.true_good)
+
     @property
     def feature_names(self) -> tuple[str, ...]:
         return FEATURE_NAMES

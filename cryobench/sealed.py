@@ -9,7 +9,9 @@ only what the environment publishes: the public layout (read-only copies), obser
 parent records the trajectory and scores itself.
 
 Upper bounds (``uses_ground_truth``) get the truth through one explicit, privileged message
-at reset, and stay labelled as upper bounds in every table.
+at reset, and stay labelled as upper bounds in every table. The informed bound
+(``uses_latent_quality``, also an upper bound) gets, in the same message, only each hole's
+P(good) given the twin generator's latent patch quality, never the CTFs.
 
 :class:`SealedAgent` has the agent interface (``fit``, ``reset``, ``act``), so
 :func:`cryobench.evaluate.play_episode` runs it like any agent.
@@ -39,12 +41,15 @@ ANSWER_TIMEOUT_SECONDS = 600.0
 class SealedEnv:
     """What an agent holds as ``env`` in a sealed run: the public view of the environment, nothing else."""
 
-    def __init__(self, layout: Any, feature_names: tuple[str, ...], observation_space, action_space, truth=None):
+    def __init__(
+        self, layout: Any, feature_names: tuple[str, ...], observation_space, action_space, truth=None, informed=None
+    ):
         self.layout = layout
         self.feature_names = feature_names
         self.observation_space = observation_space
         self.action_space = action_space
         self._privileged_truth = truth
+        self._privileged_informed = informed
 
     @property
     def unwrapped(self) -> SealedEnv:
@@ -57,6 +62,15 @@ class SealedEnv:
                 "sealed evaluation: the ground truth is given only to upper bounds (agents with uses_ground_truth)"
             )
         return self._privileged_truth.copy()
+
+    def informed_good_probability(self) -> np.ndarray:
+        """The informed bound's knowledge (sent to it explicitly; never to a real agent)."""
+        if self._privileged_informed is None:
+            raise PermissionError(
+                "sealed evaluation: the latent patch quality is given only to the informed bound "
+                "(agents with uses_latent_quality)"
+            )
+        return self._privileged_informed.copy()
 
 
 def public_layout_copy(layout: Any) -> Any:
@@ -107,6 +121,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
         "loaded",
         {
             "uses_ground_truth": bool(getattr(agent, "uses_ground_truth", False)),
+            "uses_latent_quality": bool(getattr(agent, "uses_latent_quality", False)),
             "needs_feedback": bool(getattr(agent, "needs_feedback", False)),
             "card": card,
             "version": agent_version(agent, card) if card else {"card_sha256": None, "checkpoint_sha256": None},
@@ -125,8 +140,15 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             if kind == "close":
                 return
             if kind == "env":  # a new public view (a new world or task)
-                _, layout, feature_names, observation_space, action_space, truth = message
-                env = SealedEnv(_read_only(layout), feature_names, observation_space, action_space, _read_only(truth))
+                _, layout, feature_names, observation_space, action_space, truth, informed = message
+                env = SealedEnv(
+                    _read_only(layout),
+                    feature_names,
+                    observation_space,
+                    action_space,
+                    _read_only(truth),
+                    _read_only(informed),
+                )
                 answer("ok")
             elif kind == "fit":
                 agent.fit(env, seed=message[1])
@@ -188,6 +210,7 @@ class SealedAgent:
         child.close()
         meta = self._receive("loaded")[0]
         self.uses_ground_truth: bool = meta["uses_ground_truth"]
+        self.uses_latent_quality: bool = meta["uses_latent_quality"]
         self.needs_feedback: bool = meta["needs_feedback"]
         self.card: dict[str, Any] = meta["card"]
         self.version: dict[str, str | None] = meta["version"]
@@ -232,10 +255,12 @@ class SealedAgent:
         inner = env.unwrapped
         if inner.layout is self._sent_layout:
             return
-        truth = inner.ground_truth_ctf() if self.uses_ground_truth else None  # the privileged interface
+        # The privileged interface: the informed bound gets its latent knowledge and not the CTFs.
+        informed = inner.informed_good_probability() if self.uses_latent_quality else None
+        truth = inner.ground_truth_ctf() if self.uses_ground_truth and informed is None else None
         feature_names = tuple(getattr(inner, "feature_names", ()))
         layout = public_layout_copy(inner.layout)
-        self._send("env", layout, feature_names, env.observation_space, env.action_space, truth)
+        self._send("env", layout, feature_names, env.observation_space, env.action_space, truth, informed)
         self._receive("ok")
         self._sent_layout = inner.layout
 

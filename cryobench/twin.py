@@ -211,18 +211,73 @@ def _effects(rng: np.random.Generator, ids: np.ndarray) -> np.ndarray:
     return effects[ids]
 
 
-def quality_latent(card: dict[str, Any], layout: Layout, seed: int) -> np.ndarray:
-    """The latent quality of every hole (higher is worse), variance = sum of the card's parts."""
+#: The parts of the latent a generator draws, in the order it draws and sums them.
+LATENT_PARTS = ("tile", "square", "patch", "field", "hole")
+
+
+def latent_parts(card: dict[str, Any], layout: Layout, seed: int) -> dict[str, np.ndarray]:
+    """Every part of every hole's latent quality (:data:`LATENT_PARTS`), each scaled by the square
+    root of its card variance, not yet standardised: what :func:`quality_latent` sums."""
     rng = np.random.default_rng([int(seed), 1])
     var = value(card, "quality", "variance")
     n = len(layout.patch)
-    latent = np.sqrt(var["tile"]) * _effects(rng, layout.tile)
-    latent += np.sqrt(var["square"]) * _effects(rng, layout.square)
-    latent += np.sqrt(var["patch"]) * _effects(rng, layout.patch)
     pitch = float(value(card, "layout", "pitch_um"))
-    latent += np.sqrt(var["field"]) * _smooth_field(rng, layout, pitch, value(card, "quality", "field_length_pitches"))
-    latent += np.sqrt(var["hole"]) * rng.standard_normal(n)
-    return latent / np.sqrt(sum(var.values()) or 1.0)
+    parts = {
+        "tile": np.sqrt(var["tile"]) * _effects(rng, layout.tile),
+        "square": np.sqrt(var["square"]) * _effects(rng, layout.square),
+        "patch": np.sqrt(var["patch"]) * _effects(rng, layout.patch),
+    }
+    length = value(card, "quality", "field_length_pitches")
+    parts["field"] = np.sqrt(var["field"]) * _smooth_field(rng, layout, pitch, length)
+    parts["hole"] = np.sqrt(var["hole"]) * rng.standard_normal(n)
+    return parts
+
+
+def quality_latent(card: dict[str, Any], layout: Layout, seed: int) -> np.ndarray:
+    """The latent quality of every hole (higher is worse), variance = sum of the card's parts."""
+    parts = latent_parts(card, layout, seed)
+    latent = parts["tile"].copy()
+    for name in LATENT_PARTS[1:]:  # summed in the generator's order: the same floats as ever
+        latent += parts[name]
+    return latent / np.sqrt(sum(value(card, "quality", "variance").values()) or 1.0)
+
+
+def patch_latent_quality(card: dict[str, Any], layout: Layout, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """What an informed upper bound knows: each hole's *patch quality* and the full latent.
+
+    The patch quality is the patch's mean of the latent without the per-hole noise (tile +
+    square + patch effects + the patch's mean of the smooth field), standardised as the latent
+    is; what it leaves unknown is the hole's own part (the field's deviation within the patch
+    and the hole noise). Returns (patch quality per hole, standardised latent per hole).
+    """
+    parts = latent_parts(card, layout, seed)
+    scale = np.sqrt(sum(value(card, "quality", "variance").values()) or 1.0)
+    smooth = parts["tile"] + parts["square"] + parts["patch"] + parts["field"]
+    patch = np.asarray(layout.patch, dtype=np.int64)
+    sizes = np.bincount(patch)
+    patch_mean = np.bincount(patch, weights=smooth) / np.maximum(sizes, 1)
+    return patch_mean[patch] / scale, quality_latent(card, layout, seed)
+
+
+def latent_good_probability(patch_quality: np.ndarray, latent: np.ndarray, good: np.ndarray) -> np.ndarray:
+    """P(good) of every hole knowing only its patch quality: Phi((cut - quality) / sd).
+
+    ``good`` is the world's true good indicator of the same holes: it fixes the cut on the latent
+    at the holes' good share (midway between the last good and the first bad hole in latent
+    order), and ``sd`` is the spread of what the patch quality leaves unknown (latent minus
+    patch quality). Exact for generator 0 and for generator 1 at 6 Å (good means latent below a
+    cut); at other thresholds generator 1's within-class ranks blur the cut, and this is the
+    nearest model of the same form.
+    """
+    from scipy.special import ndtr  # here, not at the top: scipy's import cost (see latent_to_ctf)
+
+    ordered = np.sort(latent)
+    n_good = int(np.count_nonzero(good))
+    if n_good in (0, len(latent)):
+        return np.full(len(latent), float(n_good > 0))
+    cut = 0.5 * (ordered[n_good - 1] + ordered[n_good])
+    spread = float(np.std(latent - patch_quality)) or 1e-9
+    return ndtr((cut - patch_quality) / spread)
 
 
 def latent_to_ctf(card: dict[str, Any], latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -34,6 +34,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.regressors",
             "cryobench.stats",
             "cryobench.twin_fidelity",
+            "cryobench.informed",
             "cryobench.profiles",
         ),
     ),

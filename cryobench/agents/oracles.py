@@ -10,6 +10,12 @@ flagged ``uses_ground_truth``: every table shows them apart from real agents.
   programme over squares picks the ``k`` of every square that collects the most good holes
   within the session's minutes, counting the move into each square and each patch. It
   approaches the most any path can collect (about 423 there).
+
+The *informed bound* (``oracle-informed``) knows less: not the CTFs but the twin generator's
+latent patch quality (tile, square and patch effects and the patch's mean of the smooth field),
+as ``env.unwrapped.informed_good_probability()``; the hole's own noise stays unknown. It is what
+an agent that learned the grid's whole group structure could reach: the headroom above
+Predict-Rank that learning from revealed CTFs can close (issue 14, "Know the headroom").
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cryobench.agents.base import Agent
-from cryobench.agents.common import Hierarchy
+from cryobench.agents.common import Hierarchy, PatchPlanner
 from cryobench.agents.predict_rank import PredictRankAgent
 
 
@@ -114,3 +120,38 @@ class OraclePlannerAgent(Agent):
         while not available[self.plan[self.position]]:
             self.position += 1
         return int(self.plan[self.position])
+
+
+@dataclass
+class OracleInformedConfig:
+    """Hyperparameters of the informed bound: greedy's planner settings (see ``GreedyConfig``)."""
+
+    shadow_price: bool = True
+    price_scale: float = 1.0
+    replan_every: int = 8
+
+
+class OracleInformedAgent(Agent):
+    """Greedy's planner on P(good | the twin's latent patch quality, calibrated prediction). Upper bound."""
+
+    name = "oracle-informed"
+    Config = OracleInformedConfig
+    uses_ground_truth = True  # privileged: an upper bound, apart in every table
+    uses_latent_quality = True  # sealed runs send it the latent knowledge only, never the CTFs
+    needs_twin_generator = True  # measured data has no generator: not applicable there
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        c = self.config
+        self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale, c.replan_every)
+        self.p_good = np.asarray(self.env.informed_good_probability(), dtype=np.float64)
+
+    def act(self, obs: dict, info: dict) -> int:
+        current = int(obs["current_hole"])
+        members = self.planner.patch_members(current)
+        available = obs["action_mask"]
+        hole = self.planner.try_stay(current, self.p_good[members], available[members])
+        if hole is not None:
+            return hole
+        return self.planner.next_hole(self.p_good, available.astype(bool), current, float(obs["time_left"][0]))
