@@ -271,3 +271,36 @@ def summarise(values: np.ndarray) -> dict[str, float]:
         "iqm_ci_high": high,
         "n": len(values),
     }
+
+
+# ---- headroom: adaptive agents against fixed plans and the informed bound ----------------------
+#: The fixed plans an adaptive agent is measured against: the agents that plan from the
+#: predictions alone and never use a revealed CTF (Predict-Rank's ranking, greedy's expected good
+#: per minute). "The best fixed plan" on a task is the one of these with the higher mean there.
+FIXED_PLAN_AGENTS = ("predict-rank", "greedy")
+#: The informed bound (cryobench.agents.oracles.OracleInformedAgent), the top of the headroom.
+INFORMED_BOUND = "oracle-informed"
+#: A task has headroom when the informed bound is at least this much above Predict-Rank (issue 14: 5%).
+HEADROOM_MIN_RATIO = 1.05
+
+
+def adaptivity_gain(agent_mean: float, fixed_plan_means: Mapping[str, float]) -> float:
+    """Good exposures an agent gains over the best fixed plan made from the same predictions.
+
+    ``agent_mean`` and ``fixed_plan_means`` (agent name -> mean) are means of good exposures over
+    the same worlds and starts of one task; the best fixed plan is the highest of those means
+    (:data:`FIXED_PLAN_AGENTS`). Positive: adapting to what the session reveals paid; zero or
+    below: the agent did no better than a plan it could have fixed before the first exposure.
+    """
+    if not fixed_plan_means:
+        raise InputError(f"adaptivity gain needs the results of a fixed plan ({', '.join(FIXED_PLAN_AGENTS)})")
+    return float(agent_mean) - max(float(v) for v in fixed_plan_means.values())
+
+
+def headroom_closed(agent_mean: float, predict_rank_mean: float, informed_mean: float) -> float | None:
+    """The share of the Predict-Rank -> informed-bound gap an agent closes on one task:
+    (agent - Predict-Rank) / (informed - Predict-Rank), from means over the same worlds and
+    starts; None where the task has no headroom (informed below 1.05 x Predict-Rank)."""
+    if informed_mean < HEADROOM_MIN_RATIO * predict_rank_mean:
+        return None
+    return (float(agent_mean) - float(predict_rank_mean)) / (float(informed_mean) - float(predict_rank_mean))

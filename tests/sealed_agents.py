@@ -66,3 +66,24 @@ class KeepsLastObservation(Agent):
                 raise RuntimeError("last step's observation changed after it was handed over")
         self.last, self.copy = obs["revealed"], obs["revealed"].copy()
         return int(np.flatnonzero(obs["action_mask"])[0])
+
+
+class InformedAsksForTheTruth(Agent):
+    """An informed bound (latent knowledge only) that also asks for the CTFs."""
+
+    name = "informed-asks-for-the-truth"
+    uses_ground_truth = True
+    uses_latent_quality = True
+
+    def act(self, obs, info):
+        self.env.informed_good_probability()  # what it is given
+        return int(np.argmin(self.env.ground_truth_ctf()))  # what it is not
+
+
+class AsksForTheLatent(Agent):
+    """Calls the informed bound's interface without being one."""
+
+    name = "asks-for-the-latent"
+
+    def act(self, obs, info):
+        return int(np.argmax(self.env.informed_good_probability()))

@@ -21,7 +21,7 @@ def env():
     environment.close()
 
 
-@pytest.mark.parametrize("name", ["predict-rank", "greedy", "oracle-planner"])
+@pytest.mark.parametrize("name", ["predict-rank", "greedy", "oracle-planner", "oracle-informed"])
 def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
     agent, _ = load_agent(name)
     open_rows = [play_episode(env, agent, seed) for seed in (0, 1)]
@@ -40,6 +40,8 @@ def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
         ("ReadsTheWorld", "AttributeError: 'SealedEnv' object has no attribute 'world'"),
         ("WritesTheLayout", "ValueError: assignment destination is read-only"),
         ("AsksForTheTruth", "PermissionError: sealed evaluation: the ground truth is given only to upper bounds"),
+        ("AsksForTheLatent", "PermissionError: sealed evaluation: the latent patch quality is given only to"),
+        ("InformedAsksForTheTruth", "PermissionError: sealed evaluation: the ground truth is given only to upper bounds"),
     ],
 )
 def test_an_agent_reaching_for_the_truth_fails_with_a_clear_error(env, cheat, reason):

@@ -26,6 +26,7 @@ import numpy as np
 
 from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy, PatchPlanner
+from cryobench.agents.planners import AnnealingAgent, AnnealingConfig
 from cryobench.agents.predict_rank import PredictRankAgent
 
 
@@ -124,34 +125,105 @@ class OraclePlannerAgent(Agent):
 
 @dataclass
 class OracleInformedConfig:
-    """Hyperparameters of the informed bound: greedy's planner settings (see ``GreedyConfig``)."""
+    """Hyperparameters of the informed bound: its two planners' settings."""
 
+    #: greedy's planner (see ``GreedyConfig``)
     shadow_price: bool = True
     price_scale: float = 1.0
     replan_every: int = 8
+    #: annealing's plan takes the holes above this chance (its other settings: annealing's defaults)
+    take_probability: float = 0.5
 
 
-class OracleInformedAgent(Agent):
-    """Greedy's planner on P(good | the twin's latent patch quality, calibrated prediction). Upper bound."""
+class _InformedGreedy(Agent):
+    """Greedy's planner (``PatchPlanner``) on the informed probabilities."""
 
-    name = "oracle-informed"
-    Config = OracleInformedConfig
-    uses_ground_truth = True  # privileged: an upper bound, apart in every table
-    uses_latent_quality = True  # sealed runs send it the latent knowledge only, never the CTFs
-    needs_twin_generator = True  # measured data has no generator: not applicable there
+    name = "oracle-informed/greedy"
+
+    def __init__(self, probability: np.ndarray, config: OracleInformedConfig) -> None:
+        super().__init__(config)
+        self.probability = probability
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
         c = self.config
-        self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale, c.replan_every)
-        self.p_good = np.asarray(self.env.informed_good_probability(), dtype=np.float64)
+        self.planner = PatchPlanner(Hierarchy.from_layout(self.layout), c.shadow_price, c.price_scale, c.replan_every)
 
     def act(self, obs: dict, info: dict) -> int:
         current = int(obs["current_hole"])
         members = self.planner.patch_members(current)
         available = obs["action_mask"]
-        hole = self.planner.try_stay(current, self.p_good[members], available[members])
+        hole = self.planner.try_stay(current, self.probability[members], available[members])
         if hole is not None:
             return hole
-        return self.planner.next_hole(self.p_good, available.astype(bool), current, float(obs["time_left"][0]))
+        return self.planner.next_hole(self.probability, available.astype(bool), current, float(obs["time_left"][0]))
+
+
+class _InformedAnnealing(AnnealingAgent):
+    """Simulated annealing over the order of patches on the informed probabilities."""
+
+    name = "oracle-informed/annealing"
+
+    def __init__(self, probability: np.ndarray, take_probability: float) -> None:
+        super().__init__(AnnealingConfig(take_probability=take_probability))
+        self.probability = probability
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        self.prior = self.probability
+
+
+class OracleInformedAgent(Agent):
+    """The better of two plans on P(good | the twin's latent patch quality, calibrated prediction). Upper bound.
+
+    Neither planner uses a revealed CTF, so each one's whole session follows from the start hole:
+    at the first decision both are played out in the agent's own head (the move minutes of the
+    public layout, the session's rules) and the plan with more expected good exposures (the sum
+    of the informed probabilities of its exposures) is followed. Greedy's planner wins on most
+    grids; annealing's order of patches where greedy wanders (AldolaseAu, long sessions).
+    """
+
+    name = "oracle-informed"
+    Config = OracleInformedConfig
+    uses_ground_truth = True  # privileged: an upper bound, apart in every table
+    uses_latent_quality = True  # sealed runs send it the latent knowledge only, never the CTFs
+
+    def reset(self, env, seed: int) -> None:
+        super().reset(env, seed)
+        self.seed = seed
+        self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.p_good = np.asarray(self.env.informed_good_probability(), dtype=np.float64)
+        self.planners = {
+            "greedy": _InformedGreedy(self.p_good, self.config),
+            "annealing": _InformedAnnealing(self.p_good, self.config.take_probability),
+        }
+        self.chosen: Agent | None = None
+        self.expected: dict[str, float] = {}
+
+    def expected_good(self, planner: Agent, start: int, available: np.ndarray) -> float:
+        """The planner's whole session played out from ``start`` without outcomes: its expected good."""
+        planner.reset(self.env, self.seed)
+        available = available.copy()
+        current, elapsed, total = start, 0.0, 0.0
+        duration = self.layout.duration
+        while elapsed <= duration and available.any():
+            obs = {
+                "current_hole": np.int64(current),
+                "action_mask": available.astype(np.int8),
+                "time_left": np.array([max(duration - elapsed, 0.0)], dtype=np.float32),
+            }
+            hole = planner.act(obs, {"elapsed_minutes": elapsed})
+            elapsed += float(self.hierarchy.hole_minutes(current)[hole])
+            total += self.p_good[hole]
+            available[hole] = False
+            current = hole
+        return total
+
+    def act(self, obs: dict, info: dict) -> int:
+        if self.chosen is None:
+            start, available = int(obs["current_hole"]), obs["action_mask"].astype(bool)
+            self.expected = {name: self.expected_good(p, start, available) for name, p in self.planners.items()}
+            best = max(self.expected, key=lambda name: (self.expected[name], name == "greedy"))
+            self.chosen = self.planners[best]
+            self.chosen.reset(self.env, self.seed)  # the same plan again, now played for real
+        return self.chosen.act(obs, info)

@@ -1,0 +1,116 @@
+"""The informed upper bound: what it knows (a twin's latent patch quality, the regressor's
+calibration), that the twin's worlds did not change for it, and that it gets only that."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cryobench.agents.registry import load_agent
+from cryobench.cards import load_dataset_card
+from cryobench.env import CryoEMSessionEnv
+from cryobench.evaluate import make_env, play_episode
+from cryobench.informed import leave_one_out_patch_share, logistic_fit, with_predictions
+from cryobench.twin import LATENT_PARTS, latent_good_probability, latent_parts, layout_for, quality_latent, world_ctf
+from tests.conftest import make_world
+
+
+def test_the_latent_is_the_sum_of_its_parts_in_the_generators_order():
+    card = load_dataset_card("aldolase")
+    layout = layout_for(card)
+    parts = latent_parts(card, layout, 7)
+    assert tuple(parts) == LATENT_PARTS
+    total = parts["tile"] + parts["square"] + parts["patch"] + parts["field"] + parts["hole"]
+    scale = np.sqrt(sum(card["quality"]["variance"]["value"].values()))
+    assert np.array_equal(quality_latent(card, layout, 7), total / scale)
+    # Tile, square and patch parts are constant within their groups; the hole part is not.
+    for level in ("tile", "square", "patch"):
+        ids = getattr(layout, level)
+        assert np.allclose(parts[level], parts[level][np.unique(ids, return_index=True)[1]][ids])
+
+
+def test_the_latent_probability_puts_the_cut_between_good_and_bad_holes():
+    """Generator 0 at 6 Å: good means latent below a cut. Knowing the whole latent (quality =
+    latent) the probability is 1 on every good hole and 0 on every bad one."""
+    card = load_dataset_card("aldolase")
+    layout = layout_for(card)
+    latent = quality_latent(card, layout, 3)
+    ctf, _ = world_ctf(card, layout, 3)
+    good = ctf < 6.0
+    exact = latent_good_probability(latent + 1e-12 * np.arange(len(latent)), latent, good)
+    assert np.array_equal(exact > 0.5, good)
+
+
+def test_informed_probability_of_a_twin_is_calibrated_and_ranks_holes():
+    env = make_env("aldolase", {"world_seed": 11, "layout_seed": 11})
+    env.reset(seed=0)
+    p = env.unwrapped.informed_good_probability()
+    good = env.unwrapped.world.true_good
+    assert p.shape == good.shape
+    assert abs(p.mean() - good.mean()) < 0.01  # the fitted intercept makes it calibrated
+    # The holes it calls likely are far more often good than those it calls unlikely.
+    assert good[p > 0.8].mean() > 0.85 and good[p < 0.2].mean() < 0.15
+
+
+def test_leave_one_out_share_counts_the_other_holes_of_the_patch_and_square():
+    patch = np.array([0, 0, 0, 1, 1])
+    square = np.array([0, 0, 0, 0, 0])
+    good = np.array([1, 1, 0, 0, 1])
+    share = leave_one_out_patch_share(patch, square, good)
+    # Hole 0: other patch holes 1 good of 2, other square holes 2 of 4: (1 + 2 * 0.5) / (2 + 2).
+    # Hole 2: 2 of 2 and 3 of 4: (2 + 1.5) / 4. Hole 3: 1 of 1 and 3 of 4: (1 + 1.5) / 3.
+    # Hole 4: 0 of 1 and 2 of 4: (0 + 1) / 3.
+    assert share == pytest.approx([0.5, 0.5, 0.875, 2.5 / 3, 1 / 3])
+
+
+def test_an_uninformative_prediction_gets_no_weight():
+    rng = np.random.default_rng(0)
+    known = rng.uniform(0.05, 0.95, 4000)
+    good = rng.random(4000) < known
+    noise = rng.uniform(3.0, 15.0, 4000)  # unrelated to the holes
+    combined = with_predictions(known, noise, good)
+    assert np.abs(combined - known).max() < 0.05
+
+
+def test_a_perfect_prediction_dominates_and_the_fit_stays_finite():
+    rng = np.random.default_rng(1)
+    ctf = rng.uniform(2.0, 12.0, 2000)
+    good = ctf < 6.0
+    w = logistic_fit(np.column_stack([np.ones(2000), ctf]), good.astype(float))
+    assert np.isfinite(w).all() and w[1] < -5  # steep, as separable data asks, but finite
+    combined = with_predictions(np.full(2000, 0.4), ctf, good)
+    clear = np.abs(ctf - 6.0) > 0.3  # holes at the threshold itself stay in doubt
+    assert (combined[good & clear] > 0.9).all() and (combined[~good & clear] < 0.1).all()
+
+
+def test_a_grid_without_a_generator_uses_the_other_holes_of_each_patch():
+    env = CryoEMSessionEnv.from_world(make_world(0, tiles=2, squares_per_tile=2, holes_per_patch=8))
+    env.reset(seed=0)
+    world = env.unwrapped.world
+    known = leave_one_out_patch_share(world.grid.patch, world.grid.square, world.true_good)
+    expected = with_predictions(known, np.asarray(world.predicted_ctf), world.true_good)
+    assert np.array_equal(env.unwrapped.informed_good_probability(), expected)
+
+
+def test_informed_bound_is_an_upper_bound_that_beats_predict_rank_with_a_poor_regressor():
+    env = make_env("aldolase", {"world_seed": 12, "layout_seed": 12, "noise": 2.0})
+    informed, card = load_agent("oracle-informed")
+    assert informed.uses_ground_truth and card["upper_bound"] is True
+    plain, _ = load_agent("predict-rank")
+    informed_good = play_episode(env, informed, 0)["good_exposures"]
+    plain_good = play_episode(env, plain, 0)["good_exposures"]
+    assert informed_good - plain_good >= 40  # measured: 388 against 321 on this training world
+
+
+def test_informed_bound_follows_the_plan_with_more_expected_good():
+    env = make_env("aldolaseau", {"world_seed": 13, "layout_seed": 13, "duration": 120.0})
+    informed, _ = load_agent("oracle-informed")
+    row = play_episode(env, informed, 0)
+    expected = informed.expected
+    best = max(expected, key=expected.get)
+    assert set(expected) == {"greedy", "annealing"} and informed.chosen is informed.planners[best]
+    # Its session is exactly the chosen planner's, played alone.
+    alone = play_episode(env, informed.planners[best], 0)
+    assert row["trajectory"] == alone["trajectory"]
+    # The expected good of the plan followed is the sum of its exposures' probabilities.
+    assert expected[best] == pytest.approx(informed.p_good[row["trajectory"]].sum())
