@@ -41,7 +41,7 @@ def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
         ("WritesTheLayout", "ValueError: assignment destination is read-only"),
         ("AsksForTheTruth", "PermissionError: sealed evaluation: the ground truth is given only to upper bounds"),
         ("AsksForTheLatent", "PermissionError: sealed evaluation: the latent patch quality is given only to"),
-        ("InformedAsksForTheTruth", "PermissionError: sealed evaluation: the ground truth is given only to upper bounds"),
+        ("InformedAsksForTheTruth", "PermissionError: sealed evaluation: the ground truth is given only to upper"),
     ],
 )
 def test_an_agent_reaching_for_the_truth_fails_with_a_clear_error(env, cheat, reason):

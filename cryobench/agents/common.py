@@ -154,6 +154,7 @@ class PatchPlanner:
         self.replan_every = replan_every
         # The price of staying found by the last full decision: (patch, price, decisions it stays valid).
         self.cached_price: tuple[int, float, int] = (-1, np.inf, 0)
+        self.last_price = np.inf
         order = np.argsort(h.patch, kind="stable")
         sizes = np.bincount(h.patch, minlength=h.n_patches)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -184,6 +185,29 @@ class PatchPlanner:
         return rate[np.arange(len(rate)), last], last
 
     def next_hole(self, p_good: np.ndarray, available: np.ndarray, current_hole: int, time_left: float) -> int:
+        m = self.hierarchy.minutes
+        table, usable, rates, price, shadow = self.rates(p_good, available, current_hole, time_left)
+        self.last_price = price  # the price of staying in the current patch, for agents that look ahead
+        current_patch = int(self.hierarchy.patch[current_hole])
+        stay_value = table[current_patch, 0] / m[0]
+        self.cached_price = (current_patch, price, self.replan_every)
+        if usable[current_patch, 0] and stay_value >= price:
+            patch = current_patch
+        else:
+            patch = int(np.argmax(rates))
+            if self.use_shadow_price:
+                # In the patch moved into, the price of staying is almost always the shadow price
+                # (its best alternative is at least as good): reuse it rather than replan on arrival.
+                self.cached_price = (patch, min(shadow, rates.max()), self.replan_every)
+        members = self.slots[patch]
+        return int(members[np.argmax(self.values[members])])
+
+    def rates(self, p_good: np.ndarray, available: np.ndarray, current_hole: int, time_left: float):
+        """Every patch's best rate (expected good per minute) from here and the price of a minute.
+
+        Returns (the patch table, its usable entries, the rate of every other patch (the
+        current one -inf), the price of staying, the shadow price).
+        """
         h, m = self.hierarchy, self.hierarchy.minutes
         table = self.patch_table(p_good, available)
         cumulative = np.cumsum(table, axis=1)
@@ -202,22 +226,11 @@ class PatchPlanner:
         rates = np.where(other_square, np.maximum(patch_rate, square_rate[h.patch_square]), patch_rate)
         current_patch = int(h.patch[current_hole])
         rates[current_patch] = -np.inf
-        stay_value = table[current_patch, 0] / m[0]
         price = shadow = rates.max()
         if self.use_shadow_price:
             shadow = self.price_scale * self.shadow_price(inner_rate, inner_cost, time_left)
             price = min(price, shadow)
-        self.cached_price = (current_patch, price, self.replan_every)
-        if usable[current_patch, 0] and stay_value >= price:
-            patch = current_patch
-        else:
-            patch = int(np.argmax(rates))
-            if self.use_shadow_price:
-                # In the patch moved into, the price of staying is almost always the shadow price
-                # (its best alternative is at least as good): reuse it rather than replan on arrival.
-                self.cached_price = (patch, min(shadow, rates.max()), self.replan_every)
-        members = self.slots[patch]
-        return int(members[np.argmax(self.values[members])])
+        return table, usable, rates, price, shadow
 
     def patch_members(self, hole: int) -> np.ndarray:
         """The holes of ``hole``'s patch (ascending index)."""
