@@ -274,7 +274,7 @@ def test_list_json():
     agents = json.loads(CliRunner().invoke(main, ["list", "agents", "--json"]).output)
     assert [row["name"] for row in agents] == sorted(ep.name for ep in entry_points(group="cryobench.agents"))
     bounds = {row["name"] for row in agents if row["upper_bound"]}
-    assert bounds == {"oracle-planner", "oracle-predict-rank"}
+    assert bounds == {"oracle-informed", "oracle-planner", "oracle-predict-rank"}
 
 
 def test_listing_agents_from_cards_agrees_with_the_classes():
@@ -324,7 +324,7 @@ def test_every_option_and_command_has_help():
     "words, expected",
     [
         ("cryobench run --agent pre", ["predict-rank"]),
-        ("cryobench run --agent oracle-", ["oracle-planner", "oracle-predict-rank"]),
+        ("cryobench run --agent oracle-", ["oracle-informed", "oracle-planner", "oracle-predict-rank"]),
         (
             "cryobench run --env aldolase",
             [

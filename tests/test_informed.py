@@ -114,3 +114,22 @@ def test_informed_bound_follows_the_plan_with_more_expected_good():
     assert row["trajectory"] == alone["trajectory"]
     # The expected good of the plan followed is the sum of its exposures' probabilities.
     assert expected[best] == pytest.approx(informed.p_good[row["trajectory"]].sum())
+
+
+def test_adaptivity_gain_is_against_the_better_fixed_plan():
+    from cryobench.errors import InputError
+    from cryobench.metrics import adaptivity_gain
+
+    assert adaptivity_gain(250.0, {"predict-rank": 240.0, "greedy": 244.5}) == pytest.approx(5.5)
+    assert adaptivity_gain(230.0, {"predict-rank": 240.0, "greedy": 210.0}) == pytest.approx(-10.0)
+    with pytest.raises(InputError, match="fixed plan"):
+        adaptivity_gain(1.0, {})
+
+
+def test_headroom_closed_is_the_share_of_the_gap_and_none_without_headroom():
+    from cryobench.metrics import headroom_closed
+
+    assert headroom_closed(250.0, 220.0, 320.0) == pytest.approx(0.3)
+    assert headroom_closed(200.0, 220.0, 320.0) == pytest.approx(-0.2)
+    assert headroom_closed(330.0, 300.0, 314.0) is None  # informed < 1.05 x Predict-Rank (315)
+    assert headroom_closed(330.0, 300.0, 315.0) == pytest.approx(2.0)
