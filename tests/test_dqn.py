@@ -105,6 +105,8 @@ def _tiny_config(**overrides) -> DQNConfig:
         validation_twin="",
         demonstrator="",  # plain DQN: it must learn from its own experience
         pretrain_steps=0,
+        training_pool=0,  # the worlds given, validated on the first (not protocol v2's drawn pools)
+        validation_pool=0,
     )
     values.update(overrides)
     return DQNConfig(**values)
@@ -299,13 +301,15 @@ def test_extra_worlds_cycle_through_the_noise_levels_asked_for():
     from cryobench.agents.dqn_train import training_worlds
     from cryobench.regressors import regressor_quality
 
-    config = DQNConfig(extra_worlds=2, extra_worlds_noise="0,2")
+    config = DQNConfig(extra_worlds=2, extra_worlds_noise="0,2", training_pool=0, validation_pool=0)
     base, clean, noisy = training_worlds("aldolase", {"split": "train"}, config, seed=0)
     assert np.array_equal(clean.grid.patch, base.grid.patch) and np.array_equal(noisy.grid.patch, base.grid.patch)
     quality = [regressor_quality(w.predicted_ctf, w.grid.ctf)["mae"] for w in (clean, base, noisy)]
     assert quality[0] < quality[1] < quality[2]  # noise 0, the environment's own (1), noise 2
     with pytest.raises(InputError, match="extra_worlds_noise.*'1,1.5,2'.*'low'"):
-        training_worlds("aldolase", {"split": "train"}, DQNConfig(extra_worlds=1, extra_worlds_noise="low"), seed=0)
+        training_worlds(
+            "aldolase", {"split": "train"}, DQNConfig(extra_worlds=1, extra_worlds_noise="low", training_pool=0), seed=0
+        )
 
 
 def test_bad_training_hyperparameters_are_named_in_the_error():
@@ -314,10 +318,13 @@ def test_bad_training_hyperparameters_are_named_in_the_error():
     with pytest.raises(InputError, match="'demonstrator': unknown agent 'nosuch'"):
         demonstrations(_small_worlds(1), _tiny_config(demonstrator="nosuch"), seed=0)
     with pytest.raises(InputError, match="'validation_twin_split'.*'middle'"):
-        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_split="middle"))
+        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_split="middle", validation_pool=0))
     with pytest.raises(InputError, match="'extra_twin'.*unknown environment 'nosuch'"):
         training_worlds(
-            "aldolase", {"split": "train"}, DQNConfig(extra_worlds=0, extra_twin="nosuch", extra_twin_worlds=1), 0
+            "aldolase",
+            {"split": "train"},
+            DQNConfig(extra_worlds=0, extra_twin="nosuch", extra_twin_worlds=1, training_pool=0),
+            0,
         )
 
 
@@ -325,13 +332,15 @@ def test_validation_can_include_the_twin_at_several_noise_levels():
     from cryobench.agents.dqn_train import validation_worlds
     from cryobench.regressors import regressor_quality
 
-    clean, noisy = validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="0,2"))
+    clean, noisy = validation_worlds(
+        DQNConfig(validation_twin="aldolase", validation_twin_noise="0,2", validation_pool=0)
+    )
     assert np.array_equal(clean.grid.ctf, noisy.grid.ctf)  # one world, two regressors
     mae = [regressor_quality(w.predicted_ctf, w.grid.ctf)["mae"] for w in (clean, noisy)]
     assert mae[0] < mae[1]
-    assert len(validation_worlds(DQNConfig(validation_twin="aldolase"))) == 1
+    assert len(validation_worlds(DQNConfig(validation_twin="aldolase", validation_pool=0))) == 1
     with pytest.raises(InputError, match="'validation_twin_noise'"):
-        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="high"))
+        validation_worlds(DQNConfig(validation_twin="aldolase", validation_twin_noise="high", validation_pool=0))
 
 
 @pytest.mark.slow  # a fresh interpreter that imports torch; tests/test_layering.py checks the imports statically
@@ -429,6 +438,7 @@ def test_train_command_warns_and_prints_one_validation_figure(tmp_path):
 
     out, log_dir = tmp_path / "tiny.pt", tmp_path / "logs"
     hyper = ["extra_worlds=0", "demonstrator=", "validation_twin=", "validation_episodes=1", "num_envs=2"]
+    hyper += ["training_pool=0", "validation_pool=0"]  # the environment's own world (not protocol v2's pools)
     hyper += ["learning_starts=100", "validate_every=20", "history=2", "hidden1=8", "hidden2=8"]
     args = ["train", "--agent", "dqn", "--env", "aldolase", "-e", "split=train", "--steps", "40", "--quiet"]
     args += ["--out", str(out), "--log-dir", str(log_dir)] + [x for h in hyper for x in ("-H", h)]
@@ -622,7 +632,7 @@ def test_the_training_worlds_drawn_from_a_seed_are_pinned(monkeypatch):
     monkeypatch.setattr(
         dqn_train, "make_env", lambda name, kwargs=None: made.append(kwargs) or real_make_env(name, kwargs)
     )
-    config = DQNConfig(extra_worlds=2, extra_twin="aldolase", extra_twin_worlds=1)
+    config = DQNConfig(extra_worlds=2, extra_twin="aldolase", extra_twin_worlds=1, training_pool=0)
     dqn_train.training_worlds("aldolase", {"split": "train"}, config, seed=0)
     assert made == [
         {"split": "train"},
@@ -670,8 +680,13 @@ def test_checkpoints_are_never_selected_on_measured_test_holes(monkeypatch, aldo
     real_make_env = dqn_train.make_env  # the measured data where a validation twin's environment is made
     monkeypatch.setattr(dqn_train, "make_env", lambda name, kw: real_make_env(name, {**kw, "data": aldolase_data}))
     validation_worlds = dqn_train.validation_worlds
-    assert validation_worlds(DQNConfig(validation_twin="cryorl", validation_twin_split="train"))[0].n_holes == 1197
-    config = DQNConfig(validation_twin="cryorl", validation_twin_split="test")
+    assert (
+        validation_worlds(DQNConfig(validation_twin="cryorl", validation_twin_split="train", validation_pool=0))[
+            0
+        ].n_holes
+        == 1197
+    )
+    config = DQNConfig(validation_twin="cryorl", validation_twin_split="test", validation_pool=0)
     with pytest.raises(InputError, match=r"measured data, whose 'test' split holds test holes; select on its 'train'"):
         validation_worlds(config)
 
@@ -713,7 +728,21 @@ def test_pooled_training_shares_one_group_between_a_twins_layouts(tmp_path):
     config = _tiny_config(
         total_steps=400, validate_every=200, training_pool=2, demonstrator="greedy", pretrain_steps=10
     )
-    config.validation_pool = 0  # the small worlds themselves validate (the pool would draw twins)
     summary = train_on_worlds(config, worlds, seed=0, out=tmp_path / "pooled.pt", progress=False)
     assert summary["training_layouts"] == 1
     assert summary["gradient_steps"] == 10 + (400 - 200) // 4
+
+
+@pytest.mark.slow
+def test_pooled_training_is_reproducible_from_its_seed(tmp_path):
+    """Layouts sharing one group (padded contexts, per-sample patch ids) train to the same weights twice."""
+    fine = dict(tiles=2, squares_per_tile=3, patches_per_square=8, holes_per_patch=4)
+    config = _tiny_config(
+        total_steps=400, validate_every=200, training_pool=2, demonstrator="greedy", pretrain_steps=10
+    )
+    digests = []
+    for run in ("first", "second"):
+        worlds = [make_world(seed=10, duration=40.0, **SMALL), make_world(seed=11, duration=60.0, **fine)]
+        train_on_worlds(config, worlds, seed=4, out=tmp_path / f"{run}.pt", progress=False)
+        digests.append(_weights_digest(tmp_path / f"{run}.pt"))
+    assert digests[0] == digests[1]

@@ -216,7 +216,7 @@ def test_training_refuses_a_test_world(name):
     from cryobench.agents.dqn_train import training_worlds
 
     with pytest.raises(InputError, match=f"training argument '{name}': seed {TEST_SEED_START} is a test world"):
-        training_worlds("aldolase", {name: TEST_SEED_START}, DQNConfig(extra_worlds=0), seed=0)
+        training_worlds("aldolase", {name: TEST_SEED_START}, DQNConfig(extra_worlds=0, training_pool=0), seed=0)
 
 
 # ---- the committed protocol v2 board ----------------------------------------------------------------

@@ -87,12 +87,34 @@ def test_a_learned_agents_submission_without_its_training_seed_is_refused_before
     ]
 
 
+def test_the_dqn_card_lists_three_training_seeds_with_their_own_checkpoints():
+    seeds = heldout_runs.training_seeds("dqn")
+    assert sorted(seeds) == [0, 1, 2]
+    checkpoints = [seeds[s]["checkpoint"] for s in sorted(seeds)]
+    assert checkpoints == [f"checkpoints/dqn-v2-seed{s}.pt" for s in range(3)]
+    assert all((card_dir("agents") / path).is_file() for path in checkpoints)
+    assert heldout_runs.training_seeds("greedy") == {}
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (
             ["--agent", "greedy", "--training-seed", "0"],
             "Error: option --training-seed: agent 'greedy' lists no training seeds (it is not a learned agent)\n",
+        ),
+        (
+            ["--agent", "dqn", "--training-seed", "7"],
+            "Error: option --training-seed: agent 'dqn' has training seeds [0, 1, 2] (agents/dqn.yaml), not 7\n",
+        ),
+        (
+            ["--agent", "dqn"],
+            "Error: agent 'dqn' is learned: its protocol v2 entry is one submission per training seed; pass "
+            "--training-seed (one of 0, 1, 2)\n",
+        ),
+        (
+            ["--agent", "dqn", "--protocol", "1", "--training-seed", "0"],
+            "Error: option --training-seed belongs to protocol 2\n",
         ),
     ],
 )

@@ -59,7 +59,7 @@ class DQNConfig:
     """Every hyperparameter of the network, its training and its use (see ``agents/dqn.yaml``)."""
 
     # The network (the paper: 128 -> 256 -> 128 -> 1 on 32 features x 4 steps).
-    checkpoint: str = "checkpoints/dqn-aldolase.pt"  # relative to the agents' card folder, or a path
+    checkpoint: str = "checkpoints/dqn-v2-seed0.pt"  # relative to the agents' card folder, or a path
     history: int = 4
     hidden1: int = 64
     hidden2: int = 32
@@ -78,17 +78,17 @@ class DQNConfig:
     # 0 means hard syncs every ``target_update`` gradient steps.
     target_tau: float = 0.0
     train_every: int = 5  # environment steps per gradient step
-    learning_starts: int = 2000  # environment steps before the first gradient step
+    learning_starts: int = 1000  # environment steps before the first gradient step
     grad_clip: float = 10.0
     # Exploration: epsilon decays linearly between two environment-step counts.
     epsilon_start: float = 0.1
     epsilon_end: float = 0.01
-    epsilon_decay_start: int = 2500
-    epsilon_decay_end: int = 12500
+    epsilon_decay_start: int = 1000
+    epsilon_decay_end: int = 2000
     # Data: parallel sessions and the training worlds.
-    num_envs: int = 10
-    total_steps: int = 20000  # environment steps
-    extra_worlds: int = 15  # worlds besides the training environment's own (new prediction draws / twins)
+    num_envs: int = 8
+    total_steps: int = 2000  # environment steps
+    extra_worlds: int = 0  # worlds besides the training environment's own (new prediction draws / twins)
     extra_worlds_regressor: str = "resnet50-aldolase"  # their regressor on measured data (twins: their own)
     # Regressor noise levels the extra worlds cycle through, comma-separated ("": the environment's own), so
     # the network meets predictions of several qualities and can learn when revealed CTFs should overrule them.
@@ -99,13 +99,13 @@ class DQNConfig:
     # The same at test time: the greedy argmax runs over these candidates (0: every unvisited hole).
     act_candidates_per_patch: int = 0
     # Checkpoint selection: greedy episodes on the training environment's world with seeds unused in training.
-    validate_every: int = 2000  # environment steps
-    validation_episodes: int = 20
+    validate_every: int = 1000  # environment steps
+    validation_episodes: int = 3
     validation_seed: int = 1_000_000
     # A held-out world for checkpoint selection besides the training world: an environment's short
     # name whose ``validation_twin_split`` world is played greedily from the same seeds ("" for none). The
     # validation score is the mean over both worlds' episodes.
-    validation_twin: str = "aldolase"
+    validation_twin: str = ""
     # Which split of that twin: "test" is a simulated world shaped like the measured test split (more
     # squares, fewer good holes than the train split) that is not the measured test data.
     validation_twin_split: str = "test"
@@ -122,21 +122,21 @@ class DQNConfig:
     # ``training_pool`` worlds drawn as cryobench/Training-v0 draws them (a new training layout and quality
     # and new conditions: regressor error model and quality, timings, session length, threshold, feedback),
     # shared out over the twins of ``training_twins``. Layouts of one twin share sessions and a replay.
-    training_pool: int = 0
+    training_pool: int = 16
     training_twins: str = "aldolase,apoferritin,rnapii,aldolaseau"
     # Checkpoint selection on ``validation_pool`` more such worlds, drawn from ``validation_seed`` (so every
     # training seed selects on the same worlds; none is trained on): the score is the mean over worlds of
     # good exposures relative to predict-rank's on that world. Replaces the environment's world and
     # ``validation_twin`` when above 0.
-    validation_pool: int = 0
+    validation_pool: int = 8
     # Learning from demonstrations (DQfD, Hester et al. 2018): episodes of another agent on the training
     # worlds are kept in a second replay that is never overwritten; the network first learns from them
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
     # to the agent's own batch. On demonstration samples a large-margin loss pushes the demonstrator's
     # hole ``margin`` above every other: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
     demonstrator: str = "greedy"  # an agent name ("" for none: plain DQN from scratch)
-    demo_episodes_per_world: int = 4
-    pretrain_steps: int = 4000
+    demo_episodes_per_world: int = 2
+    pretrain_steps: int = 1000
     demo_batch_size: int = 16
     margin: float = 0.8
     margin_weight: float = 1.0
