@@ -67,7 +67,7 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
         if make_env_id(env_name) != TRAINING_ENV_ID:
             raise InputError(
                 f"DQN hyperparameter 'training_pool' draws protocol v2's training worlds: train with --env training "
-                f"(got --env {env_name})"
+                f"(got --env {env_name}), or add -H training_pool=0 to train on that environment's worlds"
             )
         if env_kwargs:
             raise InputError(
