@@ -133,3 +133,25 @@ def test_headroom_closed_is_the_share_of_the_gap_and_none_without_headroom():
     assert headroom_closed(200.0, 220.0, 320.0) == pytest.approx(-0.2)
     assert headroom_closed(330.0, 300.0, 314.0) is None  # informed < 1.05 x Predict-Rank (315)
     assert headroom_closed(330.0, 300.0, 315.0) == pytest.approx(2.0)
+
+
+def test_committed_headroom_table_is_computed_from_the_results():
+    """tables/v2/headroom.md: each cell is the metric of the committed results (never typed)."""
+    from cryobench.leaderboard.heldout_tables import compute_board, headroom_table, task_means
+    from cryobench.metrics import adaptivity_gain, headroom_closed
+
+    board = compute_board()
+    means = {name: task_means(doc) for name, doc in board.docs.items()}
+    lines = headroom_table(board)
+    start = lines.index("## poor-regressor: Poor regressors of three error models")
+    section = lines[start : lines.index("## timings: Other instrument timings")]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section if line.startswith("| ")}
+    tasks = ["aldolase-noise-2", "rnapii-gaussian", "aldolaseau-biased", "apoferritin-uninformative"]
+    pr, informed, hb = means["predict-rank"], means["oracle-informed"], means["hierarchical-bayes"]
+    roomy = [t for t in tasks if headroom_closed(pr[t], pr[t], informed[t]) is not None]
+    closed = np.mean([headroom_closed(hb[t], pr[t], informed[t]) for t in roomy])
+    gain = np.mean([adaptivity_gain(hb[t], {f: means[f][t] for f in ("predict-rank", "greedy")}) for t in tasks])
+    assert rows["hierarchical-bayes"].startswith(f"| hierarchical-bayes | {100 * closed:.0f}% |")
+    assert rows["hierarchical-bayes"].endswith(f"| {gain:+.1f} |")
+    assert rows["oracle-informed (upper bound)"].startswith("| oracle-informed (upper bound) | 100% |")
+    assert rows["predict-rank"].startswith("| predict-rank | 0% |")
