@@ -288,8 +288,11 @@ class CryoEMSessionEnv(gym.Env):
         # Caught here, not left to Python's TypeError, so the message lists what is accepted; the
         # error is both an InputError (one line in the CLI) and a TypeError (libraries probe for it).
         if unknown:
+            # Python's own wording: TorchRL's GymEnv drops the keywords it probes with (frameskip)
+            # only when the TypeError says "unexpected keyword argument 'frameskip'".
+            names = ", ".join(map(repr, sorted(unknown)))
             raise UnknownArgumentError(
-                f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; "
+                f"unexpected keyword argument{'s' if len(unknown) > 1 else ''} {names}; "
                 f"expected some of {', '.join(ENV_ARGUMENTS)} (see the class docstring)"
             )
         if dataset is None and data is None:

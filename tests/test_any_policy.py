@@ -321,14 +321,14 @@ def test_an_unknown_keyword_is_a_type_error_and_an_input_error():
     with pytest.raises(TypeError) as caught:
         gym.make(ENV, categorical_action_encoding=True)  # what TorchRL's GymEnv probes with
     assert isinstance(caught.value, InputError) and isinstance(caught.value, UnknownArgumentError)
-    assert "unknown argument(s) 'categorical_action_encoding'; expected some of dataset" in str(caught.value)
+    assert "unexpected keyword argument 'categorical_action_encoding'; expected some of dataset" in str(caught.value)
 
 
 def test_the_cli_still_shows_an_unknown_keyword_as_one_line():
     result = CliRunner().invoke(main, ["run", "--agent", "random", "--env", "aldolase", "-e", "colour=blue", "--quiet"])
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "Error: unknown argument(s) 'colour'; expected some of "
+        "Error: unexpected keyword argument 'colour'; expected some of "
         + ", ".join(cryobench.env.ENV_ARGUMENTS)
         + " (see the class docstring)"
     ]

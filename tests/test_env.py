@@ -201,7 +201,7 @@ def test_bad_arguments_name_the_argument(kwargs, message):
 
 
 def test_unknown_argument_is_refused_with_the_expected_ones():
-    with pytest.raises(InputError, match=r"unknown argument\(s\) 'colour'; expected some of dataset, data, split"):
+    with pytest.raises(InputError, match=r"unexpected keyword argument 'colour'; expected some of dataset, data, sp"):
         gym.make("cryobench/Aldolase-v0", colour="blue")
 
 

@@ -13,7 +13,7 @@ import torch
 
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.evaluate import evaluate
-from cryobench.examples.common import env_kwargs, good_exposures_per_episode, make_test_env, score
+from cryobench.examples.common import env_kwargs, good_exposures_per_episode, make_test_env
 
 
 def test_good_exposures_are_the_rewarded_steps_of_each_session():
@@ -51,10 +51,15 @@ def test_sb3_example_trains_saves_and_scores_on_the_test_split(tmp_path):
     env = make_test_env(small=True)
     model = load_per_hole_model(str(tmp_path / "model.zip"), env, device="cpu")
 
-    def policy(obs, info):
-        return int(model.predict(obs, action_masks=obs["action_mask"].astype(bool), deterministic=True)[0])
-
-    assert scores["test_split"]["per_hole_ppo"] == score(policy, env, episodes=3).mean()
+    rows = []
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        terminated = False
+        while not terminated:
+            action, _ = model.predict(obs, action_masks=obs["action_mask"].astype(bool), deterministic=True)
+            obs, _, terminated, _, info = env.step(int(action))
+        rows.append(info["good_exposures"])
+    assert scores["test_split"]["per_hole_ppo"] == np.mean(rows)
     curve = np.loadtxt(tmp_path / "curve.csv", delimiter=",", skiprows=1, ndmin=2)
     assert len(curve) >= 2 and np.all(np.diff(curve[:, 0]) >= 0) and curve[-1, 0] <= 512
     assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -79,3 +84,41 @@ def test_torchrl_example_trains_with_a_bool_mask():
     assert env.observation_spec["action_mask"].dtype == torch.bool  # what ActionMask and MaskedCategorical need
     good = torchrl_ppo.main(["--small", "--frames", "512"])
     assert len(good) >= 4 and good == torchrl_ppo.main(["--small", "--frames", "512"])
+
+
+def zoo_hyperparameters(env_id: str) -> tuple[dict, dict]:
+    """The rl-baselines3-zoo file's entry for ``env_id``, prepared as rl_zoo3's ExperimentManager
+    prepares it (2.9.2, ``_preprocess_hyperparams``): returns (model kwargs, run settings)."""
+    import importlib
+    from importlib.resources import files
+
+    import yaml
+
+    hyperparams = dict(yaml.safe_load(files("cryobench.examples").joinpath("rl_zoo.yml").read_text())[env_id])
+    run = {key: hyperparams.pop(key) for key in ("n_envs", "n_timesteps", "env_kwargs")}
+    hyperparams["policy_kwargs"] = eval(hyperparams["policy_kwargs"])  # the zoo evaluates this string too
+    module, _, name = hyperparams["policy"].rpartition(".")  # a dotted policy name is imported
+    hyperparams["policy"] = getattr(importlib.import_module(module), name)
+    return hyperparams, run
+
+
+@pytest.mark.slow
+def test_the_rl_zoo_hyperparameter_file_trains_maskable_ppo():
+    pytest.importorskip("sb3_contrib")
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from cryobench.policies import PerHolePolicy
+
+    hyperparams, run = zoo_hyperparameters("cryobench/Aldolase-v1")
+    assert hyperparams["policy"] is PerHolePolicy and run["env_kwargs"] == {
+        "split": "train",
+        "new_world_each_reset": True,
+    }
+    env = make_vec_env(
+        "cryobench/Aldolase-v1", n_envs=run["n_envs"], env_kwargs={**run["env_kwargs"], **env_kwargs(True)}
+    )
+    model = MaskablePPO(env=env, seed=0, device="cpu", **hyperparams)
+    assert model.policy.features_extractor.features_dim == 42 + 16  # the file's widths reached the policy
+    model.learn(total_timesteps=512)
+    assert model.num_timesteps == 512

@@ -347,7 +347,7 @@ def test_the_lock_is_per_folder_and_released_after_the_sweep(tmp_path):
         (["--agents", "random", "--envs", "aldolase", "-e", "noise=-3"], "Error: argument 'noise': -3 is out of range"),
         (
             ["--agents", "random", "--envs", "aldolase", "-e", "colour=red"],
-            "Error: unknown argument(s) 'colour'; expected some of",
+            "Error: unexpected keyword argument 'colour'; expected some of",
         ),
     ],
 )

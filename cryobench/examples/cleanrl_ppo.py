@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.distributions import Categorical
 
-from cryobench.examples.common import GoodExposures, make_training_env
+from cryobench.examples.common import make_training_env
 from cryobench.features import N_FEATURES
 
 
@@ -83,7 +83,7 @@ class Agent(nn.Module):
 def make_envs(args: Args) -> gym.vector.SyncVectorEnv:
     # SAME_STEP: a finished session's last step already returns the next session's first observation
     return gym.vector.SyncVectorEnv(
-        [lambda: GoodExposures(make_training_env(args.small)) for _ in range(args.num_envs)],
+        [lambda: make_training_env(args.small) for _ in range(args.num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
 
@@ -120,7 +120,7 @@ def train(args: Args) -> list[int]:
             obs, reward, terminated, truncated, infos = envs.step(action.numpy())
             rewards[step] = torch.as_tensor(reward, dtype=torch.float32)
             next_done = torch.as_tensor(terminated | truncated, dtype=torch.float32)
-            for i in np.flatnonzero(terminated | truncated):
+            for i in np.flatnonzero(terminated | truncated):  # the finished session's last info
                 good_per_episode.append(int(infos["final_info"]["good_exposures"][i]))
 
         with torch.no_grad():  # GAE

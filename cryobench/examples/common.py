@@ -1,9 +1,8 @@
-"""What the examples share: the environments they train and score on, and scoring a policy."""
+"""What the examples share: the environments they train and score on, and counting good exposures."""
 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +11,6 @@ import numpy as np
 import yaml
 
 import cryobench  # noqa: F401  (registers the environments)
-from cryobench.evaluate import play_episode
-from cryobench.metrics import episode_metrics
 from cryobench.resources import card_dir
 
 #: The full-size example: the Aldolase twin (its test split has 2431 holes).
@@ -49,37 +46,6 @@ def make_training_env(small: bool = False, **kwargs: Any) -> gym.Env:
 def make_test_env(small: bool = False, **kwargs: Any) -> gym.Env:
     """The twin's test split, the card's fixed world: where ``cryobench run --env aldolase`` scores agents."""
     return gym.make(ENV_ID, split="test", **env_kwargs(small), **kwargs)
-
-
-class GoodExposures(gym.Wrapper):
-    """Puts the session's good exposures in ``info`` at its last step (a training statistic, read from the world)."""
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        if terminated or truncated:
-            info["good_exposures"] = episode_metrics(self.unwrapped.world, self.unwrapped.state)["good_exposures"]
-        return obs, reward, terminated, truncated, info
-
-
-class PolicyAgent:
-    """A ``(obs, info) -> hole`` callable dressed as the agent :func:`cryobench.evaluate.play_episode` plays."""
-
-    uses_ground_truth = False
-
-    def __init__(self, policy: Callable[[dict, dict], int]) -> None:
-        self.policy = policy
-
-    def reset(self, env: gym.Env, seed: int) -> None:
-        pass
-
-    def act(self, obs: dict, info: dict) -> int:
-        return self.policy(obs, info)
-
-
-def score(policy: Callable[[dict, dict], int], env: gym.Env, episodes: int = 50, seed: int = 0) -> np.ndarray:
-    """Good exposures of ``episodes`` sessions seeded ``seed``, ``seed + 1``, ... (as ``cryobench run``)."""
-    agent = PolicyAgent(policy)
-    return np.array([play_episode(env, agent, seed + i)["good_exposures"] for i in range(episodes)])
 
 
 def good_exposures_per_episode(rewards: np.ndarray, dones: np.ndarray) -> list[int]:

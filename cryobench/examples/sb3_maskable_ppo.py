@@ -1,13 +1,14 @@
 """sb3-contrib's MaskablePPO with the per-hole policy, trained on training worlds, scored on the test split.
 
-    python -m cryobench.examples.sb3_maskable_ppo --cpu-minutes 10 --out sb3-aldolase   # the README's run
-    python -m cryobench.examples.sb3_maskable_ppo --small                            # a minute, a small grid
+    python -m cryobench.examples.sb3_maskable_ppo --cpu-minutes 10 --threads 1 --out sb3-aldolase  # the README's
+    python -m cryobench.examples.sb3_maskable_ppo --small                          # a minute, a small grid
 
 Trains on the Aldolase twin's train split with a new training world at every reset (seeds below
 2**30), for ``--cpu-minutes`` of CPU time or ``--timesteps`` steps, then plays the twin's test
 split (the card's world: what ``cryobench run --agent snowball --env aldolase`` scores) with
 seeds 0 .. episodes-1 and prints both. ``--out DIR`` keeps the model (``model.zip``), the
-training curve (``curve.csv``, ``curve.png``) and the scores (``scores.json``).
+training curve (``curve.csv``, ``curve.png``) and the scores (``scores.json``); ``--load DIR``
+scores such a folder's model again without training.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 
 from cryobench.evaluate import evaluate
-from cryobench.examples.common import ENV_ID, GoodExposures, env_kwargs, make_training_env, score
+from cryobench.examples.common import ENV_ID, env_kwargs, make_training_env
 from cryobench.policies import PerHolePolicy, load_per_hole_model
 
 #: Chosen on training worlds (the train split); small networks: the cost is N holes per sample.
@@ -69,28 +70,23 @@ class TrainingCurve(BaseCallback):
 def train(
     small: bool, timesteps: int, cpu_seconds: float | None, seed: int, verbose: int = 0
 ) -> tuple[MaskablePPO, TrainingCurve]:
-    env = make_vec_env(lambda: GoodExposures(make_training_env(small)), n_envs=N_ENVS, seed=seed)
+    env = make_vec_env(lambda: make_training_env(small), n_envs=N_ENVS, seed=seed)
     model = MaskablePPO(PerHolePolicy, env, seed=seed, device="cpu", verbose=verbose, **HYPERPARAMETERS)
     curve = TrainingCurve(cpu_seconds)
     model.learn(total_timesteps=timesteps, callback=curve)
     return model, curve
 
 
-def compare(model: MaskablePPO, kwargs: dict, episodes: int, seed: int, saved: Path | None = None) -> dict:
-    """Mean good exposures of the trained policy and of snowball on the same seeded sessions."""
-    env = gym.make(ENV_ID, **kwargs)
-    if saved is not None:  # another hole count: the saved model, loaded with this environment's spaces
-        model = load_per_hole_model(str(saved), env, device="cpu")
-
-    def policy(obs: dict, info: dict) -> int:
-        action, _ = model.predict(obs, action_masks=obs["action_mask"].astype(bool), deterministic=True)
-        return int(action)
-
-    ours = score(policy, env, episodes, seed)
+def compare(saved: Path, kwargs: dict, episodes: int, seed: int) -> dict:
+    """Mean good exposures of the saved policy and of snowball on the same seeded sessions."""
+    # loaded with this environment's spaces: its hole count may differ from the training's
+    model = load_per_hole_model(str(saved), gym.make(ENV_ID, **kwargs), device="cpu")
+    # cryobench.evaluate plays an SB3 model as it is: deterministic actions, the mask as bool
+    ours = evaluate(env=ENV_ID, env_kwargs=kwargs, policy=model, episodes=episodes, seed=seed, progress=False)
     snowball = evaluate("snowball", ENV_ID, kwargs, episodes=episodes, seed=seed, progress=False)
     return {
-        "per_hole_ppo": float(ours.mean()),
-        "snowball": float(np.mean([row["good_exposures"] for row in snowball["episodes"]])),
+        "per_hole_ppo": ours["summary"]["good_exposures"]["mean"],
+        "snowball": snowball["summary"]["good_exposures"]["mean"],
         "seeds": [seed, seed + episodes - 1],
     }
 
@@ -135,53 +131,67 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--verbose", action="store_true", help="SB3's progress tables")
     parser.add_argument("--no-test", action="store_true", help="score on training worlds only (while tuning)")
     parser.add_argument("--out", type=Path, default=None, help="folder for model.zip, curve.csv/png, scores.json")
+    parser.add_argument("--load", type=Path, default=None, help="score the model an earlier --out folder holds")
     args = parser.parse_args(argv)
     if args.episodes < 1 or (args.cpu_minutes is not None and args.cpu_minutes <= 0):
         parser.error("--episodes and --cpu-minutes must be positive")
     torch.set_num_threads(args.threads)
     timesteps = args.timesteps or (2048 if args.small else 1_000_000)
 
-    start, cpu_start = time.perf_counter(), time.process_time()
-    model, curve = train(
-        args.small, timesteps, None if args.cpu_minutes is None else 60 * args.cpu_minutes, args.seed, args.verbose
-    )
-    train_seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    print(
-        f"trained {model.num_timesteps} steps in {train_seconds:.0f} s ({cpu_seconds:.0f} CPU s): "
-        f"{model.num_timesteps / cpu_seconds:.0f} steps per CPU second"
-    )
+    if args.load is None:
+        out = args.out or Path(tempfile.mkdtemp(prefix="cryobench-sb3-"))
+        out.mkdir(parents=True, exist_ok=True)
+        cpu_seconds = None if args.cpu_minutes is None else 60 * args.cpu_minutes
+        scores = train_and_save(args.small, timesteps, cpu_seconds, args.seed, args.verbose, out)
+        scores["threads"] = args.threads
+    else:
+        out = args.load
+        if not (out / "model.zip").is_file():
+            parser.error(f"--load {out}: no model.zip there (a folder written by --out)")
+        scores = json.loads((out / "scores.json").read_text()) if (out / "scores.json").is_file() else {}
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="cryobench-sb3-"))
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.zip")
-    scores = {
-        "timesteps": int(model.num_timesteps),
-        "train_seconds": round(train_seconds, 1),
-        "train_cpu_seconds": round(cpu_seconds, 1),
-        "threads": args.threads,
-        "steps_per_cpu_second": round(model.num_timesteps / cpu_seconds, 1),
-        "episodes": args.episodes,
-    }
     # Training worlds the training never drew (seeds from 10**6): what designs were chosen on.
     kwargs = env_kwargs(args.small)
     training_kwargs = {**kwargs, "split": "train", "new_world_each_reset": True}
-    scores["training_worlds"] = compare(model, training_kwargs, args.episodes, VALIDATION_SEED)
+    scores["episodes"] = args.episodes
+    scores["training_worlds"] = compare(out / "model.zip", training_kwargs, args.episodes, VALIDATION_SEED)
     if not args.no_test:
         # The weights do not depend on the hole count: the train split's model plays the test split.
-        scores["test_split"] = compare(model, {**kwargs, "split": "test"}, args.episodes, 0, out / "model.zip")
-    for where, pair in scores.items():
-        if isinstance(pair, dict):
+        scores["test_split"] = compare(out / "model.zip", {**kwargs, "split": "test"}, args.episodes, 0)
+    for where in ("training_worlds", "test_split"):
+        if where in scores:
+            pair = scores[where]
             print(
-                f"{where}, {args.episodes} seeds: per-hole PPO {pair['per_hole_ppo']:.1f} good exposures, "
-                f"snowball {pair['snowball']:.1f}"
+                f"{where}, seeds {pair['seeds'][0]}..{pair['seeds'][1]}: per-hole PPO "
+                f"{pair['per_hole_ppo']:.1f} good exposures, snowball {pair['snowball']:.1f}"
             )
+    if (out / "curve.csv").is_file():
+        rows = np.loadtxt(out / "curve.csv", delimiter=",", skiprows=1, ndmin=2)
+        if len(rows):
+            plot_curve(rows, scores["training_worlds"]["snowball"], out / "curve.png")
+    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    print(f"wrote {out}/scores.json" + ("" if args.load else ", model.zip, curve.csv, curve.png"))
+    return scores
+
+
+def train_and_save(small: bool, timesteps: int, cpu_seconds: float | None, seed: int, verbose: bool, out: Path) -> dict:
+    """Trains, writes ``model.zip`` and ``curve.csv`` into ``out``; returns the training's numbers."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model, curve = train(small, timesteps, cpu_seconds, seed, int(verbose))
+    train_seconds, spent = time.perf_counter() - start, time.process_time() - cpu_start
+    print(
+        f"trained {model.num_timesteps} steps in {train_seconds:.0f} s ({spent:.0f} CPU s): "
+        f"{model.num_timesteps / spent:.0f} steps per CPU second"
+    )
+    model.save(out / "model.zip")
     rows = np.array(curve.rows, dtype=float).reshape(-1, 3)
     np.savetxt(out / "curve.csv", rows, delimiter=",", header="steps,cpu_seconds,good_exposures", comments="", fmt="%g")
-    if len(rows):
-        plot_curve(rows, scores["training_worlds"]["snowball"], out / "curve.png")
-    (out / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
-    print(f"wrote {out}/model.zip, curve.csv, curve.png, scores.json")
-    return scores
+    return {
+        "timesteps": int(model.num_timesteps),
+        "train_seconds": round(train_seconds, 1),
+        "train_cpu_seconds": round(spent, 1),
+        "steps_per_cpu_second": round(model.num_timesteps / spent, 1),
+    }
 
 
 if __name__ == "__main__":

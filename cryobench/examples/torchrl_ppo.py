@@ -3,9 +3,9 @@
     python -m cryobench.examples.torchrl_ppo --small            # under a minute
     python -m cryobench.examples.torchrl_ppo --frames 200000
 
-The environment goes in through ``GymWrapper(gym.make(...))`` with integer actions; TorchRL's
-``ActionMask`` transform and ``MaskedCategorical`` need a bool mask, so a ``DTypeCastTransform``
-turns cryobench's int8 ``action_mask`` into one. The actor scores every hole with one shared
+The environment is TorchRL's ``GymEnv`` by its registered id, with integer actions and
+``mask_dtype="bool"``: TorchRL's ``ActionMask`` transform and ``MaskedCategorical`` need a bool
+mask (cryobench's default is int8, as gymnasium's ``MultiBinary``). The actor scores every hole with one shared
 MLP (``cryobench.examples.networks``); the critic pools the holes. Trains on the train split's
 training worlds and prints the mean good exposures of the last sessions.
 """
@@ -21,24 +21,26 @@ from tensordict.nn import TensorDictModule
 from torchrl.collectors import Collector
 from torchrl.data import LazyTensorStorage, ReplayBuffer
 from torchrl.data.replay_buffers.samplers import SamplerWithoutReplacement
-from torchrl.envs import ActionMask, Compose, DTypeCastTransform, GymWrapper, TransformedEnv
+from torchrl.envs import ActionMask, GymEnv, TransformedEnv
 from torchrl.modules import MaskedCategorical, ProbabilisticActor, ValueOperator
 from torchrl.objectives import ClipPPOLoss
 from torchrl.objectives.value import GAE
 
-from cryobench.examples.common import good_exposures_per_episode, make_training_env
+from cryobench.examples.common import ENV_ID, env_kwargs, good_exposures_per_episode
 from cryobench.examples.networks import HoleScores, PooledValue
 
 
 def make_env(small: bool, seed: int) -> TransformedEnv:
-    base = GymWrapper(make_training_env(small), categorical_action_encoding=True)
-    env = TransformedEnv(
-        base,
-        Compose(
-            DTypeCastTransform(torch.int8, torch.bool, in_keys=["action_mask"]),
-            ActionMask(),  # the action spec's mask follows the observation's
-        ),
+    # training worlds only: the train split, a new training world at every reset
+    base = GymEnv(
+        ENV_ID,
+        split="train",
+        new_world_each_reset=True,
+        mask_dtype="bool",
+        categorical_action_encoding=True,
+        **env_kwargs(small),
     )
+    env = TransformedEnv(base, ActionMask())  # the action spec's mask follows the observation's
     env.set_seed(seed)
     return env
 
