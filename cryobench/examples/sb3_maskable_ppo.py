@@ -118,6 +118,25 @@ def plot_curve(rows: np.ndarray, snowball_training: float, path: Path) -> None:
     plt.close(fig)
 
 
+def measure_speed(small: bool, steps: int = 1024) -> dict[str, float]:
+    """Steps per CPU second, rollout and update together, of PerHolePolicy and of SB3's MultiInputPolicy
+    with the same MaskablePPO settings on the training environment (after one warm-up update)."""
+    speeds = {}
+    for name, policy in (("PerHolePolicy", PerHolePolicy), ("MultiInputPolicy", "MultiInputPolicy")):
+        env = make_vec_env(lambda: make_training_env(small), n_envs=N_ENVS, seed=0)
+        settings = {
+            key: value for key, value in HYPERPARAMETERS.items() if policy is PerHolePolicy or key != "policy_kwargs"
+        }
+        model = MaskablePPO(policy, env, seed=0, device="cpu", **settings)
+        model.learn(N_ENVS * HYPERPARAMETERS["n_steps"])  # warm-up
+        start = time.process_time()
+        model.learn(steps, reset_num_timesteps=False)
+        speeds[name] = steps / (time.process_time() - start)
+        parameters = sum(p.numel() for p in model.policy.parameters())
+        print(f"{name}: {parameters} parameters, {speeds[name]:.0f} steps per CPU second")
+    return speeds
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="a 600-hole twin, 120-minute sessions (tests)")
@@ -131,12 +150,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--verbose", action="store_true", help="SB3's progress tables")
     parser.add_argument("--no-test", action="store_true", help="score on training worlds only (while tuning)")
     parser.add_argument("--out", type=Path, default=None, help="folder for model.zip, curve.csv/png, scores.json")
+    parser.add_argument("--speed", action="store_true", help="measure steps per CPU second against MultiInputPolicy")
     parser.add_argument("--load", type=Path, default=None, help="score the model an earlier --out folder holds")
     args = parser.parse_args(argv)
     if args.episodes < 1 or (args.cpu_minutes is not None and args.cpu_minutes <= 0):
         parser.error("--episodes and --cpu-minutes must be positive")
     torch.set_num_threads(args.threads)
     timesteps = args.timesteps or (2048 if args.small else 1_000_000)
+    if args.speed:
+        return measure_speed(args.small)
 
     if args.load is None:
         out = args.out or Path(tempfile.mkdtemp(prefix="cryobench-sb3-"))
