@@ -127,6 +127,7 @@ class _Adapter:
     """The agent interface's defaults: a real agent, no offline fit, nothing to reset."""
 
     uses_ground_truth = False
+    uses_latent_quality = False
     needs_feedback = False
 
     def __init__(self, policy: Any, name: str | None) -> None:
@@ -150,6 +151,7 @@ class _NamedAgent(_Adapter):
     def __init__(self, policy: Any, name: str) -> None:
         super().__init__(policy, name)
         self.uses_ground_truth = bool(getattr(policy, "uses_ground_truth", False))
+        self.uses_latent_quality = bool(getattr(policy, "uses_latent_quality", False))
         self.needs_feedback = bool(getattr(policy, "needs_feedback", False))
 
     def fit(self, env, seed: int = 0) -> None:
