@@ -133,7 +133,16 @@ def _start_slow_sweep(out: Path) -> tuple[subprocess.Popen, list[int]]:
     """A ``cryobench sweep`` subprocess with its two quick results written and two workers busy."""
     command = [sys.executable, "-m", "cryobench.cli", "sweep", *SLOW_SWEEP, "--out", str(out), "--workers", "2"]
     # A session of its own: a signal to its process group is what a terminal's Ctrl-C sends.
-    sweep = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # SIGINT at its default: a shell without job control starts `cmd &` with SIGINT ignored, and
+    # that disposition is inherited (CI launched in the background made the sweep deaf to Ctrl-C).
+    sweep = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 180
     while len(list(out.glob("*.json"))) < 2 and sweep.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
