@@ -216,17 +216,28 @@ class HierarchicalBayesAgent(Agent):
         neighbour = (weights @ (y - p)) / (weights @ (p * (1.0 - p)) + 1.0 / self.config.neighbour_variance)
         return _sigmoid(logit + neighbour)
 
-    def act(self, obs: dict, info: dict) -> int:
-        current = int(obs["current_hole"])
-        available = obs["action_mask"]
-        # Most steps stay in the patch: only its holes' probabilities are needed for that.
-        if self.planner.has_price(current):
-            members = self.planner.patch_members(current)
-            hole = self.planner.try_stay(current, self.patch_probabilities(obs, current), available[members])
-            if hole is not None:
-                return hole
+    def stay_in_patch(self, obs: dict, current: int) -> int | None:
+        """The planner's cheap decision to stay in the current patch, or None when it needs a full one.
+
+        Most steps stay in the patch: only its holes' probabilities are needed for that.
+        """
+        if not self.planner.has_price(current):
+            return None
+        members = self.planner.patch_members(current)
+        return self.planner.try_stay(current, self.patch_probabilities(obs, current), obs["action_mask"][members])
+
+    def refit_beliefs(self, obs: dict) -> None:
+        """Refit every effect to the revealed holes and update ``p_good`` (a full decision's belief)."""
         shown = np.flatnonzero(obs["revealed"])
         y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
         patch_shift, neighbour = self.fit_effects(shown, y)
         self.p_good = _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
-        return self.planner.next_hole(self.p_good, available.astype(bool), current, float(obs["time_left"][0]))
+
+    def act(self, obs: dict, info: dict) -> int:
+        current = int(obs["current_hole"])
+        hole = self.stay_in_patch(obs, current)
+        if hole is not None:
+            return hole
+        self.refit_beliefs(obs)
+        mask = obs["action_mask"].astype(bool)
+        return self.planner.next_hole(self.p_good, mask, current, float(obs["time_left"][0]))

@@ -136,18 +136,12 @@ class BayesLookaheadAgent(HierarchicalBayesAgent):
 
     def act(self, obs: dict, info: dict) -> int:
         current = int(obs["current_hole"])
-        available = obs["action_mask"]
         # Most steps stay in the patch (hierarchical-bayes's fast path: the planner would stay anyway).
-        if self.planner.has_price(current):
-            members = self.planner.patch_members(current)
-            hole = self.planner.try_stay(current, self.patch_probabilities(obs, current), available[members])
-            if hole is not None:
-                return hole
-        shown = np.flatnonzero(obs["revealed"])
-        y = (obs["revealed_ctf"][shown] < self.layout.threshold).astype(np.float64)
-        patch_shift, neighbour = self.fit_effects(shown, y)
-        self.p_good = _sigmoid(self.prior_logit + patch_shift[self.hierarchy.patch] + neighbour)
-        mask = available.astype(bool)
+        hole = self.stay_in_patch(obs, current)
+        if hole is not None:
+            return hole
+        self.refit_beliefs(obs)
+        mask = obs["action_mask"].astype(bool)
         hole = self.planner.next_hole(self.p_good, mask, current, float(obs["time_left"][0]))
         patch = self.hierarchy.patch[current]
         members = self.planner.patch_members(current)

@@ -287,19 +287,7 @@ class OrienteeringAgent(_PatchOrderPlanner):
         return 0.0 if first else self.config.square_change_penalty
 
     def make_plan(self, obs: dict, info: dict, probability: np.ndarray, cut: float, unvisited: np.ndarray) -> list[int]:
-        elapsed = info.get("elapsed_minutes")
-        time_left = self.layout.duration - elapsed if elapsed is not None else float(obs["time_left"][0])
-        first = self.plan is None
-        problem = PlanProblem.build(
-            self.hierarchy,
-            self.holes_of_patch,
-            probability,
-            unvisited,
-            int(obs["current_hole"]),
-            time_left,
-            cut,
-            self.square_change_penalty(first),
-        )
+        problem = self.plan_problem(obs, info, probability, cut, unvisited)
         self.last_problem = problem
         self.exposures_since_plan = 0
         if problem.n_genes == 0:

@@ -520,12 +520,13 @@ class _PatchOrderPlanner(Agent):
         return 0.0
 
     # -- planning and execution --
-    def make_plan(self, obs: dict, info: dict, probability: np.ndarray, cut: float, unvisited: np.ndarray) -> list[int]:
-        """Optimise the order of the patches with holes worth taking, from the current hole."""
+    def plan_problem(
+        self, obs: dict, info: dict, probability: np.ndarray, cut: float, unvisited: np.ndarray
+    ) -> PlanProblem:
+        """The patches worth visiting from the current hole, in the minutes left (what a plan orders)."""
         elapsed = info.get("elapsed_minutes")
         time_left = self.layout.duration - elapsed if elapsed is not None else float(obs["time_left"][0])
-        first = self.plan is None
-        problem = PlanProblem.build(
+        return PlanProblem.build(
             self.hierarchy,
             self.holes_of_patch,
             probability,
@@ -533,8 +534,13 @@ class _PatchOrderPlanner(Agent):
             int(obs["current_hole"]),
             time_left,
             cut,
-            self.square_change_penalty(first),
+            self.square_change_penalty(self.plan is None),
         )
+
+    def make_plan(self, obs: dict, info: dict, probability: np.ndarray, cut: float, unvisited: np.ndarray) -> list[int]:
+        """Optimise the order of the patches with holes worth taking, from the current hole."""
+        first = self.plan is None
+        problem = self.plan_problem(obs, info, probability, cut, unvisited)
         if problem.n_genes == 0:
             return []
         seeds = []
