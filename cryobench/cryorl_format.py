@@ -433,22 +433,18 @@ def parse_cryorl(files: CryoRLFiles) -> Dataset:
         sq_xy = offsets.get(f"{prefix[r['tile']]}_{r['tile']}_{r['square']}", (0.0, 0.0))
         square_xy_um[s] = np.asarray(tile_xy) * atlas_um_per_px + np.asarray(sq_xy) * (square_span_um / 100.0)
 
-    ctf = np.array([r["ctf"] for r in records])
-    failed = ctf >= FAILED_FIT_CTF
-    predicted = np.array([r["predicted"] for r in records])
-    grid = Grid(
+    return measured_dataset(
         name=f"measured:{folder.name}",
+        title=f"measured data from {folder}",
+        records=records,
         tile=tile,
         square=square,
         patch=patch,
         x_um=x_um,
         y_um=y_um,
-        ctf=np.where(failed, FAILED_FIT_CTF, ctf),
-        confidence=np.array([r["confidence"] for r in records]),
-        failed=failed,
-        hole_names=tuple(names),
         square_xy_um=square_xy_um,
-        pitch_um=HOLE_PITCH_UM,
+        hole_names=tuple(names),
+        predictions=np.array([r["predicted"] for r in records]) if has_predictions else None,
         meta={
             "source": str(folder.resolve()),
             "kind": "measured",
@@ -466,17 +462,53 @@ def parse_cryorl(files: CryoRLFiles) -> Dataset:
             ),
         },
     )
+
+
+def measured_dataset(
+    *,
+    name: str,
+    title: str,
+    records: list[dict[str, Any]],
+    tile: np.ndarray,
+    square: np.ndarray,
+    patch: np.ndarray,
+    x_um: np.ndarray,
+    y_um: np.ndarray,
+    square_xy_um: np.ndarray,
+    hole_names: tuple[str, ...],
+    predictions: np.ndarray | None,
+    meta: dict[str, Any],
+) -> Dataset:
+    """A measured Dataset from parsed hole records (``ctf``, ``confidence``, ``split`` per hole) and
+    their placed hierarchy; shared by the CryoRL importer and the facility-table importer."""
+    ctf = np.array([r["ctf"] for r in records])
+    failed = ctf >= FAILED_FIT_CTF
+    grid = Grid(
+        name=name,
+        tile=tile,
+        square=square,
+        patch=patch,
+        x_um=x_um,
+        y_um=y_um,
+        ctf=np.where(failed, FAILED_FIT_CTF, ctf),
+        confidence=np.array([r["confidence"] for r in records], dtype=float),
+        failed=failed,
+        hole_names=hole_names,
+        square_xy_um=square_xy_um,
+        pitch_um=HOLE_PITCH_UM,
+        meta=meta,
+    )
     card = {
         "name": grid.name,
         "kind": "measured",
-        "title": f"measured data from {folder}",
-        # Without prediction files there is no regressor to assume: the user chooses one (catalog.regressor_spec).
-        "default_regressor": {"model": "measured"} if has_predictions else None,
+        "title": title,
+        # Without predictions there is no regressor to assume: the user chooses one (catalog.regressor_spec).
+        "default_regressor": {"model": "measured"} if predictions is not None else None,
     }
     return Dataset(
         grid=grid,
         split=np.array([r["split"] for r in records], dtype=object),
-        measured_predictions=predicted if has_predictions else None,
+        measured_predictions=predictions,
         card=card,
     )
 

@@ -64,10 +64,11 @@ from cryobench.cryorl_format import (
     _show,
     is_folder,
     load_cryorl,
+    measured_dataset,
 )
 from cryobench.errors import InputError
 from cryobench.files import utc_timestamp, write_atomic
-from cryobench.grid import FAILED_FIT_CTF, Dataset, Grid, dense_ids
+from cryobench.grid import Dataset, Grid, dense_ids
 
 TABLE_FORMAT = "cryobench-holes/1"
 #: Column -> required. The order is the order :func:`write_table` writes.
@@ -367,24 +368,21 @@ def _dataset(table: TableFile, records: list[dict[str, Any]], has_predictions: b
     y_um = patch_xy[:, 1] + np.array([r["y"] for r in records])
     square_xy_um = np.zeros((int(square.max()) + 1, 2))
     square_xy_um[square] = np.array([r["square_xy"] for r in records], dtype=float)
-    ctf = np.array([r["ctf"] for r in records])
-    failed = ctf >= FAILED_FIT_CTF
     folder = table.path.parent if table.path.name == TABLE_NAME else table.path
     label = name or (folder.name if table.path.name == TABLE_NAME else table.path.stem)
     stamps = [r["timestamp"] for r in records if r["timestamp"]]
-    grid = Grid(
+    return measured_dataset(
         name=f"measured:{label}",
+        title=f"measured data from {table.path}",
+        records=records,
         tile=tile,
         square=square,
         patch=patch,
         x_um=x_um,
         y_um=y_um,
-        ctf=np.where(failed, FAILED_FIT_CTF, ctf),
-        confidence=np.array([r["confidence"] for r in records], dtype=float),
-        failed=failed,
-        hole_names=tuple(r["hole"] for r in records),
         square_xy_um=square_xy_um,
-        pitch_um=HOLE_PITCH_UM,
+        hole_names=tuple(r["hole"] for r in records),
+        predictions=np.array([r["prediction"] for r in records]) if has_predictions else None,
         meta={
             "source": str(table.path.resolve()),
             "kind": "measured",
@@ -393,18 +391,6 @@ def _dataset(table: TableFile, records: list[dict[str, Any]], has_predictions: b
             "sha256": table.digest,
             "timestamps": {"holes": len(stamps), "first": min(stamps), "last": max(stamps)} if stamps else None,
         },
-    )
-    card = {
-        "name": grid.name,
-        "kind": "measured",
-        "title": f"measured data from {table.path}",
-        "default_regressor": {"model": "measured"} if has_predictions else None,
-    }
-    return Dataset(
-        grid=grid,
-        split=np.array([r["split"] for r in records], dtype=object),
-        measured_predictions=np.array([r["prediction"] for r in records]) if has_predictions else None,
-        card=card,
     )
 
 
