@@ -16,6 +16,7 @@ import pytest
 
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.agents.registry import list_agents, load_agent
+from tests.benchmarks.decisions import time_decisions
 
 BUILT_IN = {ep.name for ep in distribution("cryobench").entry_points if ep.group == "cryobench.agents"}
 AGENTS = sorted(row["name"] for row in list_agents() if row["error"] is None and row["name"] in BUILT_IN)
@@ -31,19 +32,7 @@ def test_bench_agent_decision(benchmark, name):
     for _ in range(5):  # mid-session: some history for agents that learn from it
         obs, _, terminated, _, info = env.step(agent.act(obs, info))
         assert not terminated
-    state = {"obs": obs, "info": info}
-
-    def advance():
-        if env.unwrapped.state.elapsed > env.unwrapped.world.duration - 30:
-            state["obs"], state["info"] = env.reset(seed=1)
-            agent.reset(env, 1)
-        return (state["obs"], state["info"]), {}
-
-    def decide(obs, info):
-        hole = agent.act(obs, info)
-        state["obs"], _, _, _, state["info"] = env.step(hole)
-        return hole
 
     benchmark.extra_info.update(agent=name, n_holes=int(env.action_space.n))
-    hole = benchmark.pedantic(decide, setup=advance, rounds=30, warmup_rounds=1)
+    hole = time_decisions(benchmark, env, agent, {"obs": obs, "info": info}, rounds=30, warmup_rounds=1)
     assert 0 <= hole < env.action_space.n

@@ -16,6 +16,7 @@ import pytest
 
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.agents.registry import load_agent
+from tests.benchmarks.decisions import time_decisions
 
 
 def _session(seed: int = 0):
@@ -33,18 +34,7 @@ def test_bench_lookahead_decision(benchmark):
     env, agent, state = _session()
     assert env.action_space.n == 5822
 
-    def advance():
-        if env.unwrapped.state.elapsed > env.unwrapped.world.duration - 30:
-            state["obs"], state["info"] = env.reset(seed=1)
-            agent.reset(env, 1)
-        return (state["obs"], state["info"]), {}
-
-    def decide(obs, info):
-        hole = agent.act(obs, info)
-        state["obs"], _, _, _, state["info"] = env.step(hole)
-        return hole
-
-    hole = benchmark.pedantic(decide, setup=advance, rounds=200, warmup_rounds=1)
+    hole = time_decisions(benchmark, env, agent, state, rounds=200, warmup_rounds=1)
     benchmark.extra_info.update(n_holes=5822, lookaheads=agent.lookaheads, stays=agent.stays)
     if benchmark.stats is not None:
         benchmark.extra_info["median_ms"] = round(1000 * benchmark.stats.stats.median, 3)

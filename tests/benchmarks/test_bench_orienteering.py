@@ -14,6 +14,7 @@ import pytest
 
 import cryobench  # noqa: F401  (registers the environments)
 from cryobench.agents.registry import load_agent
+from tests.benchmarks.decisions import time_decisions
 
 
 @pytest.mark.parametrize("name", ["orienteering", "smartem-bma"])
@@ -22,21 +23,9 @@ def test_bench_decision_at_5822_holes(benchmark, name):
     agent, _card = load_agent(name)
     obs, info = env.reset(seed=0)
     agent.reset(env, 0)
-    state = {"obs": obs, "info": info}
     solves_before = getattr(agent, "solves", 0)
 
-    def advance():
-        if env.unwrapped.state.elapsed > env.unwrapped.world.duration - 30:
-            state["obs"], state["info"] = env.reset(seed=1)
-            agent.reset(env, 1)
-        return (state["obs"], state["info"]), {}
-
-    def decide(obs, info):
-        hole = agent.act(obs, info)
-        state["obs"], _, _, _, state["info"] = env.step(hole)
-        return hole
-
-    hole = benchmark.pedantic(decide, setup=advance, rounds=120, warmup_rounds=0)
+    hole = time_decisions(benchmark, env, agent, {"obs": obs, "info": info}, rounds=120, warmup_rounds=0)
     benchmark.extra_info.update(
         agent=name, n_holes=int(env.action_space.n), solves=getattr(agent, "solves", 0) - solves_before
     )
