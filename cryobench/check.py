@@ -57,7 +57,9 @@ def load_baseline(path: str | Path) -> dict:
     check_schema(doc, str(path))
     tier = doc["protocol"]["tier"]
     if tier == "draw":
-        raise InputError(f"{path}: a baseline on another draw of test worlds; check compares on the full or quick tier")
+        raise InputError(
+            f"{path}: a baseline on another draw of test worlds; check compares on the full, quick or validation tier"
+        )
     problem = _protocol_problem(doc, protocol_for(tier))
     if problem:
         raise InputError(f"{path}: not a baseline of this cryobench's protocol 2 ({tier} tier): {problem}")

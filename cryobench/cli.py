@@ -464,10 +464,11 @@ def sweep_cmd(agents, envs, noises, seeds, seeds_per_task, env_args, out_dir, wo
 )
 @click.option(
     "--tier",
-    type=click.Choice(["full", "quick"]),
+    type=click.Choice(["full", "quick", "validation"]),
     default="full",
     show_default=True,
-    help="Protocol 2: full (the leaderboard) or quick (a documented subset for CI; not a leaderboard entry).",
+    help="Protocol 2: full (the leaderboard), quick (a documented subset for CI) or validation (every task on "
+    "training worlds, the measured train split: for choosing designs and checkpoints); only full is an entry.",
 )
 @click.option(
     "--training-seed",
@@ -522,7 +523,7 @@ def submit_cmd(
 def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address, quiet, training_seed=None) -> None:
     from cryobench.leaderboard.heldout_runs import save_submission, submit_heldout, training_seeds
 
-    suffix = "v2" if tier == "full" else "v2-quick"
+    suffix = "v2" if tier == "full" else f"v2-{tier}"
     stem = "".join(c if c.isalnum() or c in "-_." else "-" for c in agent_name.rpartition(":")[2])
     if training_seed is None and tier == "full" and training_seeds(agent_name):
         raise InputError(
@@ -564,7 +565,7 @@ def _submit_heldout(agent_name, out, data, work, workers, tier, backend, address
 )
 @click.option(
     "--tier",
-    type=click.Choice(["full", "quick"]),
+    type=click.Choice(["full", "quick", "validation"]),
     default=None,
     help="Protocol 2 tier (default: the baseline's; it must match).",
 )
@@ -706,6 +707,23 @@ def _submission_format(path: str) -> str | None:
 
     doc = read_json(path, "submission file")
     return doc.get("format") if isinstance(doc, dict) else None
+
+
+@leaderboard_group.command("summarize")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), required=True, help="Folder for the tables.")
+@_friendly_errors
+def leaderboard_summarize(files, out) -> None:
+    """The v2 tables (ranks, headroom, per task) of any submissions of one tier, e.g. validation runs.
+
+    For choosing designs on training worlds: `cryobench submit --tier validation` each candidate,
+    then summarize them with predict-rank, greedy and oracle-informed for the headroom table.
+    Never the leaderboard (that is `build`, from leaderboards/results/v2).
+    """
+    from cryobench.leaderboard.heldout_tables import summarize
+
+    for path in summarize(list(files), out):
+        click.echo(f"wrote {path}")
 
 
 @leaderboard_group.command("references")

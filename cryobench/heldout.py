@@ -22,6 +22,11 @@ from cryobench.rules import Feedback
 from cryobench.seeding import SEED_BOUND, TEST_SEED_START
 
 VERSION = 2
+#: The first *validation world*: training seeds (below TEST_SEED_START) on which protocol v2's
+#: tasks can be played to choose designs, hyperparameters and checkpoints (``--tier validation``).
+#: They are training worlds under the rule, kept apart from the seeds Training-v0 and the
+#: DQN's pools usually draw only by convention: using them for selection never touches a test world.
+VALIDATION_FIRST = 2**29
 
 
 @dataclass(frozen=True)
@@ -123,6 +128,16 @@ class HeldOutProtocol:
             self.references,
             tier="quick",
         )
+
+    def validation(self) -> HeldOutProtocol:
+        """The validation tier: every task on as many *training* worlds, the measured task on its train split.
+
+        For selecting designs, hyperparameters and checkpoints under protocol v2's conditions without
+        looking at a test world (DEVELOPERS.md, "Training and test worlds"); never a leaderboard entry.
+        """
+        worlds = tuple(range(VALIDATION_FIRST, VALIDATION_FIRST + len(self.worlds)))
+        measured = tuple(replace(task, kwargs={**task.kwargs, "split": "train"}) for task in self.measured)
+        return replace(self, worlds=worlds, measured=measured, tier="validation")
 
     def with_worlds(self, worlds: tuple[int, ...]) -> HeldOutProtocol:
         """The same tasks on other test worlds (e.g. a second independent draw, to measure rank stability)."""

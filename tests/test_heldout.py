@@ -30,6 +30,17 @@ def test_the_protocol_plays_held_out_test_worlds_in_families():
     assert quick.tier == "quick" and len(quick.tasks) < len(protocol.tasks) and not quick.measured
 
 
+def test_the_validation_tier_plays_the_same_tasks_on_training_worlds_only():
+    protocol = load_heldout_protocol()
+    validation = heldout_runs.protocol_for("validation")
+    assert validation.tier == "validation"
+    assert len(validation.worlds) == len(protocol.worlds) and validation.starts == protocol.starts
+    assert all(world < TEST_SEED_START for world in validation.worlds)  # never a test world
+    assert [(t.name, t.env, t.kwargs) for t in validation.tasks] == [(t.name, t.env, t.kwargs) for t in protocol.tasks]
+    assert [t.kwargs["split"] for t in protocol.measured] == ["test"]
+    assert [t.kwargs["split"] for t in validation.measured] == ["train"]  # the measured test split stays unseen
+
+
 def _protocol_doc() -> dict:
     return yaml.safe_load(protocol_path(2).read_text())
 
@@ -294,3 +305,22 @@ def test_names_in_tables_and_page_are_escaped():
     assert "<img" not in escape_markdown("<img src=x onerror=alert(1)>")
     assert "|" not in escape_markdown("a | b").replace("\\|", "")  # only escaped pipes: the row stays one row
     assert "\n" not in escape_markdown("a\n# b")
+
+
+def test_summarize_tabulates_any_submissions_of_one_tier_and_refuses_a_mix(tmp_path):
+    from cryobench.leaderboard import heldout_tables
+
+    results = heldout_tables.results_dir()
+    names = ["predict-rank", "greedy", "oracle-informed", "random"]
+    written = heldout_tables.summarize([results / f"{name}.json" for name in names], tmp_path / "tables")
+    assert {path.name for path in written} >= {"overall.md", "twins.md", "headroom.md", "tasks.md"}
+    overall = (tmp_path / "tables" / "overall.md").read_text()
+    assert "leaderboard summarize` from 4 submission(s), full tier" in overall and "## Pending" not in overall
+    twins = [line for line in overall.split("## perfect-regressor")[0].splitlines() if line.startswith("| 1")]
+    assert {line.split("|")[2].strip() for line in twins} <= {"greedy", "predict-rank"} and twins
+    quick = json.loads((results / "greedy.json").read_text())
+    quick["protocol"].update(tier="quick", complete=False)
+    mixed = tmp_path / "greedy-quick.json"
+    mixed.write_text(json.dumps(quick))
+    with pytest.raises(InputError, match="one tier on the same worlds and starts; these differ"):
+        heldout_tables.summarize([results / "predict-rank.json", mixed], tmp_path / "mixed")

@@ -26,16 +26,18 @@ from cryobench.results import load_results, provenance
 from cryobench.sweep import Task, run_sweep
 
 SUBMISSION_FORMAT = "cryobench-submission/2"
-TIERS = ("full", "quick")
+TIERS = ("full", "quick", "validation")
 
 
 def protocol_for(tier: str, worlds: tuple[int, ...] | None = None) -> HeldOutProtocol:
-    """Protocol v2 at a tier (``full`` or ``quick``), optionally on another draw of test worlds."""
+    """Protocol v2 at a tier (``full``, ``quick`` or ``validation``), optionally on another draw of test worlds."""
     if tier not in TIERS:
         raise InputError(f"option --tier: expected one of {', '.join(TIERS)}, got {tier!r}")
     protocol = load_heldout_protocol()
     if tier == "quick":
         protocol = protocol.quick()
+    elif tier == "validation":
+        protocol = protocol.validation()
     if worlds is not None:
         protocol = protocol.with_worlds(tuple(worlds))
     return protocol

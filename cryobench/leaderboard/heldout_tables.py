@@ -14,7 +14,7 @@ in ``pending-v2.yaml`` appear as pending with their reason, never silently missi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from cryobench import aggregate
 from cryobench.errors import InputError
 from cryobench.files import write_atomic
 from cryobench.heldout import HeldOutProtocol, load_heldout_protocol
-from cryobench.leaderboard.heldout_runs import load_submission
+from cryobench.leaderboard.heldout_runs import load_submission, protocol_for
 from cryobench.leaderboard.tables import escape_markdown
 from cryobench.metrics import FIXED_PLAN_AGENTS, HEADROOM_MIN_RATIO, INFORMED_BOUND, adaptivity_gain, headroom_closed
 from cryobench.resources import card_dir
@@ -151,6 +151,45 @@ def write_references(path: Path | None = None) -> dict[str, dict[str, Any]]:
         lines.append(f"  {name}: {json.dumps(points, sort_keys=True)}")
     write_atomic(path, head + "\n".join(lines) + "\n")
     return references
+
+
+def summarize(paths: list[str | Path], out: str | Path) -> list[Path]:
+    """The v2 tables of any set of submissions of one tier (e.g. ``--tier validation`` runs while choosing
+    a design), written to ``out``; never the leaderboard. A learned agent's per-seed files are merged."""
+    groups: dict[str, list[dict]] = {}
+    tiers: dict[tuple, str] = {}
+    for path in paths:
+        doc = load_submission(path)
+        tiers[(doc["protocol"]["tier"], tuple(doc["protocol"]["worlds"]), tuple(doc["protocol"]["starts"]))] = str(path)
+        groups.setdefault(doc["agent"]["name"], []).append(doc)
+    if len(tiers) != 1:
+        raise InputError(
+            "summarize compares submissions of one tier on the same worlds and starts; these differ: "
+            + ", ".join(sorted(tiers.values()))
+        )
+    (tier, worlds, _starts), _ = tiers.popitem()
+    docs = []
+    for name, group in sorted(groups.items()):
+        if len(group) == 1 and group[0]["agent"].get("training_seed") is None:
+            docs.append(group[0])
+        elif any(doc["agent"].get("training_seed") is None for doc in group):
+            raise InputError(f"more than one submission of agent {name!r} without a training seed")
+        else:
+            docs.append(merge_training_seeds(name, group))
+    protocol = protocol_for("full" if tier == "draw" else tier, worlds if tier == "draw" else None)
+    board = replace(compute_board(docs, protocol), pending={})
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    origin = "from leaderboards/results/v2; do not edit -->"
+    written = []
+    for name, text in render_markdown(board).items():
+        text = text.replace(
+            "`cryobench leaderboard build` " + origin,
+            f"`cryobench leaderboard summarize` from {len(paths)} submission(s), {tier} tier; not a leaderboard -->",
+        )
+        write_atomic(folder / name, text)
+        written.append(folder / name)
+    return written
 
 
 # ---- statistics ----------------------------------------------------------------------------------
