@@ -12,6 +12,7 @@ from cryobench.errors import InputError
 from cryobench.heldout import load_heldout_protocol, parse_heldout_protocol, second_draw
 from cryobench.leaderboard import heldout_runs
 from cryobench.protocol import protocol_path
+from cryobench.resources import card_dir
 from cryobench.seeding import TEST_SEED_START
 
 
@@ -324,3 +325,19 @@ def test_summarize_tabulates_any_submissions_of_one_tier_and_refuses_a_mix(tmp_p
     mixed.write_text(json.dumps(quick))
     with pytest.raises(InputError, match="one tier on the same worlds and starts; these differ"):
         heldout_tables.summarize([results / "predict-rank.json", mixed], tmp_path / "mixed")
+
+
+@pytest.mark.parametrize(
+    ("tier", "world", "accepted"),
+    [("full", 2**29, False), ("validation", 2**29, True), ("validation", TEST_SEED_START, False)],
+)
+def test_the_schema_keeps_test_and_validation_worlds_apart(tmp_path, tier, world, accepted):
+    doc = json.loads((card_dir("leaderboards") / "results" / "v2" / "predict-rank.json").read_text())
+    doc["protocol"].update(tier=tier, worlds=[world], complete=False)
+    path = tmp_path / "submission.json"
+    path.write_text(json.dumps(doc))
+    if accepted:
+        assert heldout_runs.load_submission(path)["protocol"]["worlds"] == [world]
+    else:
+        with pytest.raises(InputError, match="protocol.worlds.0"):
+            heldout_runs.load_submission(path)
