@@ -34,6 +34,10 @@ def play_episode(env: gym.Env, agent, seed: int, options: dict | None = None, st
     With ``strict_actions`` (policies that are not agents: a wrong action is a bug to see at
     once) it is an InputError naming the step and the value instead.
     """
+    sealed = getattr(agent, "sealed_play_episode", None)  # a sealed agent plays with its worker's observations
+    row = None if sealed is None else sealed(env, seed, options, strict_actions)
+    if row is not None:
+        return row
     obs, info = env.reset(seed=seed, options=options)
     agent.reset(env, seed)
     n_holes = env.action_space.n

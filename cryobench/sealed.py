@@ -30,12 +30,46 @@ from typing import Any
 
 import numpy as np
 
+from cryobench import metrics, simulator
 from cryobench.errors import InputError
+from cryobench.sealed_mirror import (
+    ACTION,
+    ACTION_ERROR,
+    ACTION_HOLE,
+    ACTION_NOT_A_HOLE,
+    FEEDBACK_ABORT,
+    FEEDBACK_OVER,
+    Mirror,
+    feedback_message,
+    mirror_rules,
+    read_feedback,
+)
 
 #: Observation and info arrays of at least this many entries cross through memory-mapped files.
 MAPPED_MIN_SIZE = 256
+#: What the fork server imports before forking workers: a worker then starts in milliseconds, not
+#: the 0.3 s (1.4 s with torch) of a fresh interpreter importing numpy, gymnasium and cryobench
+#: (measured), which each protocol task paid once. ``__main__`` as multiprocessing does by default.
+WORKER_PRELOAD = ("__main__", "cryobench.sealed", "cryobench.agents.registry")
 #: Seconds the parent waits for a worker's answer before calling the agent hung.
 ANSWER_TIMEOUT_SECONDS = 600.0
+
+
+def _worker_context(agent_name: str) -> Any:
+    """Where workers come from: forks of a fork server, a fresh interpreter that imported the
+    modules in ``WORKER_PRELOAD`` (and the first worker's agent module: a sweep runs one agent)
+    once and never holds anything of the parent's (no world, no truth); fresh interpreters
+    (``spawn``) where there is no fork server (Windows)."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    from importlib.metadata import entry_points
+
+    from cryobench.agents.registry import GROUP
+
+    modules = [ep.module for ep in entry_points(group=GROUP, name=agent_name)]
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload([*WORKER_PRELOAD, *modules])  # read when the server starts (first worker)
+    return context
 
 
 class SealedEnv:
@@ -129,6 +163,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
         },
     )
     env: SealedEnv | None = None
+    mirror: Mirror | None = None
     views: dict[str, np.ndarray] = {}
     while True:
         try:
@@ -140,7 +175,8 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             if kind == "close":
                 return
             if kind == "env":  # a new public view (a new world or task)
-                _, layout, feature_names, observation_space, action_space, truth, informed = message
+                _, layout, feature_names, observation_space, action_space, truth, informed, rules = message
+                mirror = None if rules is None else Mirror(layout, rules)
                 env = SealedEnv(
                     _read_only(layout),
                     feature_names,
@@ -156,6 +192,8 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             elif kind == "reset":
                 agent.reset(env, message[1])
                 answer("ok")
+            elif kind == "episode":  # a whole session, observations from the mirror (no answer but its actions)
+                _play_mirrored(conn, agent, env, mirror, seed=message[1], start_hole=message[2])
             elif kind == "act":
                 _, obs, info, mapped = message
                 # Fresh arrays every step: agents may keep last step's observation to compare.
@@ -163,23 +201,55 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
                     if path not in views:
                         views[path] = np.memmap(path, dtype=dtype, mode="r", shape=shape)
                     (obs if where == "obs" else info)[key] = np.array(views[path])
-                start = time.perf_counter()
-                action = agent.act(_read_only(obs), info)
-                seconds = time.perf_counter() - start
-                if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
-                    action = action[()]
-                if isinstance(action, np.integer):
-                    action = int(action)
-                answer(
-                    "action",
-                    action if isinstance(action, int) and not isinstance(action, bool) else None,
-                    seconds,
-                    repr(action),
-                )
+                action, seconds = _timed_action(agent, obs, info)
+                hole = action if isinstance(action, int) and not isinstance(action, bool) else None
+                answer("action", hole, seconds, repr(action))
             else:
                 answer("error", f"unknown message {kind!r}", "")
         except BaseException as exc:
             answer("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=-3))
+
+
+def _timed_action(agent, obs: dict, info: dict) -> tuple[Any, float]:
+    """The agent's action (an integer index as a Python int) and the seconds it took to decide."""
+    start = time.perf_counter()
+    action = agent.act(_read_only(obs), info)
+    seconds = time.perf_counter() - start
+    if isinstance(action, np.ndarray) and action.shape == () and action.dtype.kind in "iu":
+        action = action[()]
+    if isinstance(action, np.integer) and not isinstance(action, np.bool_):
+        action = int(action)
+    return action, seconds
+
+
+def _play_mirrored(conn, agent, env: SealedEnv, mirror: Mirror | None, seed: int, start_hole: int) -> None:
+    """The worker's side of one mirrored session: act on the mirror's observation, send the action,
+    advance the mirror with the parent's feedback; until the parent says the session is over."""
+    try:
+        if mirror is None:
+            raise RuntimeError("no mirror for this environment (the parent sent no rules)")
+        obs, info = mirror.reset(seed, start_hole)
+        agent.reset(env, seed)
+        while True:
+            action, seconds = _timed_action(agent, obs, info)
+            if isinstance(action, int) and not isinstance(action, bool):
+                conn.send_bytes(ACTION.pack(ACTION_HOLE, action, seconds))
+            else:
+                text = repr(action).encode("utf-8", "replace")
+                conn.send_bytes(ACTION.pack(ACTION_NOT_A_HOLE, len(text), seconds) + text)
+            hole, flags, revealed, revealed_ctf = read_feedback(conn.recv_bytes())
+            if flags & FEEDBACK_ABORT:  # the parent stopped the session (it raised): back to its messages
+                return
+            obs, terminated, info = mirror.step(hole, revealed, revealed_ctf)
+            if terminated != bool(flags & FEEDBACK_OVER):
+                raise RuntimeError(f"sealed mirror out of step: over={terminated} here, not in the parent")
+            if terminated:
+                return
+    except (EOFError, BrokenPipeError, ConnectionResetError):  # the parent is gone: so is the worker
+        os._exit(0)
+    except BaseException as exc:  # reported to the parent, which raises it as one line
+        text = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
+        conn.send_bytes(ACTION.pack(ACTION_ERROR, len(text), 0.0) + text)
 
 
 class _NotAnAction:
@@ -200,7 +270,7 @@ class SealedAgent:
 
     def __init__(self, agent_name: str, hyperparameters: dict[str, Any] | None = None) -> None:
         self.name = agent_name
-        context = mp.get_context("spawn")
+        context = _worker_context(agent_name)
         self._conn, child = context.Pipe()
         self._process = context.Process(
             target=_worker, args=(child, agent_name, hyperparameters), name=f"cryobench-sealed-{agent_name}"
@@ -249,6 +319,54 @@ class SealedAgent:
         self.decision_seconds.append(float(seconds))
         return action if action is not None else _NotAnAction(text)
 
+    def sealed_play_episode(
+        self, env, seed: int, options: dict | None = None, strict_actions: bool = False
+    ) -> dict | None:
+        """One session with the observations built in the worker (:mod:`cryobench.sealed_mirror`), as
+        :func:`cryobench.evaluate.play_episode` plays it; None when ``env`` cannot be mirrored.
+
+        Per step the worker sends its action and the parent answers with the hole played and what
+        the feedback revealed: one small round trip, no observation crossing.
+        """
+        if mirror_rules(env) is None:
+            return None
+        env.reset(seed=seed, options=options)
+        self._send_env(env)
+        inner = env.unwrapped
+        world, state = inner.world, inner.state
+        n_holes = env.action_space.n
+        self._send("episode", int(seed), int(state.start))
+        invalid_actions: list[dict[str, Any]] = []
+        waiting = False  # the worker waits for this step's feedback
+        try:
+            while True:
+                kind, action, seconds, text = self._receive_action()
+                waiting = True
+                self.decision_seconds.append(seconds)
+                if kind != ACTION_HOLE or not 0 <= action < n_holes:
+                    shown = text if kind != ACTION_HOLE else repr(action)
+                    if strict_actions:
+                        raise InputError(
+                            f"policy {self.name!r}: episode seed {seed}, step {state.n_exposures}: "
+                            f"returned {shown:.80}, expected a hole index from 0 to {n_holes - 1} (an integer)"
+                        )
+                    invalid_actions.append({"step": state.n_exposures, "action": shown})
+                    action = state.current
+                # What env.step does in a paper session, without building the observation nobody here reads.
+                result = simulator.expose(world, state, action)
+                over = simulator.is_over(world, state)
+                self._send_bytes(
+                    feedback_message(action, FEEDBACK_OVER if over else 0, result.newly_revealed, world.grid.ctf)
+                )
+                waiting = False
+                if over:
+                    break
+        except BaseException:
+            if waiting:  # let the worker leave the session, so it reads the next message as one
+                self._send_bytes(feedback_message(0, FEEDBACK_ABORT, (), world.grid.ctf))
+            raise
+        return {**metrics.episode_metrics(world, state), "invalid_actions": invalid_actions}
+
     # ---- plumbing ------------------------------------------------------------------------------
     def _send_env(self, env) -> None:
         """Send the public view when the environment's world changed (a new layout object)."""
@@ -260,7 +378,8 @@ class SealedAgent:
         truth = inner.ground_truth_ctf() if self.uses_ground_truth and informed is None else None
         feature_names = tuple(getattr(inner, "feature_names", ()))
         layout = public_layout_copy(inner.layout)
-        self._send("env", layout, feature_names, env.observation_space, env.action_space, truth, informed)
+        rules = mirror_rules(env)
+        self._send("env", layout, feature_names, env.observation_space, env.action_space, truth, informed, rules)
         self._receive("ok")
         self._sent_layout = inner.layout
 
@@ -280,6 +399,27 @@ class SealedAgent:
             self._conn.send(message)
         except (BrokenPipeError, OSError):
             raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+
+    def _send_bytes(self, message: bytes) -> None:
+        try:
+            self._conn.send_bytes(message)
+        except (BrokenPipeError, OSError):
+            raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+
+    def _receive_action(self) -> tuple[int, int, float, str]:
+        """One step's answer of a mirrored session: (kind, hole, decision seconds, the text of a non-hole)."""
+        if not self._conn.poll(ANSWER_TIMEOUT_SECONDS):
+            self.close()
+            raise InputError(f"agent {self.name!r} did not answer within {ANSWER_TIMEOUT_SECONDS:.0f} s in its worker")
+        try:
+            message = self._conn.recv_bytes()
+        except (EOFError, OSError):
+            raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+        kind, value, seconds = ACTION.unpack_from(message)
+        text = message[ACTION.size :].decode("utf-8", "replace") if kind != ACTION_HOLE else ""
+        if kind == ACTION_ERROR:
+            raise InputError(f"agent {self.name!r} failed in sealed evaluation: {text}")
+        return kind, value, seconds, text
 
     def _receive(self, expected: str) -> tuple:
         if not self._conn.poll(ANSWER_TIMEOUT_SECONDS):

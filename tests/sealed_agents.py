@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -40,18 +43,27 @@ class AsksForTheTruth(Agent):
         return int(np.argmin(self.env.ground_truth_ctf()))
 
 
+def memory_dump_path(pid: int) -> Path:
+    """Where SearchesMemory, run by process ``pid``, writes the arrays it found."""
+    return Path(tempfile.gettempdir()) / f"cryobench-test-memory-{pid}.npz"
+
+
 class SearchesMemory(Agent):
-    """Searches every object in its process for the simulator's world or a grid with the truth."""
+    """Searches every object in its process for arrays of one entry per hole, as a cheat looking for
+    the truth would (the worker's own mirror of the session included), and writes what it found to
+    ``memory_dump_path(its pid)`` for the test to compare with the truth."""
 
     name = "searches-memory"
 
     def act(self, obs, info):
-        from cryobench.grid import Grid
-        from cryobench.simulator import World
-
-        found = [type(o).__name__ for o in gc.get_objects() if isinstance(o, Grid | World)]
-        if found:
-            raise RuntimeError(f"found the truth in memory: {found[:3]}")
+        if int(info["exposures"]) % 20 == 0:  # a walk of the whole heap is slow: every 20 steps
+            n = len(obs["revealed"])
+            found: dict[int, np.ndarray] = {}
+            for holder in gc.get_objects():
+                for item in gc.get_referents(holder):
+                    if isinstance(item, np.ndarray) and item.shape == (n,) and item.dtype.kind in "fb":
+                        found[id(item)] = item
+            np.savez(memory_dump_path(os.getpid()), *found.values())
         return int(np.flatnonzero(obs["action_mask"])[0])
 
 
@@ -87,3 +99,24 @@ class AsksForTheLatent(Agent):
 
     def act(self, obs, info):
         return int(np.argmax(self.env.informed_good_probability()))
+
+
+class SometimesInvalid(Agent):
+    """Plays the first free hole, but every 4th call the visited current hole, every 7th a string and
+    every 9th a hole out of range."""
+
+    name = "sometimes-invalid"
+
+    def reset(self, env, seed):
+        super().reset(env, seed)
+        self.calls = 0
+
+    def act(self, obs, info):
+        self.calls += 1
+        if self.calls % 9 == 0:
+            return 10**6
+        if self.calls % 7 == 0:
+            return "hole 3"
+        if self.calls % 4 == 0:
+            return np.int64(obs["current_hole"])
+        return int(np.flatnonzero(obs["action_mask"])[0])

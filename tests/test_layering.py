@@ -63,6 +63,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "cryobench.results",
             "cryobench.evaluate",
             "cryobench.sealed",
+            "cryobench.sealed_mirror",
             "cryobench.metrics",
             "cryobench.aggregate",
             "cryobench.compare",

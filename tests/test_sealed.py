@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 
+from cryobench.agents.external import as_agent
 from cryobench.agents.registry import load_agent
 from cryobench.errors import InputError
 from cryobench.evaluate import make_env, play_episode
 from cryobench.sealed import SealedAgent
+from tests.sealed_agents import memory_dump_path
 
 pytestmark = pytest.mark.slow  # each test starts a worker interpreter
 
@@ -53,10 +56,78 @@ def test_an_agent_reaching_for_the_truth_fails_with_a_clear_error(env, cheat, re
     assert (env.unwrapped.layout.tile == before).all()  # the parent's layout is untouched
 
 
-def test_nothing_in_the_worker_holds_the_world(env):
+@pytest.mark.parametrize("feedback", ["inspection", "queue:4", "none"])
+def test_a_sealed_run_plays_as_an_open_one_under_every_feedback(feedback):
+    # The worker builds the observations itself from what the feedback revealed (sealed_mirror).
+    environment = make_env("aldolase", {"duration": 90.0, "feedback": feedback})
+    agent, _ = load_agent("greedy")
+    with SealedAgent("greedy") as sealed:
+        for seed in (0, 1):
+            assert play_episode(environment, sealed, seed) == play_episode(environment, agent, seed)
+    assert environment.unwrapped.state.revealed.sum() == {"inspection": 80, "queue:4": 80, "none": 0}[feedback]
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("greedy", {"acquisition": "staged"}),  # not mirrored: observations from the parent
+        ("random", {"observation": "compact"}),  # not mirrored
+        ("tests.sealed_agents:SometimesInvalid", {"mask_dtype": "bool"}),  # mirrored
+    ],
+    ids=["staged", "compact", "bool-mask"],
+)
+def test_other_sessions_play_as_open_ones_too(name, kwargs):
+    environment = make_env("aldolase", {"duration": 60.0, **kwargs})
+    agent = as_agent(name) if ":" in name else load_agent(name)[0]
+    with SealedAgent(name) as sealed:
+        rows = [play_episode(environment, sealed, seed) for seed in (0, 1)]
+    assert rows == [play_episode(environment, agent, seed) for seed in (0, 1)]
+    assert rows[0]["exposures"] >= 10
+
+
+def test_invalid_actions_are_recorded_as_in_an_open_run(env):
+    agent = as_agent("tests.sealed_agents:SometimesInvalid")
+    with SealedAgent("tests.sealed_agents:SometimesInvalid") as sealed:
+        row = play_episode(env, sealed, 0)
+        assert row == play_episode(env, agent, 0)
+        assert row["invalid_actions"][:2] == [{"step": 5, "action": "'hole 3'"}, {"step": 5, "action": "1000000"}]
+        # Strict (a policy): the first invalid action stops the run; the worker is ready for the next.
+        with pytest.raises(InputError, match="episode seed 0, step 5: returned 'hole 3', expected a hole index"):
+            play_episode(env, sealed, 0, strict_actions=True)
+        assert play_episode(env, sealed, 1) == play_episode(env, agent, 1)
+
+
+def _truth_found(env, dump) -> list[str]:
+    """What of the parent's truth (CTFs, good or not) the memory dump holds, on the holes never revealed."""
+    world, state = env.unwrapped.world, env.unwrapped.state
+    hidden = ~state.revealed  # never revealed: only the parent knows these
+    found = []
+    for name, array in np.load(dump).items():
+        if array.dtype.kind == "f" and np.any(array[hidden] == world.grid.ctf[hidden]):
+            found.append(f"{name}: CTFs")
+        if array.dtype.kind == "b" and np.array_equal(array[hidden], world.true_good[hidden]):
+            found.append(f"{name}: good holes")
+    return found
+
+
+def test_the_memory_search_finds_the_truth_where_it_is(env):
+    # The control: the same search in an open run (one process) finds both.
+    play_episode(env, as_agent("tests.sealed_agents:SearchesMemory"), 0)
+    dump = memory_dump_path(os.getpid())
+    found = _truth_found(env, dump)
+    dump.unlink()
+    assert {text.split(": ")[1] for text in found} == {"CTFs", "good holes"}
+
+
+def test_nothing_in_the_worker_holds_the_truth(env):
     with SealedAgent("tests.sealed_agents:SearchesMemory") as sealed:
         row = play_episode(env, sealed, 0)
-    assert row["exposures"] >= 1
+        dump = memory_dump_path(sealed.worker_pid)
+    assert row["exposures"] == 52
+    assert len(np.load(dump).files) >= 20  # it did find the worker's arrays (its mirror's CTFs among them)
+    found = _truth_found(env, dump)
+    dump.unlink()
+    assert found == []
 
 
 def test_observations_handed_over_are_the_agents_own(env):

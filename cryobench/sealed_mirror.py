@@ -1,0 +1,142 @@
+"""The sealed worker's own copy of a session, built from public data and advanced by the feedback.
+
+Why: in a sealed run (:mod:`cryobench.sealed`) building the observation (the feature matrix,
+about 1 MB) is most of a step. Built in the parent, it had to cross to the worker every step,
+and the handoff cost several times a fast agent's whole step (measured: 6x the open run for
+predict-rank). Instead the worker keeps a *mirror*: an environment on a world made from the
+public layout and the rules only, whose ground truth is unknown (``inf``: never good, never
+shown). Each step the parent, which alone holds the truth, plays the action on the real world
+and sends back one small message: the hole played and the CTFMaxRes of the holes that step's
+feedback revealed (with ``inspection`` the hole itself, with ``queue:K`` a batch every K
+exposures, with ``none`` nothing). The mirror writes those values in and takes the same step
+with the same simulator, so the agent sees the open run's observations bit for bit (tested:
+sealed and open sessions are equal move for move), and nothing the feedback did not reveal.
+
+Mirrored: the full observation of paper sessions on one grid behind gymnasium's own checking
+wrappers (every protocol task). Other sessions (staged, cassettes, the compact observation,
+other wrappers) still get each step's observation from the parent (:class:`SealedAgent.act`).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from cryobench import simulator
+from cryobench.env import CryoEMSessionEnv
+from cryobench.grid import Grid
+from cryobench.profiles import InstrumentProfile
+from cryobench.rules import Feedback
+
+#: Wrappers that pass observations and actions through unchanged (what ``gym.make`` adds).
+TRANSPARENT_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
+
+# ---- the per-step messages (fixed-size little-endian headers; no pickling on the hot path) ----
+#: worker -> parent: kind, the hole (ACTION_HOLE) or the text's length in bytes, the decision's seconds.
+ACTION = struct.Struct("<Bqd")
+ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR = 1, 2, 3
+#: parent -> worker: the hole played, flags, how many holes were revealed (their ids and CTFs follow).
+FEEDBACK = struct.Struct("<qBI")
+FEEDBACK_OVER, FEEDBACK_ABORT = 1, 2
+_TILE = simulator.HIERARCHY_LEVELS.index("tile")
+
+
+@dataclass(frozen=True)
+class MirrorRules:
+    """The public rules a mirror needs besides the layout (no seed, no name, no provenance)."""
+
+    profile: InstrumentProfile
+    mask_dtype: str
+    pitch_um: float
+
+
+def mirror_rules(env: gym.Env) -> MirrorRules | None:
+    """The rules to mirror ``env``'s sessions in a worker, or None when they cannot be mirrored."""
+    wrapper = env
+    while isinstance(wrapper, gym.Wrapper):
+        if not isinstance(wrapper, TRANSPARENT_WRAPPERS):
+            return None  # it may change observations or actions: the parent's observation is the truth
+        wrapper = wrapper.env
+    if type(wrapper) is not CryoEMSessionEnv or wrapper.observation_mode != "full":
+        return None
+    world = wrapper.world
+    if world.staged or world.cassette is not None:
+        return None
+    return MirrorRules(world.profile, wrapper.mask_dtype, float(world.grid.pitch_um))
+
+
+class Mirror:
+    """An environment on a truth-free copy of a world, advanced from the parent's feedback."""
+
+    def __init__(self, layout: Any, rules: MirrorRules) -> None:
+        n = len(layout.tile)
+        # Unknown until revealed. inf: not good (< threshold is False), a valid Grid value, and
+        # never a CTF; this writable array is the only one the feedback writes CTFs into.
+        self._ctf = np.full(n, np.inf)
+        grid = Grid(
+            name="sealed-mirror",
+            tile=layout.tile,
+            square=layout.square,
+            patch=layout.patch,
+            x_um=layout.x_um,
+            y_um=layout.y_um,
+            ctf=self._ctf,
+            confidence=np.full(n, np.nan),
+            failed=np.zeros(n, dtype=bool),
+            hole_names=("",) * n,
+            square_xy_um=layout.square_xy_um,
+            pitch_um=rules.pitch_um,
+        )
+        world = simulator.World(
+            grid=grid,
+            predicted_ctf=layout.predicted_ctf,
+            profile=rules.profile,
+            threshold=layout.threshold,
+            duration=layout.duration,
+            feedback=Feedback.parse(layout.feedback),
+        )
+        self.env = CryoEMSessionEnv.from_world(world, mask_dtype=rules.mask_dtype)
+        self._revealed = 0
+
+    def reset(self, seed: int, start_hole: int) -> tuple[dict, dict]:
+        """The session from the parent's start hole (drawn there from the episode seed)."""
+        self._revealed = 0
+        return self.env.reset(seed=seed, options={"start_hole": start_hole})
+
+    def step(self, hole: int, revealed: np.ndarray, revealed_ctf: np.ndarray) -> tuple[dict, bool, dict]:
+        """Play ``hole`` as the parent did, knowing the CTFs its step revealed."""
+        world = self.env.world
+        if len(revealed):
+            # The simulator reads a revealed hole's CTF and whether it is good from the world.
+            good = revealed_ctf < world.threshold
+            self._ctf[revealed] = revealed_ctf
+            world.true_good[revealed] = good
+            world.reveal_delta[revealed, simulator.COL_REVEALED_GOOD] = good
+            self._revealed += len(revealed)
+        obs, _reward, terminated, _truncated, info = self.env.step(hole)
+        shown = int(self.env.state.tables[_TILE][:, simulator.COL_REVEALED].sum())
+        if shown != self._revealed:  # the same rules on both sides: a difference is a bug, never ignored
+            raise RuntimeError(f"sealed mirror out of step: {shown} holes revealed here, {self._revealed} sent")
+        return obs, terminated, info
+
+
+def feedback_message(hole: int, flags: int, revealed: tuple[int, ...], ctf: np.ndarray) -> bytes:
+    """The parent's answer to one action: the hole played, flags, the revealed holes and their CTFs."""
+    head = FEEDBACK.pack(hole, flags, len(revealed))
+    if not revealed:
+        return head
+    holes = np.asarray(revealed, dtype="<i8")
+    return head + holes.tobytes() + np.ascontiguousarray(ctf[holes], dtype="<f8").tobytes()
+
+
+def read_feedback(message: bytes) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """``feedback_message`` read back: (hole, flags, revealed holes, their CTFs)."""
+    hole, flags, count = FEEDBACK.unpack_from(message)
+    start = FEEDBACK.size
+    holes = np.frombuffer(message, dtype="<i8", count=count, offset=start)
+    ctf = np.frombuffer(message, dtype="<f8", count=count, offset=start + 8 * count)
+    return hole, flags, holes, ctf
