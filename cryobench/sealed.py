@@ -19,8 +19,10 @@ P(good) given the twin generator's latent patch quality, never the CTFs.
 
 from __future__ import annotations
 
+import collections
 import multiprocessing as mp
 import os
+import select
 import shutil
 import tempfile
 import time
@@ -34,15 +36,20 @@ from cryobench import metrics, simulator
 from cryobench.errors import InputError
 from cryobench.sealed_mirror import (
     ACTION,
+    ACTION_ABORTED,
+    ACTION_END,
     ACTION_ERROR,
     ACTION_HOLE,
     ACTION_NOT_A_HOLE,
     FEEDBACK_ABORT,
     FEEDBACK_OVER,
+    FEEDBACK_REVEAL,
     Mirror,
     feedback_message,
     mirror_rules,
+    read_actions,
     read_feedback,
+    revealed_by,
 )
 
 #: Observation and info arrays of at least this many entries cross through memory-mapped files.
@@ -51,6 +58,9 @@ MAPPED_MIN_SIZE = 256
 #: the 0.3 s (1.4 s with torch) of a fresh interpreter importing numpy, gymnasium and cryobench
 #: (measured), which each protocol task paid once. ``__main__`` as multiprocessing does by default.
 WORKER_PRELOAD = ("__main__", "cryobench.sealed", "cryobench.agents.registry")
+#: A mirrored session's worker sends its actions at the latest after this many, or seconds.
+ACTIONS_PER_MESSAGE = 64
+SECONDS_PER_MESSAGE = 0.5
 #: Seconds the parent waits for a worker's answer before calling the agent hung.
 ANSWER_TIMEOUT_SECONDS = 600.0
 
@@ -223,33 +233,69 @@ def _timed_action(agent, obs: dict, info: dict) -> tuple[Any, float]:
 
 
 def _play_mirrored(conn, agent, env: SealedEnv, mirror: Mirror | None, seed: int, start_hole: int) -> None:
-    """The worker's side of one mirrored session: act on the mirror's observation, send the action,
-    advance the mirror with the parent's feedback; until the parent says the session is over."""
+    """The worker's side of one mirrored session: act on the mirror's observation, advance the
+    mirror, until its session is over and the parent agrees, or the parent stops it.
+
+    Actions go out in batches: the worker sends what it has when it must wait for the parent (a
+    step that reveals CTFs: every step with ``inspection``, one in K with ``queue:K``; the end),
+    or every ``ACTIONS_PER_MESSAGE`` actions or ``SECONDS_PER_MESSAGE`` seconds; without feedback
+    the two processes then run side by side instead of waking each other every step."""
+    outbox: list[bytes] = []
+    last_sent = time.perf_counter()
+
+    def send(record: bytes, now: bool) -> None:
+        nonlocal last_sent
+        outbox.append(record)
+        if now or len(outbox) >= ACTIONS_PER_MESSAGE or time.perf_counter() - last_sent > SECONDS_PER_MESSAGE:
+            conn.send_bytes(b"".join(outbox))
+            outbox.clear()
+            last_sent = time.perf_counter()
+
+    def wait_for_parent() -> tuple[int, np.ndarray, np.ndarray] | None:
+        flags, holes, ctf = read_feedback(conn.recv_bytes())
+        if flags == FEEDBACK_ABORT:  # the parent stopped the session (it raised): say so, then its messages
+            conn.send_bytes(ACTION.pack(ACTION_ABORTED, 0, 0.0))
+            return None
+        return flags, holes, ctf
+
     try:
         if mirror is None:
             raise RuntimeError("no mirror for this environment (the parent sent no rules)")
         obs, info = mirror.reset(seed, start_hole)
         agent.reset(env, seed)
+        world, state = mirror.env.world, mirror.env.state
+        n_holes = world.n_holes
+        no_holes = np.zeros(0, dtype=np.int64)
         while True:
             action, seconds = _timed_action(agent, obs, info)
             if isinstance(action, int) and not isinstance(action, bool):
-                conn.send_bytes(ACTION.pack(ACTION_HOLE, action, seconds))
+                record = ACTION.pack(ACTION_HOLE, action, seconds)
+                hole = action if 0 <= action < n_holes else state.current
             else:
                 text = repr(action).encode("utf-8", "replace")
-                conn.send_bytes(ACTION.pack(ACTION_NOT_A_HOLE, len(text), seconds) + text)
-            hole, flags, revealed, revealed_ctf = read_feedback(conn.recv_bytes())
-            if flags & FEEDBACK_ABORT:  # the parent stopped the session (it raised): back to its messages
-                return
-            obs, terminated, info = mirror.step(hole, revealed, revealed_ctf)
-            if terminated != bool(flags & FEEDBACK_OVER):
-                raise RuntimeError(f"sealed mirror out of step: over={terminated} here, not in the parent")
+                record = ACTION.pack(ACTION_NOT_A_HOLE, len(text), seconds) + text
+                hole = state.current  # as the parent plays it: the costed no-op of the current hole
+            expected = revealed_by(world, state, hole)
+            send(record, now=bool(expected))
+            holes, ctf = no_holes, no_holes
+            if expected:
+                answer = wait_for_parent()
+                if answer is None:
+                    return
+                _, holes, ctf = answer
+                if tuple(holes.tolist()) != expected:
+                    raise RuntimeError(f"sealed mirror out of step: the parent revealed {holes.tolist()}")
+            obs, terminated, info = mirror.step(hole, holes, ctf)
+            state = mirror.env.state
             if terminated:
+                send(ACTION.pack(ACTION_END, state.n_exposures, state.elapsed), now=True)
+                wait_for_parent()  # the parent's word that it ended too (or stopped it)
                 return
     except (EOFError, BrokenPipeError, ConnectionResetError):  # the parent is gone: so is the worker
         os._exit(0)
     except BaseException as exc:  # reported to the parent, which raises it as one line
         text = f"{type(exc).__name__}: {exc}".encode("utf-8", "replace")
-        conn.send_bytes(ACTION.pack(ACTION_ERROR, len(text), 0.0) + text)
+        send(ACTION.pack(ACTION_ERROR, len(text), 0.0) + text, now=True)
 
 
 class _NotAnAction:
@@ -286,6 +332,12 @@ class SealedAgent:
         self.version: dict[str, str | None] = meta["version"]
         self.worker_pid: int = meta["pid"]
         self._sent_layout: Any = None
+        self._worker_left = False  # set when the worker reported an error and left its session
+        self._records: collections.deque[tuple[int, int, float, str]] = collections.deque()
+        # A poll object made once: Connection.poll builds a selector per call (a tenth of a step).
+        self._answers = select.poll() if hasattr(select, "poll") else None
+        if self._answers is not None:
+            self._answers.register(self._conn.fileno(), select.POLLIN)
         self._maps: dict[tuple[str, str], tuple[np.ndarray, tuple[str, str, tuple[int, ...]]]] = {}
         # Observation arrays (the feature matrix is about 1 MB a step) go through memory-mapped
         # files, not the pipe: sending 40 kB or more a step through it cost 1-2 ms (measured),
@@ -325,8 +377,9 @@ class SealedAgent:
         """One session with the observations built in the worker (:mod:`cryobench.sealed_mirror`), as
         :func:`cryobench.evaluate.play_episode` plays it; None when ``env`` cannot be mirrored.
 
-        Per step the worker sends its action and the parent answers with the hole played and what
-        the feedback revealed: one small round trip, no observation crossing.
+        The worker streams its actions; the parent plays each on the real world and answers only
+        the steps that reveal CTFs (before playing the step, so both work at once), then checks
+        that the worker's session ended where its own did.
         """
         if mirror_rules(env) is None:
             return None
@@ -336,12 +389,14 @@ class SealedAgent:
         world, state = inner.world, inner.state
         n_holes = env.action_space.n
         self._send("episode", int(seed), int(state.start))
+        self._worker_left = False
+        self._records.clear()
         invalid_actions: list[dict[str, Any]] = []
-        waiting = False  # the worker waits for this step's feedback
         try:
             while True:
                 kind, action, seconds, text = self._receive_action()
-                waiting = True
+                if kind == ACTION_END:
+                    raise InputError(f"agent {self.name!r}: its worker's session ended before the parent's")
                 self.decision_seconds.append(seconds)
                 if kind != ACTION_HOLE or not 0 <= action < n_holes:
                     shown = text if kind != ACTION_HOLE else repr(action)
@@ -352,20 +407,34 @@ class SealedAgent:
                         )
                     invalid_actions.append({"step": state.n_exposures, "action": shown})
                     action = state.current
-                # What env.step does in a paper session, without building the observation nobody here reads.
+                revealed = revealed_by(world, state, action)
+                if revealed:
+                    self._send_bytes(feedback_message(FEEDBACK_REVEAL, revealed, world.grid.ctf))
+                # What env.step does in a paper session, without the observation nobody here reads.
                 result = simulator.expose(world, state, action)
-                over = simulator.is_over(world, state)
-                self._send_bytes(
-                    feedback_message(action, FEEDBACK_OVER if over else 0, result.newly_revealed, world.grid.ctf)
-                )
-                waiting = False
-                if over:
+                if result.newly_revealed != revealed:
+                    raise RuntimeError(f"sealed run: step revealed {result.newly_revealed}, not {revealed}")
+                if simulator.is_over(world, state):
                     break
-        except BaseException:
-            if waiting:  # let the worker leave the session, so it reads the next message as one
-                self._send_bytes(feedback_message(0, FEEDBACK_ABORT, (), world.grid.ctf))
+            kind, exposures, elapsed, _ = self._receive_action()
+            if (kind, exposures, elapsed) != (ACTION_END, state.n_exposures, state.elapsed):
+                raise InputError(f"agent {self.name!r}: its worker's session did not end with the parent's")
+            self._send_bytes(feedback_message(FEEDBACK_OVER))
+        except BaseException as exc:
+            if not (isinstance(exc, InputError) and self._worker_left):
+                self._stop_session()
             raise
         return {**metrics.episode_metrics(world, state), "invalid_actions": invalid_actions}
+
+    def _stop_session(self) -> None:
+        """Stop the worker's session after the parent raised: it answers ACTION_ABORTED once it reads
+        the stop (the actions it streamed meanwhile are dropped), and is then ready for messages."""
+        try:
+            self._send_bytes(feedback_message(FEEDBACK_ABORT))
+            while self._receive_action()[0] != ACTION_ABORTED:
+                pass
+        except InputError:  # the worker failed or ended meanwhile: nothing more to stop
+            pass
 
     # ---- plumbing ------------------------------------------------------------------------------
     def _send_env(self, env) -> None:
@@ -406,18 +475,29 @@ class SealedAgent:
         except (BrokenPipeError, OSError):
             raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
 
+    def _answer_ready(self) -> bool:
+        """Whether the worker answered within ``ANSWER_TIMEOUT_SECONDS``."""
+        if self._answers is None:
+            return self._conn.poll(ANSWER_TIMEOUT_SECONDS)
+        return bool(self._answers.poll(ANSWER_TIMEOUT_SECONDS * 1000))
+
     def _receive_action(self) -> tuple[int, int, float, str]:
-        """One step's answer of a mirrored session: (kind, hole, decision seconds, the text of a non-hole)."""
-        if not self._conn.poll(ANSWER_TIMEOUT_SECONDS):
-            self.close()
-            raise InputError(f"agent {self.name!r} did not answer within {ANSWER_TIMEOUT_SECONDS:.0f} s in its worker")
-        try:
-            message = self._conn.recv_bytes()
-        except (EOFError, OSError):
-            raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
-        kind, value, seconds = ACTION.unpack_from(message)
-        text = message[ACTION.size :].decode("utf-8", "replace") if kind != ACTION_HOLE else ""
+        """The worker's next record in a mirrored session: (kind, hole or count, seconds or minutes,
+        the text of a non-hole or an error); a message holds one or more."""
+        if not self._records:
+            if not self._answer_ready():
+                self.close()
+                raise InputError(
+                    f"agent {self.name!r} did not answer within {ANSWER_TIMEOUT_SECONDS:.0f} s in its worker"
+                )
+            try:
+                message = self._conn.recv_bytes()
+            except (EOFError, OSError):
+                raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
+            self._records.extend(read_actions(message))
+        kind, value, seconds, text = self._records.popleft()
         if kind == ACTION_ERROR:
+            self._worker_left = True  # its session ended with the error
             raise InputError(f"agent {self.name!r} failed in sealed evaluation: {text}")
         return kind, value, seconds, text
 

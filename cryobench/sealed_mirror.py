@@ -36,12 +36,16 @@ from cryobench.rules import Feedback
 TRANSPARENT_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChecker)
 
 # ---- the per-step messages (fixed-size little-endian headers; no pickling on the hot path) ----
-#: worker -> parent: kind, the hole (ACTION_HOLE) or the text's length in bytes, the decision's seconds.
+#: worker -> parent: kind, a value, a float. ACTION_HOLE: the hole, the decision's seconds;
+#: ACTION_NOT_A_HOLE and ACTION_ERROR: the length of the text that follows (the action's repr, the
+#: error); ACTION_END (the mirror's session is over): its exposures and elapsed minutes, which the
+#: parent checks against its own; ACTION_ABORTED: the worker left a session the parent stopped.
 ACTION = struct.Struct("<Bqd")
-ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR = 1, 2, 3
-#: parent -> worker: the hole played, flags, how many holes were revealed (their ids and CTFs follow).
-FEEDBACK = struct.Struct("<qBI")
-FEEDBACK_OVER, FEEDBACK_ABORT = 1, 2
+ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR, ACTION_END, ACTION_ABORTED = 1, 2, 3, 4, 5
+#: parent -> worker: flags and how many holes were revealed (their ids and CTFs follow). Sent only
+#: when the worker waits for one: a step that reveals something, the end of the session, an abort.
+FEEDBACK = struct.Struct("<BI")
+FEEDBACK_REVEAL, FEEDBACK_OVER, FEEDBACK_ABORT = 0, 1, 2
 _TILE = simulator.HIERARCHY_LEVELS.index("tile")
 
 
@@ -124,19 +128,47 @@ class Mirror:
         return obs, terminated, info
 
 
-def feedback_message(hole: int, flags: int, revealed: tuple[int, ...], ctf: np.ndarray) -> bytes:
-    """The parent's answer to one action: the hole played, flags, the revealed holes and their CTFs."""
-    head = FEEDBACK.pack(hole, flags, len(revealed))
+def revealed_by(world: simulator.World, state: simulator.SessionState, hole: int) -> tuple[int, ...]:
+    """The holes whose CTFs exposing ``hole`` reveals (rule 6 of :mod:`cryobench.simulator`, paper
+    sessions), known before the step: both sides call it, so the worker waits for the parent only
+    on the steps that reveal something (every step with ``inspection``, one in K with ``queue:K``,
+    none with ``none``). Both sides also check it against what the step then did."""
+    if state.visited[hole]:
+        return ()  # a costed no-op exposes nothing
+    mode = world.feedback.mode
+    if mode == "inspection":
+        return (hole,)
+    if mode == "queue" and len(state.pending) + 1 >= world.feedback.batch:
+        return (*state.pending, hole)
+    return ()
+
+
+def feedback_message(flags: int, revealed: tuple[int, ...] = (), ctf: np.ndarray | None = None) -> bytes:
+    """The parent's message: flags, the revealed holes and their CTFs (float64, exact)."""
+    head = FEEDBACK.pack(flags, len(revealed))
     if not revealed:
         return head
-    holes = np.asarray(revealed, dtype="<i8")
-    return head + holes.tobytes() + np.ascontiguousarray(ctf[holes], dtype="<f8").tobytes()
+    return head + struct.pack(f"<{len(revealed)}q{len(revealed)}d", *revealed, *ctf[list(revealed)].tolist())
 
 
-def read_feedback(message: bytes) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """``feedback_message`` read back: (hole, flags, revealed holes, their CTFs)."""
-    hole, flags, count = FEEDBACK.unpack_from(message)
+def read_actions(message: bytes) -> list[tuple[int, int, float, str]]:
+    """The worker's records in one message: (kind, value, float, text) each (text for the kinds that carry one)."""
+    records, offset = [], 0
+    while offset < len(message):
+        kind, value, number = ACTION.unpack_from(message, offset)
+        offset += ACTION.size
+        text = ""
+        if kind in (ACTION_NOT_A_HOLE, ACTION_ERROR):
+            text = message[offset : offset + value].decode("utf-8", "replace")
+            offset += value
+        records.append((kind, value, number, text))
+    return records
+
+
+def read_feedback(message: bytes) -> tuple[int, np.ndarray, np.ndarray]:
+    """``feedback_message`` read back: (flags, revealed holes, their CTFs)."""
+    flags, count = FEEDBACK.unpack_from(message)
     start = FEEDBACK.size
     holes = np.frombuffer(message, dtype="<i8", count=count, offset=start)
     ctf = np.frombuffer(message, dtype="<f8", count=count, offset=start + 8 * count)
-    return hole, flags, holes, ctf
+    return flags, holes, ctf

@@ -120,3 +120,19 @@ class SometimesInvalid(Agent):
         if self.calls % 4 == 0:
             return np.int64(obs["current_hole"])
         return int(np.flatnonzero(obs["action_mask"])[0])
+
+
+class FailsAtStep(Agent):
+    """Raises at its 8th decision of the first session it plays (seed 0), plays the first free hole otherwise."""
+
+    name = "fails-at-step"
+
+    def reset(self, env, seed):
+        super().reset(env, seed)
+        self.seed, self.calls = seed, 0
+
+    def act(self, obs, info):
+        self.calls += 1
+        if self.seed == 0 and self.calls == 8:
+            raise RuntimeError("step 7 fails, as asked")
+        return int(np.flatnonzero(obs["action_mask"])[0])

@@ -85,16 +85,26 @@ def test_other_sessions_play_as_open_ones_too(name, kwargs):
     assert rows[0]["exposures"] >= 10
 
 
-def test_invalid_actions_are_recorded_as_in_an_open_run(env):
+@pytest.mark.parametrize("feedback", ["inspection", "none"])  # none: the worker streams its actions
+def test_invalid_actions_are_recorded_as_in_an_open_run(feedback):
+    environment = make_env("aldolase", {"duration": 60.0, "feedback": feedback})
     agent = as_agent("tests.sealed_agents:SometimesInvalid")
     with SealedAgent("tests.sealed_agents:SometimesInvalid") as sealed:
-        row = play_episode(env, sealed, 0)
-        assert row == play_episode(env, agent, 0)
+        row = play_episode(environment, sealed, 0)
+        assert row == play_episode(environment, agent, 0)
         assert row["invalid_actions"][:2] == [{"step": 5, "action": "'hole 3'"}, {"step": 5, "action": "1000000"}]
         # Strict (a policy): the first invalid action stops the run; the worker is ready for the next.
         with pytest.raises(InputError, match="episode seed 0, step 5: returned 'hole 3', expected a hole index"):
-            play_episode(env, sealed, 0, strict_actions=True)
-        assert play_episode(env, sealed, 1) == play_episode(env, agent, 1)
+            play_episode(environment, sealed, 0, strict_actions=True)
+        assert play_episode(environment, sealed, 1) == play_episode(environment, agent, 1)
+
+
+def test_an_agent_failing_mid_session_leaves_its_worker_ready(env):
+    with SealedAgent("tests.sealed_agents:FailsAtStep") as sealed:
+        with pytest.raises(InputError, match="RuntimeError: step 7 fails, as asked"):
+            play_episode(env, sealed, 0)
+        # reset by the next session: it plays it through
+        assert play_episode(env, sealed, 1) == play_episode(env, as_agent("tests.sealed_agents:FailsAtStep"), 1)
 
 
 def _truth_found(env, dump) -> list[str]:
