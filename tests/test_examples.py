@@ -122,3 +122,28 @@ def test_the_rl_zoo_hyperparameter_file_trains_maskable_ppo():
     assert model.policy.features_extractor.features_dim == 42 + 16  # the file's widths reached the policy
     model.learn(total_timesteps=512)
     assert model.num_timesteps == 512
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning", "ignore::FutureWarning")
+def test_tianshou_example_masks_actions_keeps_a_compact_buffer_and_scores_on_the_test_split():
+    pytest.importorskip("tianshou", reason="tianshou is not installed (pip install 'cryobench[tianshou]')")
+    from cryobench.examples import tianshou_dqn
+
+    _policy, buffer, numbers = tianshou_dqn.train(small=True, steps=512)
+    assert numbers["steps"] == 512 and len(buffer) == 512
+    stored = buffer[np.arange(len(buffer))]
+    # Tianshou read the renamed mask: no collected action chose an empty candidate slot
+    assert stored.obs.mask[np.arange(len(buffer)), stored.act].all()
+    assert (stored.info.hole == stored.obs.candidate_holes[np.arange(len(buffer)), stored.act]).all()
+    # one compact observation per transition and no second copy as obs_next
+    observation = tianshou_dqn.make_env(small=True).reset(seed=0)[0]
+    assert "obs_next" not in buffer._meta.keys()
+    assert sum(value.nbytes for value in buffer._meta.obs.values()) == buffer.maxsize * sum(
+        np.asarray(value).nbytes for value in observation.values()
+    )
+
+    scores = tianshou_dqn.main(["--small", "--steps", "512", "--episodes", "3"])
+    assert scores == tianshou_dqn.main(["--small", "--steps", "512", "--episodes", "3"])  # every draw from --seed
+    snowball = evaluate("snowball", "cryobench/Aldolase-v1", {**env_kwargs(True), "split": "test"}, episodes=3)
+    assert scores["test_split"]["snowball"] == np.mean([row["good_exposures"] for row in snowball["episodes"]])

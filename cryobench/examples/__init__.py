@@ -8,9 +8,10 @@ module                     what                                                 
                            the test split
 ``cleanrl_ppo``            a CleanRL-style single-file masked PPO, the per-hole network     (none)
                            written out in plain PyTorch
-``tianshou_ppo``           Tianshou's PPO with a masked per-hole actor                       ``tianshou``
+``tianshou_dqn``           Tianshou's DQN on the compact observation (masked candidates,     ``tianshou``
+                           a replay buffer of 5.8 kB a transition), scored on the test split
 ``torchrl_ppo``            TorchRL's ``GymEnv`` and a masked categorical actor               ``torchrl``
-``rl_zoo.yml``             an rl-baselines3-zoo hyperparameter file for ``ppo_mask``          ``zoo``
+``rl_zoo.yml``             an rl-baselines3-zoo hyperparameter file for ``ppo_mask``          ``sb3``
 =========================  ===============================================================  =========
 
 Each takes ``--small`` (a 600-hole twin and 120-minute sessions: what the tests run, in under a
