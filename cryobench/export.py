@@ -17,13 +17,20 @@ Actions are rebuilt from the exposures. A step that exposed nothing (an agent's 
 visited hole or of something that is not a hole) is a costed no-op of the in-patch minutes
 (the simulator's rule 4) that results files do not list; the exposure minutes show where they
 were, and they are replayed as a choice of the current hole, which gives the same observations.
-Staged sessions (squares imaged on demand) are not exported: their files do not record when
-each square was imaged. A run with ``observation="compact"`` (actions choose candidate slots) is
-exported as the same session with the full observation, whose actions are the holes.
+Staged sessions (squares imaged on demand) are replayed with their imaging actions (``N + square``)
+between the exposures: a play journal says after how many exposures each square was imaged; a
+results file lists the squares in the order imaged (``squares_imaged``), and each is placed before
+the first exposure whose recorded end minute the replay reaches only with it (imaging costs
+minutes, so the minutes fix the interleaving). A staged episode with costed no-ops is refused:
+its file says neither where they were nor how they interleave with the imaging. A run with
+``observation="compact"`` (actions choose candidate slots) is exported as the same session with
+the full observation, whose actions are the holes.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import io
 import json
@@ -100,12 +107,28 @@ def _read_episodes(path: Path) -> dict:
     ):
         raise InputError(f"{path}: a play journal without a seed, its exposures (hole ids) or its environment")
     player = doc.get("player") if isinstance(doc.get("player"), str) else "?"
+    row: dict[str, Any] = {"seed": seed, "trajectory": exposures}
+    if "squares_imaged" in doc:  # staged: [exposures made before, square] pairs, in order
+        pairs = doc["squares_imaged"]
+        if not (
+            isinstance(pairs, list)
+            and all(
+                isinstance(pair, list)
+                and len(pair) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in pair)
+                and 0 <= pair[0] <= len(exposures)
+                for pair in pairs
+            )
+            and all(a[0] <= b[0] for a, b in zip(pairs, pairs[1:], strict=False))
+        ):
+            raise InputError(f"{path}: 'squares_imaged' must hold [exposures before, square] pairs in order")
+        row["squares_imaged_after"] = pairs
     return {
         "env": {"id": env["id"], "kwargs": env["kwargs"]},
         "agent": {"name": f"human:{player}"},
         "human": {"complete": False},
         "journal": True,
-        "episodes": [{"seed": seed, "trajectory": exposures}],
+        "episodes": [row],
     }
 
 
@@ -139,9 +162,11 @@ def _steps(env, row: dict, where: str) -> Iterator[tuple[int, float, float, bool
     # A journal does not name its start: the reset's own (what the play server did).
     obs, info = env.reset(seed=seed, options=None if row.get("start") is None else {"start_hole": int(row["start"])})
     world = inner.world
-    if world.staged:
-        raise InputError(f"{where}: a staged session (squares imaged on demand); export covers paper acquisition")
     yield -1, 0.0, np.nan, False, False, obs, info
+    if world.staged:
+        yield from _staged_steps(env, row, where)
+        _check_end(inner, row, where)
+        return
     exposures = [int(hole) for hole in row["trajectory"]]
     minutes = [float(m) for m in row["good_curve"]["minutes"]] if "good_curve" in row else []
     in_patch = float(world.profile.minutes[0])
@@ -175,12 +200,94 @@ def _steps(env, row: dict, where: str) -> Iterator[tuple[int, float, float, bool
         missing_no_ops -= 1
         terminated = step[3]
         yield step
-    state = inner.state
+    _check_end(inner, row, where)
+
+
+def _check_end(inner, row: dict, where: str) -> None:
+    """The replayed session ends as the file says (its exposures and minutes), or an InputError."""
+    state, exposures = inner.state, row["trajectory"]
     if "minutes" in row and (state.n_exposures != len(exposures) or state.elapsed != float(row["minutes"])):
         raise InputError(
-            f"{where}: episode seed {seed}: replaying it gives {state.n_exposures} exposures in {state.elapsed} "
-            f"minutes, the file records {len(exposures)} in {row['minutes']}; was it made with another world?"
+            f"{where}: episode seed {row['seed']}: replaying it gives {state.n_exposures} exposures in "
+            f"{state.elapsed} minutes, the file records {len(exposures)} in {row['minutes']}; was it made with "
+            "another world?"
         )
+
+
+def _staged_steps(env, row: dict, where: str) -> Iterator[tuple[int, float, float, bool, bool, dict, dict]]:
+    """A staged episode's steps: its exposures, each square's imaging (action ``N + square``) before the
+    exposure it came before (see the module docstring for how a results file's minutes place it)."""
+    inner = env.unwrapped
+    world, seed = inner.world, int(row["seed"])
+    exposures = [int(hole) for hole in row["trajectory"]]
+    if int(row.get("invalid_moves", 0)):
+        raise InputError(
+            f"{where}: episode seed {seed}: a staged episode with {row['invalid_moves']} costed no-op(s) cannot be "
+            "replayed exactly (the file does not record where they were)"
+        )
+    if "squares_imaged_after" in row:  # a play journal: how many exposures came before each imaging
+        pairs = [(int(before), int(square)) for before, square in row["squares_imaged_after"]]
+        placed = [[square for before, square in pairs if before == k] for k in range(len(exposures) + 1)]
+    elif "squares_imaged" in row and "good_curve" in row:
+        order = [int(square) for square in row["squares_imaged"]]
+        if order[:1] != list(inner.state.squares_imaged):  # the start's square, imaged for free at the reset
+            raise InputError(
+                f"{where}: episode seed {seed}: 'squares_imaged' starts with {order[:1]}, the start hole's square "
+                f"is {inner.state.squares_imaged}"
+            )
+        placed = _place_imaging(world, inner.state, exposures, row["good_curve"]["minutes"], order[1:], where, seed)
+    else:
+        raise InputError(f"{where}: episode seed {seed}: a staged episode without 'squares_imaged'")
+    terminated = False
+    for k in range(len(exposures) + 1):
+        for square in placed[k]:
+            if terminated:
+                raise InputError(f"{where}: episode seed {seed}: the session ended before imaging square {square}")
+            obs, reward, terminated, truncated, info = env.step(world.n_holes + square)
+            if info["invalid_action"]:
+                raise InputError(f"{where}: episode seed {seed}: square {square} cannot be imaged there")
+            yield world.n_holes + square, reward, np.nan, terminated, truncated, obs, info
+        if k == len(exposures):
+            break
+        hole = exposures[k]
+        if terminated:
+            raise InputError(f"{where}: episode seed {seed}: the session ended before exposure {k} of {len(exposures)}")
+        obs, reward, terminated, truncated, info = env.step(hole)
+        if info["invalid_action"] or inner.state.exposures[-1:] != [hole]:
+            raise InputError(f"{where}: episode seed {seed}: exposure {k} (hole {hole}) is not possible in this world")
+        yield hole, reward, float(world.grid.ctf[hole]), terminated, truncated, obs, info
+
+
+def _place_imaging(world, start, exposures: list[int], minutes: list, order: list[int], where: str, seed: int):
+    """For each exposure (and after the last), the squares of ``order`` imaged just before it: the fewest
+    with which exposure k ends at its recorded minute, tried on a scratch copy of the session state."""
+    state = _scratch(start)
+    placed: list[list[int]] = []
+    remaining = list(order)
+    for k, hole in enumerate(exposures):
+        before = _scratch(state)
+        for count in range(len(remaining) + 1):
+            if count:
+                simulator.step(world, before, world.n_holes + remaining[count - 1])
+            trial = _scratch(before)
+            simulator.step(world, trial, hole)
+            if trial.exposures[-1:] == [hole] and abs(trial.elapsed - float(minutes[k])) <= 1e-9:
+                break
+        else:
+            raise InputError(
+                f"{where}: episode seed {seed}: no placing of the squares imaged ends exposure {k} (hole {hole}) at "
+                f"minute {minutes[k]}; was it made with another world?"
+            )
+        placed.append(remaining[:count])
+        remaining = remaining[count:]
+        state = trial
+    placed.append(remaining)  # imaged after the last exposure
+    return placed
+
+
+def _scratch(state):
+    """A copy of a session state to try actions on (without the feature cache, which it never needs)."""
+    return copy.deepcopy(dataclasses.replace(state, feature_cache=None))
 
 
 def replay_results(paths: Sequence[str | Path]) -> tuple[str, dict, list[Episode], list[dict]]:

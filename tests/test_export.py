@@ -138,18 +138,96 @@ def test_files_of_two_environments_are_refused(results_file, tmp_path):
         export_npz([results_file, path], tmp_path / "t.npz")
 
 
+STAGED = "cryobench/AldolaseStaged-v0"
+
+
+class RecordsStagedActions:
+    """Random allowed actions of a staged session (holes of imaged squares, squares not imaged yet), each
+    episode's actions recorded; with ``no_op_every`` it re-images the start's square now and then (a costed no-op)."""
+
+    def __init__(self, no_op_every: int = 0) -> None:
+        self.no_op_every, self.episodes = no_op_every, []
+
+    def reset(self, env, seed):
+        self.rng, self.n_holes = np.random.default_rng(seed), env.unwrapped.world.n_holes
+        self.start_square = int(env.unwrapped.state.squares_imaged[0])
+        self.episodes.append([])
+
+    def act(self, obs, info):
+        if self.no_op_every and len(self.episodes[-1]) % self.no_op_every == self.no_op_every - 1:
+            action = self.n_holes + self.start_square  # imaged already
+        else:
+            action = int(self.rng.choice(np.flatnonzero(obs["action_mask"])))
+        self.episodes[-1].append(action)
+        return action
+
+
+@pytest.fixture(scope="module")
+def staged_run(tmp_path_factory):
+    """A staged results file of two random episodes, and the actions they took."""
+    agent = RecordsStagedActions()
+    result = evaluate(env=STAGED, env_kwargs={"duration": 90.0}, policy=agent, episodes=2, progress=False)
+    path = save_results(result, tmp_path_factory.mktemp("staged") / "staged.json")
+    return path, result, agent.episodes
+
+
 @pytest.mark.slow  # builds a staged world (seconds)
-def test_a_staged_session_is_refused_in_one_line(tmp_path):
-    staged = evaluate(
-        env="cryobench/AldolaseStaged-v0",
-        env_kwargs={"duration": 30.0},
-        agent_name="random",
-        episodes=1,
-        progress=False,
+def test_a_staged_session_round_trips_with_its_imaging_where_it_was(staged_run, tmp_path):
+    path, result, recorded = staged_run
+    n_holes = gym.make(STAGED, duration=90.0).unwrapped.world.n_holes
+    # the imaging is interleaved with the exposures (not all at the start), so placing it is tested
+    assert any(
+        a >= n_holes and any(b < n_holes for b in actions[:i]) for actions in recorded for i, a in enumerate(actions)
     )
-    path = save_results(staged, tmp_path / "staged.json")
-    with pytest.raises(InputError, match="a staged session .* export covers paper acquisition"):
+    export_npz([path], tmp_path / "staged.npz")
+    trajectories = load_trajectories(tmp_path / "staged.npz")
+    for index, row in enumerate(result["episodes"]):
+        steps = trajectories.episode(index)
+        # every action where it was: square actions placed from the recorded minutes alone
+        assert steps["actions"].tolist() == recorded[index]
+        squares = steps["actions"] >= n_holes
+        assert np.sum(steps["rewards"][~squares]) == row["total_reward"]  # the exposures' rewards, summed alike
+        assert np.isnan(steps["revealed_ctf"][squares]).all() and (steps["rewards"][squares] == 0).all()
+        assert steps["revealed_ctf"][~squares].tolist() == row["trajectory_ctf"]
+        # replaying checks every stored reward; the last observation is the session's end
+        observations = list(replay_observations(trajectories, index))
+        assert len(observations) == len(recorded[index]) + 1
+        assert observations[-1][1]["good_exposures"] == row["good_exposures"]
+
+
+@pytest.mark.slow
+def test_a_staged_journal_round_trips_with_its_imaging_pairs(staged_run, tmp_path):
+    path, result, recorded = staged_run
+    n_holes = gym.make(STAGED, duration=90.0).unwrapped.world.n_holes
+    actions = recorded[0]
+    # a journal: the exposures, and each square imaged with the number of exposures made before it
+    pairs = [[sum(a < n_holes for a in actions[:i]), a - n_holes] for i, a in enumerate(actions) if a >= n_holes]
+    journal = {
+        "format": JOURNAL_FORMAT,
+        "seed": result["episodes"][0]["seed"],
+        "exposures": [a for a in actions if a < n_holes],
+        "env": result["env"],
+        "squares_imaged": pairs,
+    }
+    (tmp_path / "journal.json").write_text(json.dumps(journal))
+    export_npz([tmp_path / "journal.json"], tmp_path / "j.npz")
+    assert load_trajectories(tmp_path / "j.npz").episode(0)["actions"].tolist() == actions
+    journal["squares_imaged"] = [[len(actions) + 5, 0]]
+    (tmp_path / "journal.json").write_text(json.dumps(journal))
+    with pytest.raises(InputError, match=r"journal.json: 'squares_imaged' must hold \[exposures before, square\]"):
+        export_npz([tmp_path / "journal.json"], tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()
+
+
+@pytest.mark.slow
+def test_a_staged_session_with_costed_no_ops_is_refused_in_one_line(tmp_path):
+    agent = RecordsStagedActions(no_op_every=4)
+    result = evaluate(env=STAGED, env_kwargs={"duration": 30.0}, policy=agent, episodes=1, progress=False)
+    assert result["episodes"][0]["invalid_moves"] == len(agent.episodes[0]) // 4  # every 4th action re-imaged
+    path = save_results(result, tmp_path / "staged.json")
+    with pytest.raises(InputError, match=r"staged.json episode 0: episode seed 0: a staged episode with \d+ costed"):
         export_npz([path], tmp_path / "t.npz")
+    assert not (tmp_path / "t.npz").exists()
 
 
 def test_not_a_trajectories_file(tmp_path):
