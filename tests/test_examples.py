@@ -138,8 +138,8 @@ def test_tianshou_example_masks_actions_keeps_a_compact_buffer_and_scores_on_the
     assert (stored.info.hole == stored.obs.candidate_holes[np.arange(len(buffer)), stored.act]).all()
     # one compact observation per transition and no second copy as obs_next
     observation = tianshou_dqn.make_env(small=True).reset(seed=0)[0]
-    assert "obs_next" not in buffer._meta.keys()
-    assert sum(value.nbytes for value in buffer._meta.obs.values()) == buffer.maxsize * sum(
+    assert not hasattr(buffer, "obs_next")
+    assert sum(value.nbytes for value in buffer.obs.values()) == buffer.maxsize * sum(
         np.asarray(value).nbytes for value in observation.values()
     )
 
