@@ -181,12 +181,13 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--episodes must be positive and --steps at least {HYPERPARAMETERS['collect_steps']}")
     steps = args.steps or (2048 if args.small else 100_000)
     torch.set_num_threads(1)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     policy, buffer, scores = train(args.small, steps, args.seed)
-    seconds = time.perf_counter() - start
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     scores["buffer_bytes_per_transition"] = buffer_bytes(buffer) / buffer.maxsize
+    # (the CPU seconds include Tianshou's numba compilation at its first buffer and policy: several seconds)
     print(
-        f"{scores['steps']} steps in {seconds:.0f} s ({scores['steps'] / seconds:.0f} steps/s); replay buffer "
+        f"{scores['steps']} steps in {seconds:.0f} s ({cpu_seconds:.0f} CPU s); replay buffer "
         f"{buffer.maxsize} transitions, {scores['buffer_bytes_per_transition'] / 1e3:.1f} kB each"
     )
     scores["test_split"] = compare(policy, args.small, args.episodes)
