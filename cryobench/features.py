@@ -582,3 +582,91 @@ def _newly_imaged(world: World, state: SessionState, cache: _FeatureCache, touch
     edges = np.flatnonzero(np.diff(visible))
     cache.visible_runs = [(int(a), int(b)) for a, b in edges.reshape(-1, 2)]
     return np.union1d(touched, holes)
+
+
+# ---- reliability: how far this session's revealed CTFs bear out the predictions ----------------
+#
+# The 42 columns above describe the predictions and what has been visited, but nothing about how
+# good the regressor has proven in this session: with perfect predictions and with uninformative
+# ones a network sees the same inputs and must behave the same. These columns (a learned agent's
+# optional second feature set; the environment's observation is unchanged) are computed from the
+# observation's own columns (predicted CTF, revealed flag, revealed CTF) and the public layout, so
+# an agent and its trainer compute them the same way. Every one is shared by all holes of a patch
+# (the DQN's patch decomposition stays exact).
+
+RELIABILITY_FEATURE_NAMES: tuple[str, ...] = (
+    "session_revealed",  # revealed holes in the session / SESSION_REVEALED_CAP (capped at 1)
+    "session_abs_residual",  # mean |revealed - predicted| CTF over revealed holes / RESIDUAL_SCALE (capped at 1)
+    "session_residual",  # mean (revealed - predicted) / RESIDUAL_SCALE, clipped to [-1, 1]
+    "session_agreement",  # 2 * (share of revealed holes whose good/bad verdict the prediction got right) - 1
+    "session_correlation",  # Pearson correlation of revealed and predicted CTF (0 below 3 reveals or no spread)
+    "patch_residual",  # mean (revealed - predicted) over the patch's revealed holes / RESIDUAL_SCALE, clipped
+    "square_residual",  # the same over the square's revealed holes
+    # The session's threshold / 20, the scale of the pred_ctf column: with it a first layer can weigh a
+    # hole's prediction against the threshold (drawn 5-7 Å in training), not only against a fixed value.
+    "threshold",
+)
+N_RELIABILITY_FEATURES = len(RELIABILITY_FEATURE_NAMES)
+#: The feature set of a network that reads the environment's columns followed by the reliability columns.
+RELIABILITY_LAYOUT_VERSION = FEATURE_LAYOUT_VERSION + "+reliability-1"
+RELIABILITY_LAYOUT_NAMES: tuple[str, ...] = FEATURE_NAMES + RELIABILITY_FEATURE_NAMES
+RESIDUAL_SCALE = 4.0  # Å: a residual of this size is a whole unit
+SESSION_REVEALED_CAP = 100.0
+_MIN_CORRELATION_REVEALS = 3
+
+
+def reliability_features(
+    predicted: np.ndarray,
+    revealed: np.ndarray,
+    revealed_ctf: np.ndarray,
+    hole_patch: np.ndarray,
+    patch_square: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """The reliability columns of S sessions per patch, (S, n_patches, N_RELIABILITY_FEATURES) float32.
+
+    ``predicted`` (n_holes,) and ``revealed_ctf`` (S, n_holes) are the feature values (CTF / 20,
+    capped at 1: columns ``pred_ctf`` and ``revealed_ctf``), ``revealed`` (S, n_holes) the revealed
+    flags; ``hole_patch`` (n_holes,) each hole's patch and ``patch_square`` (n_patches,) each patch's
+    square; ``threshold`` the session's threshold in Å. Vectorised over the revealed holes only.
+    (The last column, the threshold, is no reliability measure but belongs to the same feature set.)
+    """
+    revealed = np.asarray(revealed, dtype=bool)
+    n_sessions, n_patches = revealed.shape[0], len(patch_square)
+    n_squares = int(patch_square.max()) + 1 if n_patches else 0
+    session, hole = np.nonzero(revealed)
+    truth = revealed_ctf[session, hole].astype(np.float64) * CTF_CAP
+    guess = predicted[hole].astype(np.float64) * CTF_CAP
+    residual = truth - guess
+    count = np.bincount(session, minlength=n_sessions).astype(np.float64)
+    any_revealed = count > 0
+
+    def session_mean(values: np.ndarray) -> np.ndarray:
+        return np.bincount(session, values, minlength=n_sessions) / np.maximum(count, 1.0)
+
+    agreement = session_mean(((truth < threshold) == (guess < threshold)).astype(np.float64))
+    centred_truth = truth - session_mean(truth)[session]
+    centred_guess = guess - session_mean(guess)[session]
+    spread = np.sqrt(session_mean(centred_truth**2) * session_mean(centred_guess**2))
+    covariance = session_mean(centred_truth * centred_guess)
+    has_correlation = (count >= _MIN_CORRELATION_REVEALS) & (spread > 1e-9)
+    correlation = np.where(has_correlation, covariance / np.where(has_correlation, spread, 1.0), 0.0)
+
+    def group_mean_residual(group_of_hole: np.ndarray, n_groups: int) -> np.ndarray:
+        key = session * n_groups + group_of_hole[hole]
+        total = np.bincount(key, residual, minlength=n_sessions * n_groups)
+        seen = np.bincount(key, minlength=n_sessions * n_groups)
+        return (total / np.maximum(seen, 1)).reshape(n_sessions, n_groups)
+
+    hole_square = patch_square[hole_patch]
+    out = np.empty((n_sessions, n_patches, N_RELIABILITY_FEATURES), dtype=np.float32)
+    out[..., 0] = np.minimum(count / SESSION_REVEALED_CAP, 1.0)[:, None]
+    out[..., 1] = np.minimum(session_mean(np.abs(residual)) / RESIDUAL_SCALE, 1.0)[:, None]
+    out[..., 2] = np.clip(session_mean(residual) / RESIDUAL_SCALE, -1.0, 1.0)[:, None]
+    out[..., 3] = np.where(any_revealed, 2.0 * agreement - 1.0, 0.0)[:, None]
+    out[..., 4] = correlation[:, None]
+    out[..., 5] = np.clip(group_mean_residual(hole_patch, n_patches) / RESIDUAL_SCALE, -1.0, 1.0)
+    square_residual = group_mean_residual(hole_square, n_squares) / RESIDUAL_SCALE
+    out[..., 6] = np.clip(square_residual[:, patch_square], -1.0, 1.0)
+    out[..., 7] = min(threshold, CTF_CAP) / CTF_CAP
+    return out

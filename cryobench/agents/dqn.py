@@ -46,7 +46,12 @@ from cryobench.features import (
     HOLE_OWN_COLUMNS,
     N_FEATURES,
     PREDICTED_CTF_COLUMN,
+    RELIABILITY_LAYOUT_NAMES,
+    RELIABILITY_LAYOUT_VERSION,
+    REVEALED_COLUMN,
+    REVEALED_CTF_COLUMN,
     first_hole_of_each_patch,
+    reliability_features,
 )
 from cryobench.files import write_atomic
 
@@ -61,6 +66,11 @@ class DQNConfig:
     # The network (the paper: 128 -> 256 -> 128 -> 1 on 32 features x 4 steps).
     checkpoint: str = "checkpoints/dqn-v2-seed0.pt"  # relative to the agents' card folder, or a path
     history: int = 4
+    # The network's inputs: the environment's 42 columns, or those followed by the reliability columns
+    # (``cryobench.features.reliability_features``: how far this session's revealed CTFs bore out the
+    # predictions), so one network can tell a perfect regressor from a poor one. A checkpoint records
+    # its feature set; the agent computes whatever its checkpoint was trained on.
+    reliability_features: bool = False
     hidden1: int = 64
     hidden2: int = 32
     # Double DQN with n-step returns (the paper: gamma 0.9 per step, 3 steps).
@@ -134,7 +144,10 @@ class DQNConfig:
     # alone (``pretrain_steps`` gradient steps), then every gradient step adds ``demo_batch_size`` of them
     # to the agent's own batch. On demonstration samples a large-margin loss pushes the demonstrator's
     # hole ``margin`` above every other: max_a [Q(s, a) + margin * (a != a_E)] - Q(s, a_E).
-    demonstrator: str = "greedy"  # an agent name ("" for none: plain DQN from scratch)
+    # An agent name ("" for none: plain DQN from scratch), or several comma-separated: each plays the
+    # same ``demo_episodes_per_world`` episodes on a training world and the one with the most good
+    # exposures there demonstrates on it (which behaviour fits which conditions).
+    demonstrator: str = "greedy"
     demo_episodes_per_world: int = 2
     pretrain_steps: int = 1000
     demo_batch_size: int = 16
@@ -256,8 +269,21 @@ class HoleQNetwork(nn.Module):
         return self.layer3(hidden).reshape(n_states, -1)
 
 
+#: The feature sets a network may read: layout version -> feature names.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    FEATURE_LAYOUT_VERSION: FEATURE_NAMES,
+    RELIABILITY_LAYOUT_VERSION: RELIABILITY_LAYOUT_NAMES,
+}
+
+
+def feature_set(config: DQNConfig) -> str:
+    """The layout version of the features a network trained with ``config`` reads."""
+    return RELIABILITY_LAYOUT_VERSION if config.reliability_features else FEATURE_LAYOUT_VERSION
+
+
 def make_network(config: DQNConfig) -> HoleQNetwork:
-    return HoleQNetwork(config.history, config.hidden1, config.hidden2)
+    n_features = len(FEATURE_SETS[feature_set(config)])
+    return HoleQNetwork(config.history, config.hidden1, config.hidden2, n_features)
 
 
 # ---- 3. patch contexts ----------------------------------------------------------------------
@@ -268,13 +294,30 @@ def context_from_features(hole_features: np.ndarray, patch_representative: np.nd
     return context
 
 
+def reliability_context(
+    hole_features: np.ndarray, hole_patch: np.ndarray, patch_square: np.ndarray, threshold: float
+) -> np.ndarray:
+    """The reliability columns (P, N_RELIABILITY_FEATURES) of one observation's feature matrix."""
+    return reliability_features(
+        hole_features[:, PREDICTED_CTF_COLUMN],
+        hole_features[None, :, REVEALED_COLUMN] > 0,
+        hole_features[None, :, REVEALED_CTF_COLUMN],
+        hole_patch,
+        patch_square,
+        threshold,
+    )[0]
+
+
 # ---- 4. checkpoints ------------------------------------------------------------------------------
 def save_checkpoint(path: str | Path, network: HoleQNetwork, config: DQNConfig, meta: dict[str, Any]) -> Path:
     """Weights, hyperparameters, feature layout and provenance in one small file."""
+    layout = feature_set(config)
+    if len(FEATURE_SETS[layout]) != network.n_features:
+        raise ValueError(f"a network of {network.n_features} features cannot be saved as feature set {layout!r}")
     document = {
         "format": CHECKPOINT_FORMAT,
-        "feature_layout_version": FEATURE_LAYOUT_VERSION,
-        "feature_names": list(FEATURE_NAMES),
+        "feature_layout_version": layout,
+        "feature_names": list(FEATURE_SETS[layout]),
         "hyperparameters": dataclasses.asdict(config),
         "meta": meta,
         # Contiguous copies: a view would save its whole base storage.
@@ -315,19 +358,19 @@ def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
     if not isinstance(document, dict) or document.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"DQN checkpoint {path}: not a cryobench DQN checkpoint (expected {CHECKPOINT_FORMAT!r})")
     layout, names = document.get("feature_layout_version"), tuple(document.get("feature_names") or ())
-    if layout != FEATURE_LAYOUT_VERSION or names != tuple(FEATURE_NAMES):
-        differing = [
-            f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, FEATURE_NAMES, strict=False)) if a != b
-        ][:3]
+    known = FEATURE_SETS.get(layout, FEATURE_NAMES)
+    if layout not in FEATURE_SETS or names != known:
+        differing = [f"{i}: {a!r} vs {b!r}" for i, (a, b) in enumerate(zip(names, known, strict=False)) if a != b][:3]
+        computed = " or ".join(f"{version!r} ({len(n)} features)" for version, n in FEATURE_SETS.items())
         raise InputError(
             f"DQN checkpoint {path} was trained on feature layout {layout!r} ({len(names)} features) but this "
-            f"cryobench computes {FEATURE_LAYOUT_VERSION!r} ({len(FEATURE_NAMES)} features)"
+            f"cryobench computes {computed}"
             + (f"; first differences {differing}" if differing else "")
             + ". Retrain it with `cryobench train --agent dqn`."
         )
     sizes = _network_sizes(path, document)
-    weights = _checked_weights(path, document, sizes)
-    network = HoleQNetwork(*sizes)
+    weights = _checked_weights(path, document, sizes, len(names))
+    network = HoleQNetwork(*sizes, len(names))
     network.load_state_dict(weights)
     network.eval()
     return network, document
@@ -349,13 +392,15 @@ def _network_sizes(path: Path, document: dict[str, Any]) -> tuple[int, int, int]
     return sizes[0], sizes[1], sizes[2]
 
 
-def _checked_weights(path: Path, document: dict[str, Any], sizes: tuple[int, int, int]) -> dict[str, torch.Tensor]:
+def _checked_weights(
+    path: Path, document: dict[str, Any], sizes: tuple[int, int, int], n_features: int = N_FEATURES
+) -> dict[str, torch.Tensor]:
     """The checkpoint's weights, refused unless they are exactly the network's: names, shapes, float32, finite."""
     weights = document.get("state_dict")
     if not isinstance(weights, dict):
         raise InputError(f"DQN checkpoint {path}: no 'state_dict' mapping of weights")
     with torch.device("meta"):  # shapes only: recorded sizes are not trusted with memory before they are checked
-        expected = {name: tuple(tensor.shape) for name, tensor in HoleQNetwork(*sizes).state_dict().items()}
+        expected = {name: tuple(tensor.shape) for name, tensor in HoleQNetwork(*sizes, n_features).state_dict().items()}
     described = "history {}, hidden1 {}, hidden2 {}".format(*sizes)
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected), key=str)
     if missing or unexpected:
@@ -371,7 +416,7 @@ def _checked_weights(path: Path, document: dict[str, Any], sizes: tuple[int, int
         if tuple(tensor.shape) != shape:
             raise InputError(
                 f"DQN checkpoint {path}: weight {name!r} has shape {tuple(tensor.shape)}, expected {shape} "
-                f"for the hyperparameters it records ({described}, {N_FEATURES} features per hole)"
+                f"for the hyperparameters it records ({described}, {n_features} features per hole)"
             )
         if not bool(torch.isfinite(tensor).all()):
             raise InputError(f"DQN checkpoint {path}: weight {name!r} holds NaN or infinite values")
@@ -422,12 +467,16 @@ class DQNAgent(Agent):
         self._load()
         torch.set_num_threads(self.config.torch_threads)
         names = tuple(getattr(self.env, "feature_names", FEATURE_NAMES))
-        if names != tuple(self.document["feature_names"]):
+        trained_on = tuple(self.document["feature_names"])
+        # The reliability feature set is the environment's columns followed by columns computed here.
+        self.reliability = trained_on == RELIABILITY_LAYOUT_NAMES
+        if names != (trained_on[:N_FEATURES] if self.reliability else trained_on):
             raise InputError(
                 "the environment's features differ from those the DQN checkpoint was trained on; retrain it"
             )
         patch = np.asarray(self.layout.patch, dtype=np.int64)
         self.patch_representative = first_hole_of_each_patch(patch)
+        self._patch_square = np.asarray(self.layout.square, dtype=np.int64)[self.patch_representative]
         self._hole_patch = patch
         net = self.network
         self._weights = tuple(
@@ -452,6 +501,9 @@ class DQNAgent(Agent):
         if feats.shape[1] != N_FEATURES:
             raise InputError(f"observation has {feats.shape[1]} features per hole; the DQN expects {N_FEATURES}")
         context = context_from_features(feats, self.patch_representative)
+        if self.reliability:
+            extra = reliability_context(feats, self._hole_patch, self._patch_square, self.layout.threshold)
+            context = np.concatenate([context, extra], axis=1)
         if not self.contexts:  # the session's first step: repeat it to fill the history
             self.contexts.extend([context] * self.history)
         else:

@@ -48,11 +48,14 @@ from cryobench.agents.dqn import DQNConfig, HoleQNetwork, make_network, save_che
 from cryobench.errors import InputError
 from cryobench.features import (
     N_FEATURES,
+    N_RELIABILITY_FEATURES,
     PREDICTED_CTF_COLUMN,
     first_hole_of_each_patch,
     patch_features,
     predicted_ctf_feature,
+    reliability_features,
 )
+from cryobench.grid import CTF_CAP
 from cryobench.registration import make_env
 from cryobench.seeding import SEED_BOUND, draw_training_seeds, refuse_test_world
 
@@ -210,14 +213,20 @@ class WorldIndex:
     computed in one place, the environment's.
     """
 
-    def __init__(self, world: simulator.World) -> None:
+    def __init__(self, world: simulator.World, reliability: bool = False) -> None:
         self.world = world
+        # With the reliability feature set the contexts carry its columns after the environment's.
+        self.reliability = reliability
+        self.n_features = N_FEATURES + (N_RELIABILITY_FEATURES if reliability else 0)
         grid = world.grid
         self.n_holes = world.n_holes
         self.hole_patch = grid.patch.astype(np.int64)
         self.n_patches = int(grid.patch.max()) + 1
         self.hole_pred = predicted_ctf_feature(world)
         self.patch_representative = first_hole_of_each_patch(self.hole_patch)
+        self.patch_square = grid.square.astype(np.int64)[self.patch_representative]
+        # What a revealed hole's revealed-CTF column reads (as cryobench.features writes it).
+        self.ctf_feature = (np.minimum(grid.ctf, CTF_CAP) / CTF_CAP).astype(np.float32)
         # Holes sorted by patch, then predicted CTF: candidates for the target's maximum.
         self.sorted_holes = np.lexsort((world.predicted_ctf, grid.patch))
         self.sorted_patch = grid.patch[self.sorted_holes].astype(np.int64)
@@ -236,14 +245,29 @@ class WorldIndex:
     def context_of_masks(
         self, visited: np.ndarray, revealed: np.ndarray, current: np.ndarray, elapsed: np.ndarray
     ) -> np.ndarray:
-        """Patch contexts (S, P, N_FEATURES) of sessions given by their masks (S, n_holes), current holes, minutes."""
+        """Patch contexts (S, P, n_features) of sessions given by their masks (S, n_holes), current holes, minutes."""
         tables = simulator.recount_tables(self.world, visited, revealed)
-        return patch_features(self.world, tables, current, elapsed)
+        return self._with_reliability(patch_features(self.world, tables, current, elapsed), revealed)
 
     def context_of_state(self, state: simulator.SessionState) -> np.ndarray:
-        """(P, N_FEATURES) context of one live session, from its incrementally kept tables."""
+        """(P, n_features) context of one live session, from its incrementally kept tables."""
         tables = tuple(t[None] for t in state.tables)
-        return patch_features(self.world, tables, np.array([state.current]), np.array([state.elapsed]))[0]
+        context = patch_features(self.world, tables, np.array([state.current]), np.array([state.elapsed]))
+        return self._with_reliability(context, state.revealed[None])[0]
+
+    def _with_reliability(self, context: np.ndarray, revealed: np.ndarray) -> np.ndarray:
+        """The environment's context columns, followed by the reliability columns when the network reads them."""
+        if not self.reliability:
+            return context
+        extra = reliability_features(
+            self.hole_pred,
+            revealed,
+            np.broadcast_to(self.ctf_feature, revealed.shape),  # read at revealed holes only
+            self.hole_patch,
+            self.patch_square,
+            self.world.threshold,
+        )
+        return np.concatenate([context, extra], axis=2)
 
 
 # ---- 2. replay -----------------------------------------------------------------------------------
@@ -338,7 +362,8 @@ class CompactReplay:
         revealed = np.unpackbits(self.revealed[env, positions], axis=-1, count=self.n_holes).astype(bool)
         worlds = self.world[env, positions]
         current, elapsed = self.current[env, positions], self.elapsed[env, positions]
-        out = np.zeros((len(env), max(index.n_patches for index in indexes), N_FEATURES), dtype=np.float32)
+        n_features = indexes[0].n_features
+        out = np.zeros((len(env), max(index.n_patches for index in indexes), n_features), dtype=np.float32)
         for w in np.unique(worlds):
             rows = np.flatnonzero(worlds == w)
             context = indexes[w].context_of_masks(visited[rows], revealed[rows], current[rows], elapsed[rows])
@@ -349,43 +374,79 @@ class CompactReplay:
 def demonstrations(
     worlds: list[simulator.World], config: DQNConfig, seed: int, progress: bool = False, stream: int = 0
 ) -> CompactReplay | None:
-    """The ``demonstrator``'s sessions on every training world as one replay (DQfD); None without one."""
-    if not config.demonstrator:
-        return None
-    from cryobench.agents.registry import load_agent
-    from cryobench.env import CryoEMSessionEnv
+    """The demonstrators' sessions on every training world as one replay (DQfD); None without one.
 
-    try:
-        agent, _ = load_agent(config.demonstrator)
-    except InputError as exc:
-        raise InputError(f"DQN hyperparameter 'demonstrator': {exc}") from None
-    if agent.uses_ground_truth:
-        raise InputError(
-            f"DQN demonstrator {config.demonstrator!r} reads the ground truth (an upper bound); "
-            "a real agent may only learn from agents that see what it sees"
-        )
+    With several demonstrators (comma-separated) each plays the world's episodes from the same seeds
+    and the one with the most good exposures there is replayed into the demonstrations (ties: the
+    first named); ``replay.demonstrators`` names the one chosen per world.
+    """
+    names = [name.strip() for name in config.demonstrator.split(",") if name.strip()]
+    if not names:
+        return None
+    agents = [_demonstrator(name) for name in names]
     longest = max(int(w.duration / min(w.profile.minutes)) + 2 for w in worlds)  # exposures a session can hold
     demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
+    demos.demonstrators = []
     # apart from the stream that drives training; one stream per layout
     rng = np.random.default_rng([seed, 1] if stream == 0 else [seed, 1, stream])
     from tqdm.auto import tqdm
 
+    from cryobench.env import CryoEMSessionEnv
+
     label = f"{config.demonstrator} demonstrations"
     for world_id, world in enumerate(tqdm(worlds, desc=label, unit="world", disable=not progress)):
         env = CryoEMSessionEnv.from_world(world)
-        agent.fit(env, seed=seed)
-        for episode_seed in rng.integers(SEED_BOUND, size=config.demo_episodes_per_world):
-            obs, info = env.reset(seed=int(episode_seed))
-            agent.reset(env, int(episode_seed))
-            step, over = 0, False
-            while not over:
-                action = int(agent.act(obs, info))
-                elapsed = env.state.elapsed
-                pos = demos.add([env.state], np.array([step]), np.array([world_id]), np.array([action]))
-                obs, reward, over, _, info = env.step(action)
-                demos.outcome(pos, np.array([reward]), np.array([over]), np.array([env.state.elapsed - elapsed]))
-                step += 1
+        episode_seeds = [int(s) for s in rng.integers(SEED_BOUND, size=config.demo_episodes_per_world)]
+        best = 0
+        if len(agents) > 1:  # scored on this world first, then the best one's sessions recorded
+            reveals = world.feedback.reveals  # an agent that learns from feedback cannot run without it
+            goods = [
+                sum(_play(env, agent, seed, episode_seeds)) if reveals or not agent.needs_feedback else -1
+                for agent in agents
+            ]
+            best = int(np.argmax(goods))
+        demos.demonstrators.append(names[best])
+        _play(env, agents[best], seed, episode_seeds, demos, world_id)
     return demos
+
+
+def _demonstrator(name: str):
+    from cryobench.agents.registry import load_agent
+
+    try:
+        agent, _ = load_agent(name)
+    except InputError as exc:
+        raise InputError(f"DQN hyperparameter 'demonstrator': {exc}") from None
+    if agent.uses_ground_truth:
+        raise InputError(
+            f"DQN demonstrator {name!r} reads the ground truth (an upper bound); "
+            "a real agent may only learn from agents that see what it sees"
+        )
+    return agent
+
+
+def _play(
+    env, agent, seed: int, episode_seeds: list[int], demos: CompactReplay | None = None, world_id: int = 0
+) -> list[int]:
+    """``agent``'s episodes on ``env`` from ``episode_seeds`` (recorded in ``demos`` if given); their good exposures."""
+    agent.fit(env, seed=seed)
+    goods = []
+    for episode_seed in episode_seeds:
+        obs, info = env.reset(seed=episode_seed)
+        agent.reset(env, episode_seed)
+        step, over = 0, False
+        while not over:
+            action = int(agent.act(obs, info))
+            if demos is None:
+                obs, _, over, _, info = env.step(action)
+                continue
+            elapsed = env.state.elapsed
+            pos = demos.add([env.state], np.array([step]), np.array([world_id]), np.array([action]))
+            obs, reward, over, _, info = env.step(action)
+            demos.outcome(pos, np.array([reward]), np.array([over]), np.array([env.state.elapsed - elapsed]))
+            step += 1
+        goods.append(int(env.unwrapped.world.true_good[env.state.exposures].sum()))
+    return goods
 
 
 # ---- 3. sessions in lockstep -----------------------------------------------------------------
@@ -399,7 +460,7 @@ class Sessions:
         self.states: list[simulator.SessionState] = [None] * num_envs  # type: ignore[list-item]
         # Layouts of one twin differ in their patches: contexts are padded to the most patches (zero rows).
         self.n_patches = max(index.n_patches for index in indexes)
-        self.context = np.zeros((num_envs, history, self.n_patches, N_FEATURES), dtype=np.float32)
+        self.context = np.zeros((num_envs, history, self.n_patches, indexes[0].n_features), dtype=np.float32)
         for e in range(num_envs):
             self.start(e)
 
@@ -462,10 +523,12 @@ def greedy_good_exposures(network: HoleQNetwork, index: WorldIndex, seeds: list[
 
 
 # ---- 4. the losses ---------------------------------------------------------------------------------
-def _state_action_input(context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
-    """Plain network input (B, history * N_FEATURES) of one unvisited hole per sample."""
+def _state_action_input(
+    context: torch.Tensor, patch: torch.Tensor, pred: torch.Tensor, n_features: int
+) -> torch.Tensor:
+    """Plain network input (B, history * n_features) of one unvisited hole per sample."""
     x = context[torch.arange(len(patch)), patch].clone()
-    x[:, PREDICTED_CTF_COLUMN::N_FEATURES] = pred[:, None]
+    x[:, PREDICTED_CTF_COLUMN::n_features] = pred[:, None]
     return x
 
 
@@ -478,7 +541,7 @@ def transition_batch(
     positions = np.concatenate([batch["now"], batch["next"]], axis=1)  # (B, 2 * history)
     env = np.repeat(batch["env"], 2 * history)
     contexts, visited = replay.contexts(env, positions.ravel(), indexes)
-    contexts = torch.from_numpy(contexts.reshape(batch_size, 2 * history, -1, N_FEATURES))
+    contexts = torch.from_numpy(contexts.reshape(batch_size, 2 * history, -1, indexes[0].n_features))
     stacked = contexts.permute(0, 2, 1, 3)  # (B, P, 2 * history, F)
     visited = visited.reshape(batch_size, 2 * history, -1)
     all_pred = torch.from_numpy(np.stack([index.hole_pred for index in indexes]))
@@ -509,10 +572,14 @@ def td_loss(
     with torch.no_grad():
         next_q = online.unvisited_q(batch["next"], hole_patch.gather(1, candidates), pred.gather(1, candidates))
         best = candidates.gather(1, next_q.masked_fill(~valid, -torch.inf).argmax(dim=1, keepdim=True))
-        x_next = _state_action_input(batch["next"], hole_patch.gather(1, best)[:, 0], pred.gather(1, best)[:, 0])
+        x_next = _state_action_input(
+            batch["next"], hole_patch.gather(1, best)[:, 0], pred.gather(1, best)[:, 0], online.n_features
+        )
         y = batch["returns"] + batch["bootstrap"] * valid.any(dim=1) * target(x_next)
     now = action[:, None]
-    x_now = _state_action_input(batch["now"], hole_patch.gather(1, now)[:, 0], pred.gather(1, now)[:, 0])
+    x_now = _state_action_input(
+        batch["now"], hole_patch.gather(1, now)[:, 0], pred.gather(1, now)[:, 0], online.n_features
+    )
     return torch.nn.functional.smooth_l1_loss(online(x_now), y)
 
 
@@ -727,7 +794,7 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    all_indexes = [WorldIndex(w) for w in worlds]
+    all_indexes = [WorldIndex(w, config.reliability_features) for w in worlds]
     online = make_network(config)
     target = copy.deepcopy(online)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate)
@@ -749,9 +816,11 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
         replay = CompactReplay(config.buffer_size // n_layouts, envs, indexes[0].n_holes)
         groups.append(LayoutGroup(indexes, sessions, replay, None, batch, demo_batch, np.zeros(envs)))
     if config.validation_pool > 0:
-        validation_indexes = [WorldIndex(w) for w in validation_worlds(config)]
+        validation_indexes = [WorldIndex(w, config.reliability_features) for w in validation_worlds(config)]
     else:
-        validation_indexes = [all_indexes[0]] + [WorldIndex(w) for w in validation_worlds(config)]
+        validation_indexes = [all_indexes[0]] + [
+            WorldIndex(w, config.reliability_features) for w in validation_worlds(config)
+        ]
     baseline = [baseline_good_exposures(index.world, config) for index in validation_indexes]
     for stream, (group, ids) in enumerate(zip(groups, members, strict=True)):
         group.demos = demonstrations([worlds[i] for i in ids], config, seed, progress, stream=stream)
