@@ -628,45 +628,111 @@ def reliability_features(
     ``predicted`` (n_holes,) and ``revealed_ctf`` (S, n_holes) are the feature values (CTF / 20,
     capped at 1: columns ``pred_ctf`` and ``revealed_ctf``), ``revealed`` (S, n_holes) the revealed
     flags; ``hole_patch`` (n_holes,) each hole's patch and ``patch_square`` (n_patches,) each patch's
-    square; ``threshold`` the session's threshold in Å. Vectorised over the revealed holes only.
+    square; ``threshold`` the session's threshold in Å. Vectorised over the revealed holes only;
+    :class:`RevealedSums` gives the same columns for one live session in O(new reveals) a step.
     (The last column, the threshold, is no reliability measure but belongs to the same feature set.)
     """
     revealed = np.asarray(revealed, dtype=bool)
     n_sessions, n_patches = revealed.shape[0], len(patch_square)
     n_squares = int(patch_square.max()) + 1 if n_patches else 0
     session, hole = np.nonzero(revealed)
-    truth = revealed_ctf[session, hole].astype(np.float64) * CTF_CAP
-    guess = predicted[hole].astype(np.float64) * CTF_CAP
+    truth, guess = _revealed_pair(predicted, revealed_ctf[session, hole], hole)
+    values = _moment_terms(truth, guess, threshold)
+    moments = np.stack([np.bincount(session, v, minlength=n_sessions) for v in values], axis=1)
     residual = truth - guess
-    count = np.bincount(session, minlength=n_sessions).astype(np.float64)
-    any_revealed = count > 0
 
-    def session_mean(values: np.ndarray) -> np.ndarray:
-        return np.bincount(session, values, minlength=n_sessions) / np.maximum(count, 1.0)
-
-    agreement = session_mean(((truth < threshold) == (guess < threshold)).astype(np.float64))
-    centred_truth = truth - session_mean(truth)[session]
-    centred_guess = guess - session_mean(guess)[session]
-    spread = np.sqrt(session_mean(centred_truth**2) * session_mean(centred_guess**2))
-    covariance = session_mean(centred_truth * centred_guess)
-    has_correlation = (count >= _MIN_CORRELATION_REVEALS) & (spread > 1e-9)
-    correlation = np.where(has_correlation, covariance / np.where(has_correlation, spread, 1.0), 0.0)
-
-    def group_mean_residual(group_of_hole: np.ndarray, n_groups: int) -> np.ndarray:
+    def group_sums(group_of_hole: np.ndarray, n_groups: int) -> tuple[np.ndarray, np.ndarray]:
         key = session * n_groups + group_of_hole[hole]
-        total = np.bincount(key, residual, minlength=n_sessions * n_groups)
-        seen = np.bincount(key, minlength=n_sessions * n_groups)
-        return (total / np.maximum(seen, 1)).reshape(n_sessions, n_groups)
+        total = np.bincount(key, residual, minlength=n_sessions * n_groups).reshape(n_sessions, n_groups)
+        seen = np.bincount(key, minlength=n_sessions * n_groups).reshape(n_sessions, n_groups)
+        return total, seen
 
-    hole_square = patch_square[hole_patch]
+    patch_sums = group_sums(hole_patch, n_patches)
+    square_sums = group_sums(patch_square[hole_patch], n_squares)
+    return _columns(moments, patch_sums, square_sums, patch_square, threshold)
+
+
+def _revealed_pair(predicted: np.ndarray, revealed_ctf: np.ndarray, hole: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Revealed and predicted CTF (Å, float64) of revealed holes from their feature values."""
+    return revealed_ctf.astype(np.float64) * CTF_CAP, predicted[hole].astype(np.float64) * CTF_CAP
+
+
+def _moment_terms(truth: np.ndarray, guess: np.ndarray, threshold: float) -> list[np.ndarray]:
+    """Per revealed hole, the terms whose sums make a session's moments (see :func:`_columns`)."""
+    agree = ((truth < threshold) == (guess < threshold)).astype(np.float64)
+    return [
+        np.ones_like(truth),
+        truth,
+        guess,
+        truth * truth,
+        guess * guess,
+        truth * guess,
+        np.abs(truth - guess),
+        agree,
+    ]
+
+
+def _columns(
+    moments: np.ndarray,
+    patch_sums: tuple[np.ndarray, np.ndarray],
+    square_sums: tuple[np.ndarray, np.ndarray],
+    patch_square: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """The columns from the sums: ``moments`` (S, 8) of :func:`_moment_terms`, per-group residual sums and counts."""
+    count, truth, guess, truth2, guess2, cross, absolute, agree = (moments / np.maximum(moments[:, :1], 1.0)).T
+    count = moments[:, 0]
+    variance = np.maximum(truth2 - truth * truth, 0.0) * np.maximum(guess2 - guess * guess, 0.0)
+    spread = np.sqrt(variance)
+    has_correlation = (count >= _MIN_CORRELATION_REVEALS) & (spread > 1e-9)
+    correlation = np.where(has_correlation, (cross - truth * guess) / np.where(has_correlation, spread, 1.0), 0.0)
+    n_sessions, n_patches = len(moments), len(patch_square)
     out = np.empty((n_sessions, n_patches, N_RELIABILITY_FEATURES), dtype=np.float32)
-    out[..., 0] = np.minimum(count / SESSION_REVEALED_CAP, 1.0)[:, None]
-    out[..., 1] = np.minimum(session_mean(np.abs(residual)) / RESIDUAL_SCALE, 1.0)[:, None]
-    out[..., 2] = np.clip(session_mean(residual) / RESIDUAL_SCALE, -1.0, 1.0)[:, None]
-    out[..., 3] = np.where(any_revealed, 2.0 * agreement - 1.0, 0.0)[:, None]
-    out[..., 4] = correlation[:, None]
-    out[..., 5] = np.clip(group_mean_residual(hole_patch, n_patches) / RESIDUAL_SCALE, -1.0, 1.0)
-    square_residual = group_mean_residual(hole_square, n_squares) / RESIDUAL_SCALE
-    out[..., 6] = np.clip(square_residual[:, patch_square], -1.0, 1.0)
+    session_columns = np.stack(
+        [
+            np.minimum(count / SESSION_REVEALED_CAP, 1.0),
+            np.minimum(absolute / RESIDUAL_SCALE, 1.0),
+            np.clip((truth - guess) / RESIDUAL_SCALE, -1.0, 1.0),
+            np.where(count > 0, 2.0 * agree - 1.0, 0.0),
+            np.clip(correlation, -1.0, 1.0),
+        ],
+        axis=1,
+    )
+    out[..., :5] = session_columns[:, None, :]
+    total, seen = patch_sums
+    out[..., 5] = np.clip(total / np.maximum(seen, 1) / RESIDUAL_SCALE, -1.0, 1.0)
+    total, seen = square_sums
+    out[..., 6] = np.clip(total / np.maximum(seen, 1) / RESIDUAL_SCALE, -1.0, 1.0)[:, patch_square]
     out[..., 7] = min(threshold, CTF_CAP) / CTF_CAP
     return out
+
+
+class RevealedSums:
+    """One live session's reliability columns, kept up to date from the holes revealed since the last call.
+
+    Equal to :func:`reliability_features` of the same session (up to the order of float64 sums), at the
+    cost of the new reveals instead of every revealed hole: an agent calls it once per decision.
+    """
+
+    def __init__(self, hole_patch: np.ndarray, patch_square: np.ndarray, threshold: float) -> None:
+        self.hole_patch, self.patch_square = hole_patch, patch_square
+        self.hole_square = patch_square[hole_patch]
+        self.threshold = threshold
+        self.seen = np.zeros(len(hole_patch), dtype=bool)
+        self.moments = np.zeros((1, 8))
+        n_squares = int(patch_square.max()) + 1 if len(patch_square) else 0
+        self.patch_sums = (np.zeros((1, len(patch_square))), np.zeros((1, len(patch_square))))
+        self.square_sums = (np.zeros((1, n_squares)), np.zeros((1, n_squares)))
+
+    def columns(self, predicted: np.ndarray, revealed: np.ndarray, revealed_ctf: np.ndarray) -> np.ndarray:
+        """(n_patches, N_RELIABILITY_FEATURES) after the reveals in ``revealed`` (n_holes,), given as in
+        :func:`reliability_features` for one session."""
+        new = np.flatnonzero(revealed & ~self.seen)
+        if len(new):
+            self.seen[new] = True
+            truth, guess = _revealed_pair(predicted, revealed_ctf[new], new)
+            self.moments[0] += [v.sum() for v in _moment_terms(truth, guess, self.threshold)]
+            for (total, seen), group in ((self.patch_sums, self.hole_patch), (self.square_sums, self.hole_square)):
+                np.add.at(total[0], group[new], truth - guess)
+                np.add.at(seen[0], group[new], 1.0)
+        return _columns(self.moments, self.patch_sums, self.square_sums, self.patch_square, self.threshold)[0]

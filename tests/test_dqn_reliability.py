@@ -25,11 +25,15 @@ from cryobench.errors import InputError
 from cryobench.features import (
     FEATURE_NAMES,
     N_FEATURES,
+    PREDICTED_CTF_COLUMN,
     RELIABILITY_FEATURE_NAMES,
     RELIABILITY_LAYOUT_NAMES,
     RELIABILITY_LAYOUT_VERSION,
     RESIDUAL_SCALE,
+    REVEALED_COLUMN,
+    REVEALED_CTF_COLUMN,
     SESSION_REVEALED_CAP,
+    RevealedSums,
     hole_features,
 )
 from cryobench.grid import CTF_CAP
@@ -149,6 +153,23 @@ def test_the_agent_computes_the_trainers_reliability_contexts_from_its_observati
             hole_features(world, state), world.grid.patch.astype(np.int64), patch_square, agent_layout.threshold
         )
         np.testing.assert_array_equal(from_observation, index.context_of_state(state)[:, N_FEATURES:])
+
+
+def test_running_sums_give_the_batched_columns_at_every_step():
+    """The agent's running sums (O(new reveals) a step) against the batched columns from scratch."""
+    world = make_world(seed=7, feedback="queue:3", noise=1.0, **SMALL)
+    index = WorldIndex(world, reliability=True)
+    sums = RevealedSums(index.hole_patch, index.patch_square, world.threshold)
+    state = simulator.start_session(world, 5)
+    rng = np.random.default_rng(0)
+    while not simulator.is_over(world, state):
+        features = hole_features(world, state)
+        running = sums.columns(
+            features[:, PREDICTED_CTF_COLUMN], features[:, REVEALED_COLUMN] > 0, features[:, REVEALED_CTF_COLUMN]
+        )
+        np.testing.assert_allclose(running, index.context_of_state(state)[:, N_FEATURES:], rtol=0, atol=1e-6)
+        simulator.expose(world, state, int(rng.choice(np.flatnonzero(~state.visited))))
+    assert state.revealed.sum() >= 10
 
 
 def test_sessions_with_reliability_give_the_agents_q_values(tmp_path):

@@ -50,6 +50,7 @@ from cryobench.features import (
     RELIABILITY_LAYOUT_VERSION,
     REVEALED_COLUMN,
     REVEALED_CTF_COLUMN,
+    RevealedSums,
     first_hole_of_each_patch,
     reliability_features,
 )
@@ -476,7 +477,9 @@ class DQNAgent(Agent):
             )
         patch = np.asarray(self.layout.patch, dtype=np.int64)
         self.patch_representative = first_hole_of_each_patch(patch)
-        self._patch_square = np.asarray(self.layout.square, dtype=np.int64)[self.patch_representative]
+        if self.reliability:  # running sums of this session's reveals (the columns in O(new reveals) a step)
+            patch_square = np.asarray(self.layout.square, dtype=np.int64)[self.patch_representative]
+            self._revealed_sums = RevealedSums(patch, patch_square, self.layout.threshold)
         self._hole_patch = patch
         net = self.network
         self._weights = tuple(
@@ -502,7 +505,9 @@ class DQNAgent(Agent):
             raise InputError(f"observation has {feats.shape[1]} features per hole; the DQN expects {N_FEATURES}")
         context = context_from_features(feats, self.patch_representative)
         if self.reliability:
-            extra = reliability_context(feats, self._hole_patch, self._patch_square, self.layout.threshold)
+            extra = self._revealed_sums.columns(
+                feats[:, PREDICTED_CTF_COLUMN], feats[:, REVEALED_COLUMN] > 0, feats[:, REVEALED_CTF_COLUMN]
+            )
             context = np.concatenate([context, extra], axis=1)
         if not self.contexts:  # the session's first step: repeat it to fill the history
             self.contexts.extend([context] * self.history)
