@@ -3,10 +3,12 @@
 Threat model: an agent's own Python code trying to reach the truth during a protocol run
 (attribute walks such as ``env.unwrapped.world.grid.ctf``, ``gc``, ``inspect``) or to change
 the rules (writing the layout arrays). In a sealed run the simulator stays in the parent;
-the worker is a fresh interpreter (``spawn``: no copy of the parent's memory) that receives
-only what the environment publishes: the public layout (read-only copies), observations and
-``info``. Whatever the agent does to its copies cannot change the parent's session, and the
-parent records the trajectory and scores itself.
+the worker is a fork of a fork server (a fresh interpreter that only imported modules: no
+copy of the parent's memory) that receives only what the environment publishes: the public
+layout (read-only copies), observations (built in the worker from the public layout and the
+revealed CTFs, :mod:`cryobench.sealed_mirror`) and ``info``. Whatever the agent does to its
+copies cannot change the parent's session, and the parent records the trajectory and scores
+itself.
 
 Upper bounds (``uses_ground_truth``) get the truth through one explicit, privileged message
 at reset, and stay labelled as upper bounds in every table. The informed bound
@@ -14,7 +16,10 @@ at reset, and stay labelled as upper bounds in every table. The informed bound
 P(good) given the twin generator's latent patch quality, never the CTFs.
 
 :class:`SealedAgent` has the agent interface (``fit``, ``reset``, ``act``), so
-:func:`cryobench.evaluate.play_episode` runs it like any agent.
+:func:`cryobench.evaluate.play_episode` runs it like any agent; it hands whole sessions it
+can mirror to :meth:`SealedAgent.sealed_play_episode`, and plays the others step by step with
+each observation sent from the parent. The worker's environment variables are those of the
+fork server (the parent's when its first worker started).
 """
 
 from __future__ import annotations
@@ -65,20 +70,26 @@ SECONDS_PER_MESSAGE = 0.5
 ANSWER_TIMEOUT_SECONDS = 600.0
 
 
+_preload_set = False  # whether this process chose its fork server's modules (the server starts once)
+
+
 def _worker_context(agent_name: str) -> Any:
     """Where workers come from: forks of a fork server, a fresh interpreter that imported the
     modules in ``WORKER_PRELOAD`` (and the first worker's agent module: a sweep runs one agent)
     once and never holds anything of the parent's (no world, no truth); fresh interpreters
     (``spawn``) where there is no fork server (Windows)."""
+    global _preload_set
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
-    from importlib.metadata import entry_points
-
-    from cryobench.agents.registry import GROUP
-
-    modules = [ep.module for ep in entry_points(group=GROUP, name=agent_name)]
     context = mp.get_context("forkserver")
-    context.set_forkserver_preload([*WORKER_PRELOAD, *modules])  # read when the server starts (first worker)
+    if not _preload_set:  # read when the server starts, with the first worker (entry points: 10-20 ms)
+        from importlib.metadata import entry_points
+
+        from cryobench.agents.registry import GROUP
+
+        modules = [ep.module for ep in entry_points(group=GROUP, name=agent_name)]
+        context.set_forkserver_preload([*WORKER_PRELOAD, *modules])
+        _preload_set = True
     return context
 
 
@@ -392,7 +403,9 @@ class SealedAgent:
         self._worker_left = False
         self._records.clear()
         invalid_actions: list[dict[str, Any]] = []
-        parent_cpus = self._share_one_cpu()
+        # With inspection the two take turns every step: one CPU. Otherwise the worker streams its
+        # actions and both run at once (one CPU: 1.3x open with feedback none; two: 1.1-1.3x).
+        parent_cpus = self._share_one_cpu() if world.feedback.mode == "inspection" else None
         try:
             while True:
                 kind, action, seconds, text = self._receive_action()
@@ -434,8 +447,8 @@ class SealedAgent:
         """Keep this thread and the worker on the CPU this thread runs on, for one session; return
         this thread's CPUs to restore after it (None: left as they are).
 
-        Why: the two processes take turns (the worker waits for a step's CTFs, the parent for the
-        next action), so one CPU is all they use at once; on two CPUs every turn is a wake-up across
+        Why: with inspection the two processes take turns (the worker waits for each step's CTF,
+        the parent for the next action), so one CPU is all they use at once; on two CPUs every turn is a wake-up across
         CPUs, and on this machine under load such episodes took 3 to 6 times as long (measured:
         predict-rank 0.26-0.53 s against 0.09 s on one CPU, load 13)."""
         try:

@@ -61,9 +61,14 @@ def test_a_sealed_run_plays_as_an_open_one_under_every_feedback(feedback):
     # The worker builds the observations itself from what the feedback revealed (sealed_mirror).
     environment = make_env("aldolase", {"duration": 90.0, "feedback": feedback})
     agent, _ = load_agent("greedy")
+    cpus = os.sched_getaffinity(0)
     with SealedAgent("greedy") as sealed:
         for seed in (0, 1):
             assert play_episode(environment, sealed, seed) == play_episode(environment, agent, seed)
+        # With inspection the two processes take turns on one CPU; this thread's CPUs come back after.
+        worker_cpus = os.sched_getaffinity(sealed.worker_pid)
+    assert os.sched_getaffinity(0) == cpus
+    assert len(worker_cpus) == (1 if feedback == "inspection" and len(cpus) > 1 else len(cpus))
     assert environment.unwrapped.state.revealed.sum() == {"inspection": 80, "queue:4": 80, "none": 0}[feedback]
 
 
