@@ -96,6 +96,16 @@ def test_instance_arithmetic_and_warm_start_prefix():
     assert instance.fitting_prefix([4, 1]) == []  # patch 3 first: 15 min
 
 
+def test_ortools_operators_are_ortools_fields():
+    # The agent switches on exactly these operators and every other one off: a misspelt or renamed
+    # name would silently leave the search without that operator.
+    from ortools.constraint_solver import pywrapcp
+
+    fields = {f.name for f in pywrapcp.DefaultRoutingSearchParameters().local_search_operators.DESCRIPTOR.fields}
+    assert set(orienteering.ORTOOLS_OPERATORS) <= fields
+    assert len(set(orienteering.ORTOOLS_OPERATORS)) == 8
+
+
 def test_candidates_keep_the_route_being_followed():
     env = hand_env(PATCH, PATCH_SQUARE, SQUARE_TILE, PREDICTED, duration=30.0)
     orienteer = agent("ortools")
