@@ -262,12 +262,12 @@ def _play_mirrored(conn, agent, env: SealedEnv, mirror: Mirror | None, seed: int
             outbox.clear()
             last_sent = time.perf_counter()
 
-    def wait_for_parent() -> tuple[int, np.ndarray, np.ndarray] | None:
-        flags, holes, ctf = read_feedback(conn.recv_bytes())
-        if flags == FEEDBACK_ABORT:  # the parent stopped the session (it raised): say so, then its messages
+    def wait_for_parent() -> tuple[int, np.ndarray, np.ndarray, np.ndarray] | None:
+        answer = read_feedback(conn.recv_bytes())
+        if answer[0] == FEEDBACK_ABORT:  # the parent stopped the session (it raised): say so, then its messages
             conn.send_bytes(ACTION.pack(ACTION_ABORTED, 0, 0.0))
             return None
-        return flags, holes, ctf
+        return answer
 
     try:
         if mirror is None:
@@ -288,15 +288,15 @@ def _play_mirrored(conn, agent, env: SealedEnv, mirror: Mirror | None, seed: int
                 hole = state.current  # as the parent plays it: the costed no-op of the current hole
             expected = revealed_by(world, state, hole)
             send(record, now=bool(expected))
-            holes, ctf = no_holes, no_holes
+            holes, ctf, good = no_holes, no_holes, no_holes
             if expected:
                 answer = wait_for_parent()
                 if answer is None:
                     return
-                _, holes, ctf = answer
+                _, holes, ctf, good = answer
                 if tuple(holes.tolist()) != expected:
                     raise RuntimeError(f"sealed mirror out of step: the parent revealed {holes.tolist()}")
-            obs, terminated, info = mirror.step(hole, holes, ctf)
+            obs, terminated, info = mirror.step(hole, holes, ctf, good)
             state = mirror.env.state
             if terminated:
                 send(ACTION.pack(ACTION_END, state.n_exposures, state.elapsed), now=True)
@@ -423,7 +423,7 @@ class SealedAgent:
                     action = state.current
                 revealed = revealed_by(world, state, action)
                 if revealed:
-                    self._send_bytes(feedback_message(FEEDBACK_REVEAL, revealed, world.grid.ctf))
+                    self._send_bytes(feedback_message(FEEDBACK_REVEAL, revealed, world))
                 # What env.step does in a paper session, without the observation nobody here reads.
                 result = simulator.expose(world, state, action)
                 if result.newly_revealed != revealed:

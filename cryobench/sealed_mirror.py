@@ -5,12 +5,13 @@ about 1 MB) is most of a step. Built in the parent, it had to cross to the worke
 and the handoff cost several times a fast agent's whole step (measured: 6x the open run for
 predict-rank). Instead the worker keeps a *mirror*: an environment on a world made from the
 public layout and the rules only, whose ground truth is unknown (``inf``: never good, never
-shown). Each step the parent, which alone holds the truth, plays the action on the real world
-and sends back one small message: the hole played and the CTFMaxRes of the holes that step's
-feedback revealed (with ``inspection`` the hole itself, with ``queue:K`` a batch every K
-exposures, with ``none`` nothing). The mirror writes those values in and takes the same step
-with the same simulator, so the agent sees the open run's observations bit for bit (tested:
-sealed and open sessions are equal move for move), and nothing the feedback did not reveal.
+shown). The worker sends its actions; the parent, which alone holds the truth, plays each on
+the real world and answers the steps that reveal CTFs (with ``inspection`` every step, the
+hole itself; with ``queue:K`` a batch every K exposures; with ``none`` never) with one small
+message: the revealed holes, their CTFMaxRes capped at 20 Å and whether each is good, which is
+all an open observation shows of them. The mirror writes those in and takes the same step with
+the same simulator, so the agent sees the open run's observations bit for bit (tested: sealed
+and open sessions are equal move for move), and nothing the feedback did not reveal.
 
 Mirrored: the full observation of paper sessions on one grid behind gymnasium's own checking
 wrappers (every protocol task). Other sessions (staged, cassettes, the compact observation,
@@ -28,7 +29,7 @@ import numpy as np
 
 from cryobench import simulator
 from cryobench.env import CryoEMSessionEnv
-from cryobench.grid import Grid
+from cryobench.grid import CTF_CAP, Grid
 from cryobench.profiles import InstrumentProfile
 from cryobench.rules import Feedback
 
@@ -42,7 +43,8 @@ TRANSPARENT_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChec
 #: parent checks against its own; ACTION_ABORTED: the worker left a session the parent stopped.
 ACTION = struct.Struct("<Bqd")
 ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR, ACTION_END, ACTION_ABORTED = 1, 2, 3, 4, 5
-#: parent -> worker: flags and how many holes were revealed (their ids and CTFs follow). Sent only
+#: parent -> worker: flags and how many holes were revealed (their ids, capped CTFs and good
+#: flags follow). Sent only
 #: when the worker waits for one: a step that reveals something, the end of the session, an abort.
 FEEDBACK = struct.Struct("<BI")
 FEEDBACK_REVEAL, FEEDBACK_OVER, FEEDBACK_ABORT = 0, 1, 2
@@ -111,15 +113,17 @@ class Mirror:
         self._revealed = 0
         return self.env.reset(seed=seed, options={"start_hole": start_hole})
 
-    def step(self, hole: int, revealed: np.ndarray, revealed_ctf: np.ndarray) -> tuple[dict, bool, dict]:
-        """Play ``hole`` as the parent did, knowing the CTFs its step revealed."""
+    def step(
+        self, hole: int, revealed: np.ndarray, revealed_ctf: np.ndarray, revealed_good: np.ndarray
+    ) -> tuple[dict, bool, dict]:
+        """Play ``hole`` as the parent did, knowing what its step revealed: the holes, their CTFs
+        capped at ``CTF_CAP`` (all an observation shows of them) and whether each is good."""
         world = self.env.world
         if len(revealed):
             # The simulator reads a revealed hole's CTF and whether it is good from the world.
-            good = revealed_ctf < world.threshold
             self._ctf[revealed] = revealed_ctf
-            world.true_good[revealed] = good
-            world.reveal_delta[revealed, simulator.COL_REVEALED_GOOD] = good
+            world.true_good[revealed] = revealed_good
+            world.reveal_delta[revealed, simulator.COL_REVEALED_GOOD] = revealed_good
             self._revealed += len(revealed)
         obs, _reward, terminated, _truncated, info = self.env.step(hole)
         shown = int(self.env.state.tables[_TILE][:, simulator.COL_REVEALED].sum())
@@ -143,12 +147,18 @@ def revealed_by(world: simulator.World, state: simulator.SessionState, hole: int
     return ()
 
 
-def feedback_message(flags: int, revealed: tuple[int, ...] = (), ctf: np.ndarray | None = None) -> bytes:
-    """The parent's message: flags, the revealed holes and their CTFs (float64, exact)."""
+def feedback_message(flags: int, revealed: tuple[int, ...] = (), world: simulator.World | None = None) -> bytes:
+    """The parent's message: flags, the revealed holes, their CTFs capped at ``CTF_CAP`` (float64)
+    and whether each is good. What an open run's observation shows of a revealed hole: the capped
+    CTF (``revealed_ctf``, the features) and good or not (the revealed-good counts); a failed fit's
+    or a 25 Å hole's exact number never crosses."""
     head = FEEDBACK.pack(flags, len(revealed))
     if not revealed:
         return head
-    return head + struct.pack(f"<{len(revealed)}q{len(revealed)}d", *revealed, *ctf[list(revealed)].tolist())
+    holes = list(revealed)
+    capped = np.minimum(world.grid.ctf[holes], CTF_CAP).tolist()
+    good = world.true_good[holes].tolist()
+    return head + struct.pack(f"<{len(holes)}q{len(holes)}d{len(holes)}?", *holes, *capped, *good)
 
 
 def read_actions(message: bytes) -> list[tuple[int, int, float, str]]:
@@ -165,10 +175,11 @@ def read_actions(message: bytes) -> list[tuple[int, int, float, str]]:
     return records
 
 
-def read_feedback(message: bytes) -> tuple[int, np.ndarray, np.ndarray]:
-    """``feedback_message`` read back: (flags, revealed holes, their CTFs)."""
+def read_feedback(message: bytes) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """``feedback_message`` read back: (flags, revealed holes, their capped CTFs, good or not)."""
     flags, count = FEEDBACK.unpack_from(message)
     start = FEEDBACK.size
     holes = np.frombuffer(message, dtype="<i8", count=count, offset=start)
     ctf = np.frombuffer(message, dtype="<f8", count=count, offset=start + 8 * count)
-    return flags, holes, ctf
+    good = np.frombuffer(message, dtype=np.bool_, count=count, offset=start + 16 * count)
+    return flags, holes, ctf, good

@@ -11,6 +11,7 @@ from cryobench.agents.external import as_agent
 from cryobench.agents.registry import load_agent
 from cryobench.errors import InputError
 from cryobench.evaluate import make_env, play_episode
+from cryobench.grid import CTF_CAP
 from cryobench.sealed import SealedAgent
 from tests.sealed_agents import memory_dump_path
 
@@ -113,12 +114,14 @@ def test_an_agent_failing_mid_session_leaves_its_worker_ready(env):
 
 
 def _truth_found(env, dump) -> list[str]:
-    """What of the parent's truth (CTFs, good or not) the memory dump holds, on the holes never revealed."""
+    """What of the parent's truth the memory dump holds: CTFs or good flags of holes never revealed,
+    or the exact CTF of a revealed one above the cap (observations show it capped at 20 Å)."""
     world, state = env.unwrapped.world, env.unwrapped.state
     hidden = ~state.revealed  # never revealed: only the parent knows these
+    secret = hidden | (world.grid.ctf > CTF_CAP)
     found = []
     for name, array in np.load(dump).items():
-        if array.dtype.kind == "f" and np.any(array[hidden] == world.grid.ctf[hidden]):
+        if array.dtype.kind == "f" and np.any(array[secret] == world.grid.ctf[secret]):
             found.append(f"{name}: CTFs")
         if array.dtype.kind == "b" and np.array_equal(array[hidden], world.true_good[hidden]):
             found.append(f"{name}: good holes")
@@ -139,6 +142,7 @@ def test_nothing_in_the_worker_holds_the_truth(env):
         row = play_episode(env, sealed, 0)
         dump = memory_dump_path(sealed.worker_pid)
     assert row["exposures"] == 52
+    assert np.any(env.unwrapped.state.revealed & (env.unwrapped.world.grid.ctf > CTF_CAP))  # capped ones shown
     assert len(np.load(dump).files) >= 20  # it did find the worker's arrays (its mirror's CTFs among them)
     found = _truth_found(env, dump)
     dump.unlink()
