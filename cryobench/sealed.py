@@ -29,6 +29,7 @@ import multiprocessing as mp
 import os
 import select
 import shutil
+import struct
 import tempfile
 import time
 import traceback
@@ -434,9 +435,12 @@ class SealedAgent:
             if (kind, exposures, elapsed) != (ACTION_END, state.n_exposures, state.elapsed):
                 raise InputError(f"agent {self.name!r}: its worker's session did not end with the parent's")
             self._send_bytes(feedback_message(FEEDBACK_OVER))
-        except BaseException as exc:
+        except Exception as exc:
             if not (isinstance(exc, InputError) and self._worker_left):
                 self._stop_session()
+            raise
+        except BaseException:  # Ctrl-C, SystemExit: the run ends here, and so does the worker, now
+            self.close(wait=False)
             raise
         finally:
             if parent_cpus is not None:
@@ -470,8 +474,8 @@ class SealedAgent:
             self._send_bytes(feedback_message(FEEDBACK_ABORT))
             while self._receive_action()[0] != ACTION_ABORTED:
                 pass
-        except InputError:  # the worker failed or ended meanwhile: nothing more to stop
-            pass
+        except InputError:  # the worker failed or ended meanwhile: end it, later use gets a clear error
+            self.close(wait=False)
 
     # ---- plumbing ------------------------------------------------------------------------------
     def _send_env(self, env) -> None:
@@ -531,7 +535,11 @@ class SealedAgent:
                 message = self._conn.recv_bytes()
             except (EOFError, OSError):
                 raise InputError(f"agent {self.name!r}: its sealed worker process ended unexpectedly") from None
-            self._records.extend(read_actions(message))
+            try:
+                self._records.extend(read_actions(message))
+            except (ValueError, struct.error):  # not a session's records: the two are out of step
+                self.close(wait=False)
+                raise InputError(f"agent {self.name!r}: its sealed worker sent an unreadable answer") from None
         kind, value, seconds, text = self._records.popleft()
         if kind == ACTION_ERROR:
             self._worker_left = True  # its session ended with the error
@@ -553,13 +561,15 @@ class SealedAgent:
             raise InputError(f"agent {self.name!r}: its worker answered {kind!r} where {expected!r} was expected")
         return tuple(payload)
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """End the worker: asked to, and given 5 s (``wait``), or at once."""
         if self._process.is_alive():
             try:
-                self._conn.send(("close",))
+                if wait:
+                    self._conn.send(("close",))
             except (BrokenPipeError, OSError):
                 pass
-            self._process.join(timeout=5)
+            self._process.join(timeout=5 if wait else 0)
             if self._process.is_alive():
                 self._process.kill()
                 self._process.join()

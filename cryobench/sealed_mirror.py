@@ -43,6 +43,7 @@ TRANSPARENT_WRAPPERS = (gym.wrappers.OrderEnforcing, gym.wrappers.PassiveEnvChec
 #: parent checks against its own; ACTION_ABORTED: the worker left a session the parent stopped.
 ACTION = struct.Struct("<Bqd")
 ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR, ACTION_END, ACTION_ABORTED = 1, 2, 3, 4, 5
+ACTION_KINDS = frozenset((ACTION_HOLE, ACTION_NOT_A_HOLE, ACTION_ERROR, ACTION_END, ACTION_ABORTED))
 #: parent -> worker: flags and how many holes were revealed (their ids, capped CTFs and good
 #: flags follow). Sent only
 #: when the worker waits for one: a step that reveals something, the end of the session, an abort.
@@ -166,6 +167,8 @@ def read_actions(message: bytes) -> list[tuple[int, int, float, str]]:
     records, offset = [], 0
     while offset < len(message):
         kind, value, number = ACTION.unpack_from(message, offset)
+        if kind not in ACTION_KINDS:
+            raise ValueError(f"unknown record kind {kind}")
         offset += ACTION.size
         text = ""
         if kind in (ACTION_NOT_A_HOLE, ACTION_ERROR):

@@ -166,3 +166,21 @@ def test_the_worker_ends_with_the_run(env):
     pid = sealed.worker_pid
     sealed.close()
     assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
+
+
+def test_ctrl_c_in_the_parent_mid_session_ends_the_worker_at_once(env, monkeypatch):
+    with SealedAgent("greedy") as sealed:
+        receive, calls = sealed._receive_action, []
+
+        def interrupted():
+            calls.append(1)
+            if len(calls) == 5:
+                raise KeyboardInterrupt
+            return receive()
+
+        monkeypatch.setattr(sealed, "_receive_action", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            play_episode(env, sealed, 0)
+        assert sealed._process.exitcode == -9  # killed, not left waiting for a message that never comes
+        with pytest.raises(InputError, match="its sealed worker process ended unexpectedly"):
+            play_episode(env, sealed, 1)
