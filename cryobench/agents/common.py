@@ -146,10 +146,20 @@ class PatchPlanner:
     """
 
     def __init__(
-        self, hierarchy: Hierarchy, shadow_price: bool = True, price_scale: float = 1.0, replan_every: int = 8
+        self,
+        hierarchy: Hierarchy,
+        shadow_price: bool = True,
+        price_scale: float = 1.0,
+        replan_every: int = 8,
+        skip_exhausted: bool = False,
     ) -> None:
         h = self.hierarchy = hierarchy
         self.use_shadow_price = shadow_price
+        # A square's rate is shared by all its patches, so the first patch of the best square can be
+        # one with no hole left: the move then goes to a visited hole (an invalid move, a minute lost;
+        # hundreds of them in 16 h sessions). With skip_exhausted the planner moves to the square's
+        # best patch that still has holes. Off by default: the agents of v1's results keep their decisions.
+        self.skip_exhausted = skip_exhausted
         self.price_scale = price_scale
         self.replan_every = replan_every
         # The price of staying found by the last full decision: (patch, price, decisions it stays valid).
@@ -195,6 +205,10 @@ class PatchPlanner:
             patch = current_patch
         else:
             patch = int(np.argmax(rates))
+            if self.skip_exhausted:
+                open_rates = np.where(usable[:, 0], rates, -np.inf)
+                tied = open_rates >= open_rates.max()
+                patch = int(np.argmax(np.where(tied, self.last_patch_rate, -np.inf)))
             if self.use_shadow_price:
                 # In the patch moved into, the price of staying is almost always the shadow price
                 # (its best alternative is at least as good): reuse it rather than replan on arrival.
@@ -217,6 +231,7 @@ class PatchPlanner:
         horizon = time_left + m[0]  # the move that crosses the session's end still counts
         reachable = usable & (entry[:, None] + self.prefix_steps <= horizon)
         patch_rate, _ = self.best_prefix(cumulative, entry[:, None] + self.prefix_steps, reachable)
+        self.last_patch_rate = patch_rate
         inner_minutes = m[1] + self.prefix_steps
         inner_rate, inner_last = self.best_prefix(cumulative, inner_minutes, usable)
         inner_value = cumulative[self.patch_ids, inner_last]

@@ -1,21 +1,24 @@
-"""Bayesian lookahead: hierarchical-bayes's posterior, and Monte Carlo rollouts that value what
-the next exposures will reveal before leaving a patch.
+"""Bayesian lookahead: a belief that learns how far to trust the regressor from the session's own
+revealed CTFs, and Monte Carlo rollouts that value what the next exposures will reveal before
+leaving a patch.
 
-Belief: ``hierarchical-bayes``'s model, unchanged and not recomputed here (the calibrated
-prediction plus grid, tile, square and patch random effects and a distance-weighted effect of
-revealed neighbours in the patch; ``cryobench.agents.hierarchical``), updated by every CTF the
-feedback mode reveals.
+Belief (``cryobench.agents.calibrated``): the revealed CTFs as a Gaussian model of the
+predictions (bias, a slope between patches and one within them, noise) plus tile, square and
+patch effects and a field of revealed neighbours in the patch; calibration and variances are
+refitted online by empirical Bayes at every full decision, so a perfect regressor is trusted and
+a poor or uninformative one discounted as the session reveals which it is. (Version 1 reused
+``hierarchical-bayes``'s fixed calibration and lost to Predict-Rank on the RNAPII twins.)
 
-Decision: greedy's planner on the posterior (``PatchPlanner``) proposes; it leaves a patch as
-soon as the patch's best hole is worth less than the price of a minute. That rule is myopic: an
-exposure in an uncertain patch also *reveals* a CTF that moves the patch's and its neighbours'
-probabilities. Before leaving, the agent therefore looks ahead: it samples ``scenarios``
-futures of staying (each exposure's outcome drawn from the current belief, the belief updated
-by it as the feedback mode would reveal it, ``queue:K`` included), follows in each the rule
-"take the best hole while it beats the price, then leave" for up to ``horizon`` exposures, and
-stays when the expected good exposures gained beyond the price of the minutes spent is
-positive. Leaving is worth zero by the price's definition (the best use of a minute elsewhere),
-so the comparison is exact within the model. Outcomes use common random numbers from the
+Decision: greedy's planner on the posterior (``PatchPlanner``, moving only into patches with
+holes left) proposes; it leaves a patch as soon as the patch's best hole is worth less than the
+price of a minute. That rule is myopic: an exposure in an uncertain patch also *reveals* a CTF
+that moves the patch's and its neighbours' probabilities. Before leaving, the agent therefore
+looks ahead: it samples ``scenarios`` futures of staying (each exposure's CTF drawn from the
+belief's predictive distribution, the belief updated as the feedback mode would reveal it,
+``queue:K`` included), follows in each the rule "take the best hole while it beats the price,
+then leave" for up to ``horizon`` exposures, and stays when the expected good exposures gained
+beyond the price of the minutes spent is positive. Leaving is worth zero by the price's
+definition (the best use of a minute elsewhere). Outcomes use common random numbers from the
 agent's seeded generator.
 
 What it is not: a full POMCP tree over all moves. Moves between patches and squares stay the
@@ -29,94 +32,102 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cryobench.agents.hierarchical import HierarchicalBayesAgent, HierarchicalBayesConfig, _sigmoid
+from cryobench.agents.base import Agent
+from cryobench.agents.calibrated import CalibratedBelief, CalibrationPriors
+from cryobench.agents.common import Hierarchy, PatchPlanner
+from cryobench.agents.predict_rank import nested_plan
 from cryobench.errors import InputError
 
 
 @dataclass
-class BayesLookaheadConfig(HierarchicalBayesConfig):
-    """Hyperparameters: hierarchical-bayes's model and planner (inherited) and the lookahead's."""
+class BayesLookaheadConfig(CalibrationPriors):
+    """Hyperparameters: the belief's priors (inherited), the planner's and the lookahead's."""
 
+    #: stay in a patch while its next hole beats the price of a minute at the session's end
+    shadow_price: bool = True
+    #: the shadow price is multiplied by this (> 1: pickier in a patch)
+    price_scale: float = 1.0
+    #: while staying in a patch, reuse the price of staying for this many decisions before replanning
+    replan_every: int = 8
     #: sampled futures of staying per lookahead
     scenarios: int = 32
     #: at most this many simulated exposures per future
     horizon: int = 12
+    #: follow Predict-Rank's plan once at least ``trust_holes`` revealed CTFs that can tell (see
+    #: ``CalibratedBelief.fit_calibration``) are within this rms (Å, model scale) of the calibrated
+    #: predictions, and while they stay so: a near-perfect regressor leaves nothing to learn, and
+    #: Predict-Rank's plan beats the per-minute planner on perfect predictions (0: never follow it)
+    trust_rms: float = 0.25
+    trust_holes: int = 5
 
 
-def batched_patch_probabilities(
-    base: np.ndarray,
-    weights: np.ndarray,
-    shown: np.ndarray,
-    y: np.ndarray,
-    patch_variance: float,
-    neighbour_variance: float,
-) -> np.ndarray:
-    """P(good) of a patch's holes in many scenarios at once: the update of
-    ``HierarchicalBayesAgent.patch_probabilities`` (patch effect, then neighbour effects, one
-    penalised Newton step each), for ``shown`` and ``y`` of shape (scenarios, holes).
-
-    ``base``: the holes' logits before the patch's revealed holes (prior + coarse effects);
-    ``weights``: the patch's neighbour weights (target x source).
-    """
-    shown_f = shown.astype(np.float64)
-    p = _sigmoid(base) * shown_f
-    residual = np.sum((y - p) * shown_f, axis=1, keepdims=True)
-    information = np.sum(p * (1.0 - p) * shown_f, axis=1, keepdims=True)
-    logit = base + residual / (information + 1.0 / patch_variance)
-    p = _sigmoid(logit)
-    neighbour = (((y - p) * shown_f) @ weights.T) / ((p * (1.0 - p) * shown_f) @ weights.T + 1.0 / neighbour_variance)
-    return _sigmoid(logit + neighbour)
-
-
-class BayesLookaheadAgent(HierarchicalBayesAgent):
-    """Hierarchical-bayes's posterior + Monte Carlo lookahead over staying in a patch."""
+class BayesLookaheadAgent(Agent):
+    """Online-calibrated hierarchical posterior + Monte Carlo lookahead over staying in a patch."""
 
     name = "bayes-lookahead"
     Config = BayesLookaheadConfig
-    plays_staged = False
+    needs_feedback = True
 
     def reset(self, env, seed: int) -> None:
         c = self.config
-        for name in ("scenarios", "horizon"):
+        for name in ("scenarios", "horizon", "trust_holes"):
             value = getattr(c, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise InputError(f"agent {self.name!r}: hyperparameter {name!r} must be an integer >= 1, got {value!r}")
         super().reset(env, seed)
+        h = self.hierarchy = Hierarchy.from_layout(self.layout)
+        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every, skip_exhausted=True)
+        self.belief = CalibratedBelief(h, c)
+        self.fixed_plan = nested_plan(h, h.predicted_ctf, h.threshold, "count", False)  # Predict-Rank's
+        self.plan_position = 0
+        self.trusting = False  # following Predict-Rank's plan (the regressor looks near-perfect)
         feedback = self.layout.feedback
         self.reveal_batch = feedback.batch if feedback.mode == "queue" else 1
         self.lookaheads = 0  # how often the planner's "leave" was looked into (for tests and reports)
         self.stays = 0  # how often the lookahead kept the agent in the patch against the planner
 
+    @property
+    def p_good(self) -> np.ndarray:
+        return self.belief.p_good
+
+    def patch_probabilities(self, obs: dict, current_hole: int) -> np.ndarray:
+        """P(good) of the current patch's holes after its revealed holes (the fast in-patch update)."""
+        patch = int(self.hierarchy.patch[current_hole])
+        members = self.belief.members[patch]
+        ctf = self.belief.to_model(obs["revealed_ctf"][members])
+        return self.belief.patch_probabilities(patch, obs["revealed"][members], ctf)[0]
+
+    def refit_beliefs(self, obs: dict) -> None:
+        """Refit calibration, variances and every group effect to the revealed holes."""
+        shown = np.flatnonzero(obs["revealed"])
+        self.belief.refit(shown, obs["revealed_ctf"][shown])
+
     def stay_value(self, obs: dict, current_hole: int, price: float) -> float:
         """Expected good exposures beyond the price of their minutes, of staying in the current patch
         (then leaving when the best hole no longer beats the price), over sampled futures."""
-        c, h = self.config, self.hierarchy
-        patch = h.patch[current_hole]
-        members = self.planner.patch_members(current_hole)
+        c, h, belief = self.config, self.hierarchy, self.belief
+        patch = int(h.patch[current_hole])
+        members = belief.members[patch]
         open_now = obs["action_mask"][members].astype(bool)
         revealed = obs["revealed"][members].astype(bool)
-        base = self.prior_logit[members] + self.coarse_shift[patch]
-        y_now = (obs["revealed_ctf"][members] < self.layout.threshold).astype(np.float64) * revealed
+        ctf_now = np.where(revealed, belief.to_model(obs["revealed_ctf"][members]), 0.0)
         m0 = float(h.minutes[0])
         steps = min(c.horizon, int(open_now.sum()), int(float(obs["time_left"][0]) // m0) + 1)
         if steps <= 0:
             return -np.inf
         n = c.scenarios
         shown = np.repeat(revealed[None, :], n, axis=0)
-        y = np.repeat(y_now[None, :], n, axis=0)
+        y = np.repeat(ctf_now[None, :], n, axis=0)
         available = np.repeat(open_now[None, :], n, axis=0)
         waiting = np.zeros_like(shown)  # exposed in the simulation, not revealed yet (queue:K)
         visited = ~obs["action_mask"].astype(bool)
         pending = int(np.count_nonzero(visited & ~obs["revealed"].astype(bool))) % self.reveal_batch
-        draws = self.rng.random((steps, n))
+        draws = self.rng.standard_normal((steps, n))
         rows = np.arange(n)
         active = np.ones(n, dtype=bool)
         gain = np.zeros(n)
-        weights = self.patch_weights[patch]
         for t in range(steps):
-            p = batched_patch_probabilities(
-                base, weights, shown, y, self.patch_level_variance, self.config.neighbour_variance
-            )
+            p = belief.patch_probabilities(patch, shown, y)
             chance = np.where(available, p, -1.0)
             best = np.argmax(chance, axis=1)
             p_best = chance[rows, best]
@@ -125,32 +136,52 @@ class BayesLookaheadAgent(HierarchicalBayesAgent):
             if not active.any():
                 break
             gain += np.where(active, p_best - price * m0, 0.0)
-            outcome = draws[t] < p_best
-            available[rows[active], best[active]] = False
-            waiting[rows[active], best[active]] = True
-            y[rows[active], best[active]] = outcome[active]
+            outcome = belief.last_mean[rows, best] + belief.last_sd[rows, best] * draws[t]
+            taken = rows[active], best[active]
+            available[taken] = False
+            waiting[taken] = True
+            y[taken] = outcome[active]
             if (pending + t + 1) % self.reveal_batch == 0:
                 shown |= waiting
                 waiting[:] = False
         return float(gain.mean())
 
+    def trusts_predictions(self) -> bool:
+        """True when enough revealed CTFs that can tell are close to the calibrated predictions."""
+        c, belief = self.config, self.belief
+        return c.trust_rms > 0 and belief.revealed >= c.trust_holes and belief.residual_rms <= c.trust_rms
+
+    def plan_hole(self, available: np.ndarray) -> int:
+        """Predict-Rank's next hole (its plan skips visited holes; the pointer only moves forward)."""
+        while not available[self.fixed_plan[self.plan_position]]:
+            self.plan_position += 1
+        return int(self.fixed_plan[self.plan_position])
+
     def act(self, obs: dict, info: dict) -> int:
         current = int(obs["current_hole"])
-        # Most steps stay in the patch (hierarchical-bayes's fast path: the planner would stay anyway).
-        hole = self.stay_in_patch(obs, current)
-        if hole is not None:
-            return hole
-        self.refit_beliefs(obs)
+        members = self.planner.patch_members(current)
+        if self.trusting:
+            self.refit_beliefs(obs)
+            if self.trusts_predictions():
+                return self.plan_hole(obs["action_mask"])
+            self.trusting = False  # the regressor errs: learn from what it reveals from now on
+        else:
+            if self.planner.has_price(current):  # most steps: stay in the patch while it beats the price
+                members_open = obs["action_mask"][members]
+                hole = self.planner.try_stay(current, self.patch_probabilities(obs, current), members_open)
+                if hole is not None:
+                    return hole
+            self.refit_beliefs(obs)
+            if self.trusts_predictions():
+                self.trusting = True
+                return self.plan_hole(obs["action_mask"])
         mask = obs["action_mask"].astype(bool)
         hole = self.planner.next_hole(self.p_good, mask, current, float(obs["time_left"][0]))
-        patch = self.hierarchy.patch[current]
-        members = self.planner.patch_members(current)
-        if self.hierarchy.patch[hole] == patch or not mask[members].any():
+        if self.hierarchy.patch[hole] == self.hierarchy.patch[current] or not mask[members].any():
             return hole
         # The planner leaves: would staying, with what the next exposures reveal, pay its minutes?
         self.lookaheads += 1
-        price = float(self.planner.last_price)
-        if self.stay_value(obs, current, price) <= 0.0:
+        if self.stay_value(obs, current, float(self.planner.last_price)) <= 0.0:
             return hole
         self.stays += 1
         probability = np.where(mask[members], self.patch_probabilities(obs, current), -1.0)
