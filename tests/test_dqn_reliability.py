@@ -299,6 +299,10 @@ def test_training_with_reliability_and_several_demonstrators_is_reproducible_fro
         digests.append(hashlib.sha256(b"".join(state[k].numpy().tobytes() for k in sorted(state))).hexdigest())
     assert digests[0] == digests[1]
     assert summary["gradient_steps"] == 10 + (120 - 40) // 5
+    assert sum(summary["demonstrated_by"].values()) == 2 and set(summary["demonstrated_by"]) <= {
+        "predict-rank",
+        "greedy",
+    }
     network, document = load_checkpoint(tmp_path / "first.pt")
     assert isinstance(network, HoleQNetwork) and network.n_features == len(RELIABILITY_LAYOUT_NAMES)
     assert document["feature_layout_version"] == RELIABILITY_LAYOUT_VERSION

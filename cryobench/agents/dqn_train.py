@@ -291,6 +291,7 @@ class CompactReplay:
         self.done = np.zeros(shape, dtype=bool)
         self.n_holes = n_holes
         self.steps = 0  # steps written per session
+        self.demonstrators: list[str] = []  # demonstrations: the agent that played each world
 
     @property
     def nbytes(self) -> int:
@@ -386,7 +387,6 @@ def demonstrations(
     agents = [_demonstrator(name) for name in names]
     longest = max(int(w.duration / min(w.profile.minutes)) + 2 for w in worlds)  # exposures a session can hold
     demos = CompactReplay(len(worlds) * config.demo_episodes_per_world * longest, 1, worlds[0].n_holes)
-    demos.demonstrators = []
     # apart from the stream that drives training; one stream per layout
     rng = np.random.default_rng([seed, 1] if stream == 0 else [seed, 1, stream])
     from tqdm.auto import tqdm
@@ -712,6 +712,7 @@ def train_on_worlds(
         "seconds": run.seconds(),
         "replay_bytes": sum(g.replay.nbytes + (g.demos.nbytes if g.demos is not None else 0) for g in run.groups),
         "training_layouts": len(run.groups),
+        "demonstrated_by": run.demonstrated_by(),
         "hyperparameters": dataclasses.asdict(config),
     }
 
@@ -786,6 +787,11 @@ class TrainingRun:
 
     def seconds(self) -> float:
         return time.perf_counter() - self.started
+
+    def demonstrated_by(self) -> dict[str, int]:
+        """How many training worlds each demonstrator was chosen for (several demonstrators: the best per world)."""
+        names = [name for group in self.groups if group.demos is not None for name in group.demos.demonstrators]
+        return {name: names.count(name) for name in dict.fromkeys(names)}
 
 
 def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progress: bool = False) -> TrainingRun:
@@ -990,6 +996,7 @@ def checkpoint(run: TrainingRun, score: float, out: Path, meta: dict[str, Any] |
         "training_worlds": run.n_worlds,
         "training_layouts": len(run.groups),
         "demonstrator": config.demonstrator,
+        "demonstrated_by": run.demonstrated_by(),
         "seconds": round(run.seconds(), 1),
     }
     save_checkpoint(out, run.online, config, checkpoint_meta)
