@@ -24,5 +24,8 @@ def test_the_gate_catches_the_regression_it_is_for(monkeypatch):
     """Features recomputed from scratch at every step (the incremental path lost) fail the gate."""
     monkeypatch.setattr(cryobench.env, "hole_features", hole_features_from_scratch)
     name, env_id, kwargs, rounds = OPERATIONS[2]  # step[5822]
-    failures = verdict({name: measure(name, env_id, kwargs, rounds)}, committed())
+    ratio = measure(name, env_id, kwargs, rounds)
+    if not verdict({name: ratio}, committed()):  # the gate's own retry, mirrored: load hid the slowdown once
+        ratio = max(ratio, measure(name, env_id, kwargs, rounds))
+    failures = verdict({name: ratio}, committed())
     assert failures and failures[0].startswith(f"{name}: ") and f"tolerance {TOLERANCE}" in failures[0]
