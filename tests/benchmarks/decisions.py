@@ -6,11 +6,18 @@ from typing import Any
 
 
 def time_decisions(benchmark, env, agent, state: dict, rounds: int, warmup_rounds: int) -> Any:
-    """Time ``agent.act`` over ``rounds`` consecutive steps of its session (the step itself untimed);
-    a session near its end is reset (seed 1) between rounds. ``state`` holds the session's current
-    ``obs`` and ``info`` and is kept up to date. Returns the last hole chosen."""
+    """Time ``agent.act`` over ``rounds`` consecutive steps of its session (the step itself untimed:
+    the hole chosen in one round is played in the next round's setup); a session near its end is
+    reset (seed 1) between rounds. ``state`` holds the session's current ``obs`` and ``info`` and is
+    kept up to date (the last hole chosen is played before returning). Returns the last hole chosen."""
+    chosen: list[int] = []
+
+    def play_chosen():
+        if chosen:
+            state["obs"], _, _, _, state["info"] = env.step(chosen.pop())
 
     def advance():
+        play_chosen()
         if env.unwrapped.state.elapsed > env.unwrapped.world.duration - 30:
             state["obs"], state["info"] = env.reset(seed=1)
             agent.reset(env, 1)
@@ -18,7 +25,9 @@ def time_decisions(benchmark, env, agent, state: dict, rounds: int, warmup_round
 
     def decide(obs, info):
         hole = agent.act(obs, info)
-        state["obs"], _, _, _, state["info"] = env.step(hole)
+        chosen.append(hole)
         return hole
 
-    return benchmark.pedantic(decide, setup=advance, rounds=rounds, warmup_rounds=warmup_rounds)
+    hole = benchmark.pedantic(decide, setup=advance, rounds=rounds, warmup_rounds=warmup_rounds)
+    play_chosen()
+    return hole
