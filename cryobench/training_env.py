@@ -19,15 +19,26 @@ PROFILES = ("paper", "arxiv", "measured-aldolase")
 MAX_DURATION = 960.0
 
 
-def draw_conditions(rng: np.random.Generator) -> dict[str, Any]:
+#: Which regressors the draws cover: ``all`` (protocol v2's range, perfect to uninformative) or ``poor``
+#: (noise 1-2.5, Gaussian sigma 1.5-3, uninformative twice as often: for agents meant for a poor regressor).
+REGRESSOR_RANGES = {
+    "all": {"p": [0.6, 0.35, 0.05], "noise": (0.0, 2.5), "sigma": (0.5, 3.0)},
+    "poor": {"p": [0.5, 0.4, 0.1], "noise": (1.0, 2.5), "sigma": (1.5, 3.0)},
+}
+
+
+def draw_conditions(rng: np.random.Generator, regressors: str = "all") -> dict[str, Any]:
     """One set of session conditions, from ``rng`` (the environment's ``np_random``)."""
-    model = rng.choice(["default", "gaussian", "uninformative"], p=[0.6, 0.35, 0.05])
+    if regressors not in REGRESSOR_RANGES:
+        raise InputError(f"argument 'regressors': expected one of {', '.join(REGRESSOR_RANGES)}, got {regressors!r}")
+    ranges = REGRESSOR_RANGES[regressors]
+    model = rng.choice(["default", "gaussian", "uninformative"], p=ranges["p"])
     if model == "default":
-        regressor, noise = None, float(rng.uniform(0.0, 2.5))
+        regressor, noise = None, float(rng.uniform(*ranges["noise"]))
     elif model == "gaussian":
         regressor = {
             "model": "gaussian",
-            "sigma": round(float(rng.uniform(0.5, 3.0)), 3),
+            "sigma": round(float(rng.uniform(*ranges["sigma"])), 3),
             "bias": round(float(rng.uniform(-1.0, 2.0)), 3),
             "patch_share": round(float(rng.uniform(0.0, 0.6)), 3),
         }
@@ -75,15 +86,24 @@ class TrainingWorldsEnv(CryoEMSessionEnv):
     ## Arguments
 
     - ``dataset``: the twin (default ``aldolase``).
+    - ``regressors``: ``"all"`` (default: perfect to uninformative, as protocol v2 varies them) or
+      ``"poor"`` (only poor regressors; :data:`REGRESSOR_RANGES`).
     - ``render_mode``: ``None`` or ``"rgb_array"``.
     """
 
-    def __init__(self, dataset: str = "aldolase", render_mode: str | None = None, **unknown: Any) -> None:
+    def __init__(
+        self, dataset: str = "aldolase", regressors: str = "all", render_mode: str | None = None, **unknown: Any
+    ) -> None:
         if unknown:
             raise InputError(
                 f"unknown argument(s) {', '.join(map(repr, sorted(unknown)))}; cryobench/Training-v0 takes "
-                "'dataset' and 'render_mode' (the conditions are drawn at every reset)"
+                "'dataset', 'regressors' and 'render_mode' (the conditions are drawn at every reset)"
             )
+        if regressors not in REGRESSOR_RANGES:
+            raise InputError(
+                f"argument 'regressors': expected one of {', '.join(REGRESSOR_RANGES)}, got {regressors!r}"
+            )
+        self.regressors = regressors
         super().__init__(
             dataset=dataset,
             split="all",
@@ -96,7 +116,7 @@ class TrainingWorldsEnv(CryoEMSessionEnv):
         self.conditions: dict[str, Any] = {}
 
     def _training_world(self, world_seed: int, layout_seed: int | None) -> simulator.World:
-        self.conditions = draw_conditions(self.np_random)
+        self.conditions = draw_conditions(self.np_random, self.regressors)
         base = load_dataset(dataset=self._dataset_name, seed=world_seed, layout_seed=layout_seed)
         return build_world(base, split="all", prediction_seed=world_seed, **self.conditions)
 

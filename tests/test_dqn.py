@@ -672,6 +672,9 @@ def test_the_training_pool_needs_the_training_environment_and_no_world_arguments
     unknown = "DQN hyperparameter 'training_twins': argument 'dataset': unknown dataset 'nonesuch'"
     with pytest.raises(InputError, match=unknown):
         training_worlds("training", {}, DQNConfig(training_pool=2, training_twins="aldolase,nonesuch"), seed=0)
+    wrong = "DQN hyperparameter 'training_regressors': expected one of all, poor, got 'good'"
+    with pytest.raises(InputError, match=wrong):
+        training_worlds("training", {}, DQNConfig(training_pool=2, training_regressors="good"), seed=0)
 
 
 def test_checkpoints_are_never_selected_on_measured_test_holes(monkeypatch, aldolase_data):

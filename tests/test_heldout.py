@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 import yaml
 
@@ -218,8 +219,30 @@ def test_the_training_environment_draws_training_worlds_and_conditions():
     again = gym.make("cryobench/Training-v0", dataset="apoferritin")
     _, info = again.reset(seed=5)
     assert (again.unwrapped.world_seed, json.dumps(info["conditions"], sort_keys=True)) == (seen[5][0], seen[5][2])
-    with pytest.raises(InputError, match="takes 'dataset' and 'render_mode'"):
+    with pytest.raises(InputError, match="takes 'dataset', 'regressors' and 'render_mode'"):
         gym.make("cryobench/Training-v0", noise=2.0)
+
+
+def test_training_worlds_of_poor_regressors_draw_only_poor_ones():
+    import gymnasium as gym
+
+    from cryobench.training_env import draw_conditions
+
+    env = gym.make("cryobench/Training-v0", dataset="aldolase", regressors="poor")
+    models = set()
+    for seed in range(40):
+        conditions = env.reset(seed=seed)[1]["conditions"]
+        regressor = conditions["regressor"]
+        models.add("default" if regressor is None else regressor["model"] if isinstance(regressor, dict) else regressor)
+        if regressor is None:
+            assert 1.0 <= conditions["noise"] <= 2.5
+        elif isinstance(regressor, dict):
+            assert 1.5 <= regressor["sigma"] <= 3.0
+    assert models == {"default", "gaussian", "uninformative"}
+    # "all" is the default and draws what it drew before the option existed (same generator calls)
+    assert draw_conditions(np.random.default_rng(7)) == draw_conditions(np.random.default_rng(7), "all")
+    with pytest.raises(InputError, match="argument 'regressors': expected one of all, poor, got 'bad'"):
+        gym.make("cryobench/Training-v0", regressors="bad")
 
 
 @pytest.mark.parametrize("name", ["world_seed", "layout_seed"])

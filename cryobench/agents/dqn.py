@@ -135,6 +135,9 @@ class DQNConfig:
     # shared out over the twins of ``training_twins``. Layouts of one twin share sessions and a replay.
     training_pool: int = 16
     training_twins: str = "aldolase,apoferritin,rnapii,aldolaseau"
+    # Which regressors the pool's (and validation pool's) conditions draw: "all" or "poor"
+    # (cryobench.training_env.REGRESSOR_RANGES).
+    training_regressors: str = "all"
     # Checkpoint selection on ``validation_pool`` more such worlds, drawn from ``validation_seed`` (so every
     # training seed selects on the same worlds; none is trained on): the score is the mean over worlds of
     # good exposures relative to predict-rank's on that world. Replaces the environment's world and

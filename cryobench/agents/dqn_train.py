@@ -77,7 +77,8 @@ def training_worlds(env_name: str, env_kwargs: dict[str, Any], config: DQNConfig
                 f"--env training with training_pool draws its worlds and conditions itself; drop -e "
                 f"{', '.join(sorted(env_kwargs))} (the twins are hyperparameter 'training_twins')"
             )
-        return pool_worlds(_twins(config.training_twins), config.training_pool, np.random.default_rng([seed, 3]))
+        rng = np.random.default_rng([seed, 3])
+        return pool_worlds(_twins(config.training_twins), config.training_pool, rng, config.training_regressors)
     env_kwargs = dict(env_kwargs)
     env_kwargs.pop("new_world_each_reset", None)  # the pool below plays that role
     for name in ("world_seed", "layout_seed"):  # the train/test rule (DEVELOPERS.md)
@@ -122,16 +123,23 @@ def _twins(text: str) -> list[str]:
     return twins
 
 
-def pool_worlds(twins: list[str], count: int, rng: np.random.Generator) -> list[simulator.World]:
+def pool_worlds(
+    twins: list[str], count: int, rng: np.random.Generator, regressors: str = "all"
+) -> list[simulator.World]:
     """``count`` worlds drawn by cryobench/Training-v0 (training layouts, quality and conditions), twins in turn.
 
     Each world is the one a ``TrainingWorldsEnv(dataset=twin)`` reset draws from a seed of ``rng``:
     world and layout seeds below 2**30 (never a test world), conditions from ``draw_conditions``.
     """
-    from cryobench.training_env import TrainingWorldsEnv
+    from cryobench.training_env import REGRESSOR_RANGES, TrainingWorldsEnv
 
+    if regressors not in REGRESSOR_RANGES:
+        raise InputError(
+            f"DQN hyperparameter 'training_regressors': expected one of {', '.join(REGRESSOR_RANGES)}, "
+            f"got {regressors!r}"
+        )
     try:
-        envs = [TrainingWorldsEnv(dataset=twin) for twin in twins]
+        envs = [TrainingWorldsEnv(dataset=twin, regressors=regressors) for twin in twins]
     except InputError as exc:
         raise InputError(f"DQN hyperparameter 'training_twins': {exc}") from None
     worlds = []
@@ -184,7 +192,7 @@ def validation_worlds(config: DQNConfig) -> list[simulator.World]:
     trained on; every one a training world (the train/test rule: selection never sees a test world)."""
     if config.validation_pool > 0:
         rng = np.random.default_rng([config.validation_seed, 5])  # the same worlds for every training seed
-        return pool_worlds(_twins(config.training_twins), config.validation_pool, rng)
+        return pool_worlds(_twins(config.training_twins), config.validation_pool, rng, config.training_regressors)
     if not config.validation_twin:
         return []
     levels = _noise_levels(config.validation_twin_noise, "validation_twin_noise")
