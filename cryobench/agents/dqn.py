@@ -164,6 +164,10 @@ class DQNConfig:
     def __post_init__(self) -> None:
         for name, allowed in HYPERPARAMETER_RANGES.items():
             allowed.check(name, getattr(self, name))
+        if self.training_regressors not in ("all", "poor"):  # cryobench.training_env.REGRESSOR_RANGES
+            raise InputError(
+                f"DQN hyperparameter 'training_regressors': expected one of all, poor, got {self.training_regressors!r}"
+            )
 
 
 @dataclass(frozen=True)
