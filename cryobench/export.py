@@ -191,16 +191,25 @@ def _steps(env, row: dict, where: str) -> Iterator[tuple[int, float, float, bool
                 yield step
         elif missing_no_ops:
             raise InputError(f"{where}: episode seed {seed}: a cassette episode with no-op moves cannot be replayed")
-        obs, reward, terminated, truncated, info = env.step(hole)
-        if info["invalid_action"] or inner.state.exposures[-1:] != [hole]:
-            raise InputError(f"{where}: episode seed {seed}: exposure {k} (hole {hole}) is not possible in this world")
-        yield hole, reward, float(world.grid.ctf[hole]), terminated, truncated, obs, info
+        step = _expose(env, hole, k, where, seed)
+        terminated = step[3]
+        yield step
     while missing_no_ops > 0 and not terminated:  # no-ops after the last exposure
         step = no_op()
         missing_no_ops -= 1
         terminated = step[3]
         yield step
     _check_end(inner, row, where)
+
+
+def _expose(env, hole: int, k: int, where: str, seed: int) -> tuple[int, float, float, bool, bool, dict, dict]:
+    """Exposure ``k`` of a replayed episode (hole ``hole``) as one step's tuple, or an InputError if the
+    world does not allow it."""
+    obs, reward, terminated, truncated, info = env.step(hole)
+    inner = env.unwrapped
+    if info["invalid_action"] or inner.state.exposures[-1:] != [hole]:
+        raise InputError(f"{where}: episode seed {seed}: exposure {k} (hole {hole}) is not possible in this world")
+    return hole, reward, float(inner.world.grid.ctf[hole]), terminated, truncated, obs, info
 
 
 def _check_end(inner, row: dict, where: str) -> None:
@@ -252,10 +261,9 @@ def _staged_steps(env, row: dict, where: str) -> Iterator[tuple[int, float, floa
         hole = exposures[k]
         if terminated:
             raise InputError(f"{where}: episode seed {seed}: the session ended before exposure {k} of {len(exposures)}")
-        obs, reward, terminated, truncated, info = env.step(hole)
-        if info["invalid_action"] or inner.state.exposures[-1:] != [hole]:
-            raise InputError(f"{where}: episode seed {seed}: exposure {k} (hole {hole}) is not possible in this world")
-        yield hole, reward, float(world.grid.ctf[hole]), terminated, truncated, obs, info
+        step = _expose(env, hole, k, where, seed)
+        terminated = step[3]
+        yield step
 
 
 def _place_imaging(world, start, exposures: list[int], minutes: list, order: list[int], where: str, seed: int):
