@@ -179,6 +179,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
             "uses_ground_truth": bool(getattr(agent, "uses_ground_truth", False)),
             "uses_latent_quality": bool(getattr(agent, "uses_latent_quality", False)),
             "needs_feedback": bool(getattr(agent, "needs_feedback", False)),
+            "reads_feedback": _reads_feedback(agent),
             "card": card,
             "version": agent_version(agent, card) if card else {"card_sha256": None, "checkpoint_sha256": None},
             "pid": os.getpid(),
@@ -198,7 +199,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
                 return
             if kind == "env":  # a new public view (a new world or task)
                 _, layout, feature_names, observation_space, action_space, truth, informed, rules = message
-                mirror = None if rules is None else Mirror(layout, rules)
+                mirror = None if rules is None else Mirror(layout, rules, blind=not _reads_feedback(agent))
                 env = SealedEnv(
                     _read_only(layout),
                     feature_names,
@@ -230,6 +231,12 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
                 answer("error", f"unknown message {kind!r}", "")
         except BaseException as exc:
             answer("error", f"{type(exc).__name__}: {exc}", traceback.format_exc(limit=-3))
+
+
+def _reads_feedback(agent: Any) -> bool:
+    """Whether the agent's decisions may depend on revealed CTFs (what it did not declare otherwise
+    does; an agent that needs feedback reads it)."""
+    return bool(getattr(agent, "reads_feedback", True)) or bool(getattr(agent, "needs_feedback", False))
 
 
 def _timed_action(agent, obs: dict, info: dict) -> tuple[Any, float]:
@@ -340,6 +347,7 @@ class SealedAgent:
         self.uses_ground_truth: bool = meta["uses_ground_truth"]
         self.uses_latent_quality: bool = meta["uses_latent_quality"]
         self.needs_feedback: bool = meta["needs_feedback"]
+        self.reads_feedback: bool = meta["reads_feedback"]
         self.card: dict[str, Any] = meta["card"]
         self.version: dict[str, str | None] = meta["version"]
         self.worker_pid: int = meta["pid"]
@@ -404,9 +412,11 @@ class SealedAgent:
         self._worker_left = False
         self._records.clear()
         invalid_actions: list[dict[str, Any]] = []
-        # With inspection the two take turns every step: one CPU. Otherwise the worker streams its
-        # actions and both run at once (one CPU: 1.3x open with feedback none; two: 1.1-1.3x).
-        parent_cpus = self._share_one_cpu() if world.feedback.mode == "inspection" else None
+        # With inspection the two take turns every step: one CPU. Otherwise (or for an agent that
+        # decides without revealed CTFs) the worker streams its actions and both run at once (one
+        # CPU: 1.3x open with feedback none; two: 1.1-1.3x).
+        takes_turns = world.feedback.mode == "inspection" and self.reads_feedback
+        parent_cpus = self._share_one_cpu() if takes_turns else None
         try:
             while True:
                 kind, action, seconds, text = self._receive_action()
@@ -423,7 +433,7 @@ class SealedAgent:
                     invalid_actions.append({"step": state.n_exposures, "action": shown})
                     action = state.current
                 revealed = revealed_by(world, state, action)
-                if revealed:
+                if revealed and self.reads_feedback:  # a blind mirror waits for none (Mirror's blind)
                     self._send_bytes(feedback_message(FEEDBACK_REVEAL, revealed, world))
                 # What env.step does in a paper session, without the observation nobody here reads.
                 result = simulator.expose(world, state, action)
@@ -443,8 +453,9 @@ class SealedAgent:
             self.close(wait=False)
             raise
         finally:
-            if parent_cpus is not None:
+            if parent_cpus is not None:  # both back on every CPU: a streamed session runs them side by side
                 os.sched_setaffinity(0, parent_cpus)
+                os.sched_setaffinity(self.worker_pid, parent_cpus)
         return {**metrics.episode_metrics(world, state), "invalid_actions": invalid_actions}
 
     def _share_one_cpu(self) -> set[int] | None:

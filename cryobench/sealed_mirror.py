@@ -79,7 +79,11 @@ def mirror_rules(env: gym.Env) -> MirrorRules | None:
 class Mirror:
     """An environment on a truth-free copy of a world, advanced from the parent's feedback."""
 
-    def __init__(self, layout: Any, rules: MirrorRules) -> None:
+    def __init__(self, layout: Any, rules: MirrorRules, blind: bool = False) -> None:
+        """``blind``: for an agent that declared it decides without revealed CTFs
+        (``reads_feedback = False``): the mirror plays the session as with feedback ``none`` (the
+        same moves, minutes and rewards; nothing revealed), so the worker never waits for the
+        parent, and an agent whose declaration was false plays without the feedback it hid."""
         n = len(layout.tile)
         # Unknown until revealed. inf: not good (< threshold is False), a valid Grid value, and
         # never a CTF; this writable array is the only one the feedback writes CTFs into.
@@ -104,7 +108,7 @@ class Mirror:
             profile=rules.profile,
             threshold=layout.threshold,
             duration=layout.duration,
-            feedback=Feedback.parse(layout.feedback),
+            feedback=Feedback("none") if blind else Feedback.parse(layout.feedback),
         )
         self.env = CryoEMSessionEnv.from_world(world, mask_dtype=rules.mask_dtype)
         self._revealed = 0

@@ -136,3 +136,28 @@ class FailsAtStep(Agent):
         if self.seed == 0 and self.calls == 8:
             raise RuntimeError("step 7 fails, as asked")
         return int(np.flatnonzero(obs["action_mask"])[0])
+
+
+class FollowsFeedback(Agent):
+    """Decides from the revealed CTFs: stays in the patch while its last exposure was good, else
+    goes to the unvisited hole with the best prediction (a feedback reader for the mirror tests)."""
+
+    name = "follows-feedback"
+
+    def act(self, obs, info):
+        unvisited = obs["action_mask"].astype(bool)
+        last = self.last if hasattr(self, "last") else -1
+        if last >= 0 and obs["revealed"][last] and obs["revealed_ctf"][last] < self.layout.threshold:
+            here = unvisited & (self.layout.patch == self.layout.patch[last])
+            if here.any():
+                unvisited = here
+        candidates = np.flatnonzero(unvisited)
+        self.last = int(candidates[np.argmin(self.layout.predicted_ctf[candidates])])
+        return self.last
+
+
+class ClaimsBlindButReads(FollowsFeedback):
+    """Declares that it decides without revealed CTFs, and reads them: a sealed run blinds it."""
+
+    name = "claims-blind-but-reads"
+    reads_feedback = False

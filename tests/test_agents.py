@@ -20,6 +20,8 @@ from tests.discover import agent_names
 # Every agent of the ``cryobench.agents`` entry points: a new agent is covered without editing this file.
 AGENTS = agent_names()
 FEEDBACK_AGENTS = [name for name in AGENTS if agent_class(name).needs_feedback]
+# Agents that declare they decide without revealed CTFs (sealed runs then play them without any).
+BLIND_AGENTS = [name for name in AGENTS if not agent_class(name).reads_feedback]
 # The two built-in upper bounds, for the tests of what they are for.
 ORACLES = ["oracle-predict-rank", "oracle-planner"]
 
@@ -103,6 +105,24 @@ def test_only_agents_that_need_feedback_refuse_feedback_none(name):
     else:
         actions = rollout(agent, env, seed=0)
         assert actions == rollout(agent, env, seed=0)
+
+
+@pytest.mark.parametrize("name", BLIND_AGENTS)
+def test_an_agent_that_declares_it_ignores_feedback_plays_the_same_without_it(name):
+    # The declaration lets a sealed run stream its actions instead of waiting for each step's
+    # revealed CTF; it holds only if the session is the same with the feedback and without it.
+    agent, _ = load_agent(name)
+    assert not agent.needs_feedback
+    for seed in (0, 1, 2):
+        with_feedback = rollout(agent, small_env(feedback="inspection", duration=120.0, seed=seed), seed=seed)
+        without = rollout(agent, small_env(feedback="none", duration=120.0, seed=seed), seed=seed)
+        assert with_feedback == without, f"{name} declares reads_feedback = False but decided otherwise with feedback"
+
+
+def test_the_built_in_fixed_plans_declare_they_ignore_feedback():
+    # What the test above checks, and what keeps their sealed runs at the cost of an open one.
+    assert {"predict-rank", "greedy", "genetic", "annealing", "snowball", "random"} <= set(BLIND_AGENTS)
+    assert not set(BLIND_AGENTS) & set(FEEDBACK_AGENTS)
 
 
 def test_snowball_always_takes_the_cheapest_move():

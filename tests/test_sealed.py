@@ -61,16 +61,62 @@ def test_an_agent_reaching_for_the_truth_fails_with_a_clear_error(env, cheat, re
 def test_a_sealed_run_plays_as_an_open_one_under_every_feedback(feedback):
     # The worker builds the observations itself from what the feedback revealed (sealed_mirror).
     environment = make_env("aldolase", {"duration": 90.0, "feedback": feedback})
-    agent, _ = load_agent("greedy")
+    name = "tests.sealed_agents:FollowsFeedback"
+    agent = as_agent(name)
     cpus = os.sched_getaffinity(0)
-    with SealedAgent("greedy") as sealed:
+    with SealedAgent(name) as sealed:
+        receive, during = sealed._receive_action, []
+
+        def receive_and_look():
+            during.append(os.sched_getaffinity(sealed.worker_pid))
+            return receive()
+
+        sealed._receive_action = receive_and_look
         for seed in (0, 1):
             assert play_episode(environment, sealed, seed) == play_episode(environment, agent, seed)
-        # With inspection the two processes take turns on one CPU; this thread's CPUs come back after.
+        after = os.sched_getaffinity(sealed.worker_pid)
+    # With inspection the two processes take turns on one CPU during a session; both get their
+    # CPUs back after it.
+    assert {len(cpus_then) for cpus_then in during} == {1 if feedback == "inspection" and len(cpus) > 1 else len(cpus)}
+    assert os.sched_getaffinity(0) == cpus and after == cpus
+    state = environment.unwrapped.state
+    exposed = state.n_exposures
+    assert exposed >= 10
+    assert state.revealed.sum() == {"inspection": exposed, "queue:4": exposed - exposed % 4, "none": 0}[feedback]
+
+
+def test_an_agent_that_decides_without_feedback_streams_and_plays_as_open():
+    # predict-rank declares reads_feedback = False: its worker's mirror reveals nothing and never
+    # waits for the parent (no CPU shared), and the session is the open one move for move.
+    environment = make_env("aldolase", {"duration": 90.0, "feedback": "inspection"})
+    agent, _ = load_agent("predict-rank")
+    cpus = os.sched_getaffinity(0)
+    with SealedAgent("predict-rank") as sealed:
+        assert not sealed.reads_feedback
+        sent = []
+        send = sealed._send_bytes
+        sealed._send_bytes = lambda message: (sent.append(message), send(message))
+        for seed in (0, 1):
+            assert play_episode(environment, sealed, seed) == play_episode(environment, agent, seed)
         worker_cpus = os.sched_getaffinity(sealed.worker_pid)
-    assert os.sched_getaffinity(0) == cpus
-    assert len(worker_cpus) == (1 if feedback == "inspection" and len(cpus) > 1 else len(cpus))
-    assert environment.unwrapped.state.revealed.sum() == {"inspection": 80, "queue:4": 80, "none": 0}[feedback]
+    assert len(sent) == 2  # one "session over" message per session, no feedback
+    assert worker_cpus == cpus
+
+
+def test_a_false_declaration_only_blinds_the_agent():
+    # An agent that claims to decide without revealed CTFs but reads them sees none in a sealed
+    # run: it plays as it would open under feedback "none", not as it would with the feedback.
+    name = "tests.sealed_agents:ClaimsBlindButReads"
+    agent = as_agent(name)
+    runs = {}
+    for feedback in ("inspection", "none"):
+        environment = make_env("aldolase", {"duration": 90.0, "feedback": feedback})
+        runs[feedback] = [play_episode(environment, agent, seed)["trajectory"] for seed in (0, 1)]
+    assert runs["inspection"] != runs["none"]  # it does read the feedback when it gets it
+    environment = make_env("aldolase", {"duration": 90.0, "feedback": "inspection"})
+    with SealedAgent(name) as sealed:
+        sealed_runs = [play_episode(environment, sealed, seed)["trajectory"] for seed in (0, 1)]
+    assert sealed_runs == runs["none"]
 
 
 @pytest.mark.parametrize(

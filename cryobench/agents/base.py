@@ -13,7 +13,10 @@ positions, predictions, costs), the observation (features, revealed CTFs, time l
 mask) and ``info``. Upper bounds (``uses_ground_truth = True``, names ``oracle-*``) may
 call ``env.unwrapped.ground_truth_ctf()``; nothing else may, and every table keeps them
 apart. Agents that learn from revealed CTFs set ``needs_feedback = True`` and refuse an
-environment whose feedback is ``none``.
+environment whose feedback is ``none``. Agents whose decisions never depend on revealed CTFs
+(fixed plans from the predictions) set ``reads_feedback = False``: a sealed run then plays them
+on observations without feedback, so their worker never waits for the parent (a test checks
+each such declaration by playing with and without feedback; a false one only blinds the agent).
 
 Every random choice comes from the ``seed`` given to ``reset`` (and to ``fit``).
 
@@ -49,6 +52,8 @@ class Agent:
     uses_ground_truth: ClassVar[bool] = False
     #: Learns from revealed CTFs: needs feedback "inspection" or "queue:K".
     needs_feedback: ClassVar[bool] = False
+    #: Its decisions may depend on revealed CTFs (False: a fixed plan; see the module docstring).
+    reads_feedback: ClassVar[bool] = True
     #: Can plan over the holes known so far: played in staged sessions by ``agents.staged.StagedDriver``.
     plays_staged: ClassVar[bool] = False
     #: True on the copies a StagedDriver runs over the imaged squares (they see a paper-like view).

@@ -129,6 +129,7 @@ class _Adapter:
     uses_ground_truth = False
     uses_latent_quality = False
     needs_feedback = False
+    reads_feedback = True  # unknown code may decide from revealed CTFs
 
     def __init__(self, policy: Any, name: str | None) -> None:
         self.policy = policy
@@ -153,6 +154,7 @@ class _NamedAgent(_Adapter):
         self.uses_ground_truth = bool(getattr(policy, "uses_ground_truth", False))
         self.uses_latent_quality = bool(getattr(policy, "uses_latent_quality", False))
         self.needs_feedback = bool(getattr(policy, "needs_feedback", False))
+        self.reads_feedback = bool(getattr(policy, "reads_feedback", True))
 
     def fit(self, env, seed: int = 0) -> None:
         fit = getattr(self.policy, "fit", None)

@@ -44,6 +44,8 @@ class GreedyConfig:
 class GreedyAgent(Agent):
     """Cost-aware greedy: the hole whose group gives the most expected good per minute."""
 
+    reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+
     name = "greedy"
     Config = GreedyConfig
     plays_staged = True

@@ -51,6 +51,8 @@ class OraclePlannerConfig:
 class OraclePlannerAgent(Agent):
     """Knapsack over squares on the true good holes: near the best any path can collect. Upper bound."""
 
+    reads_feedback = False  # a fixed plan from the truth (sealed runs: no feedback wait)
+
     name = "oracle-planner"
     Config = OraclePlannerConfig
     uses_ground_truth = True
@@ -210,6 +212,8 @@ class OracleInformedAgent(Agent):
     expectation on every task (greedy's and annealing's plans fell 25 below it on RNAPII 16 h),
     and the same nested ranking on the informed probabilities.
     """
+
+    reads_feedback = False  # a fixed plan from its privileged knowledge (sealed runs: no feedback wait)
 
     name = "oracle-informed"
     Config = OracleInformedConfig

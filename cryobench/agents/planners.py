@@ -588,6 +588,7 @@ class GeneticAgent(_PatchOrderPlanner):
 
     name = "genetic"
     Config = GeneticConfig
+    reads_feedback = False  # a fixed plan from the predictions (sealed runs: no feedback wait)
 
     def optimise(self, problem: PlanProblem, start: np.ndarray, first: bool) -> SearchResult:
         generations = self.config.generations if first else self.config.replan_generations
@@ -599,6 +600,7 @@ class AnnealingAgent(_PatchOrderPlanner):
 
     name = "annealing"
     Config = AnnealingConfig
+    reads_feedback = False  # a fixed plan from the predictions (sealed runs: no feedback wait)
     population_size_field = "chains"
 
     def optimise(self, problem: PlanProblem, start: np.ndarray, first: bool) -> SearchResult:
@@ -613,6 +615,7 @@ class _ReplanMixin:
     """Shrink each hole's chance toward what was revealed nearby, and re-optimise as the session goes."""
 
     needs_feedback = True
+    reads_feedback = True
     replans = True
 
     def good_probability(self, obs: dict) -> tuple[np.ndarray, float]:

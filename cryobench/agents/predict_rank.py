@@ -85,6 +85,8 @@ def nested_plan(hierarchy: Hierarchy, ctf: np.ndarray, threshold: float, rank_by
 class PredictRankAgent(Agent):
     """The paper's Predict-Rank: best patch of the best square of the best tile, predicted-good holes only."""
 
+    reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+
     name = "predict-rank"
     Config = PredictRankConfig
     plays_staged = True

@@ -17,6 +17,8 @@ class RandomConfig:
 class RandomAgent(Agent):
     """Masked uniform: any unvisited hole, each equally likely (from ``self.rng``)."""
 
+    reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+
     name = "random"
     Config = RandomConfig
     plays_staged = True

@@ -25,6 +25,8 @@ class SnowballConfig:
 class SnowballAgent(Agent):
     """The paper's snowball baseline: cheapest move next, nearest hole first, quality ignored."""
 
+    reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+
     name = "snowball"
     Config = SnowballConfig
     plays_staged = True
