@@ -39,6 +39,9 @@ import torch
 from torch import nn
 
 from cryobench.agents.base import Agent
+from cryobench.agents.calibrated import CalibratedBelief, CalibrationPriors
+from cryobench.agents.common import Hierarchy
+from cryobench.agents.predict_rank import nested_plan
 from cryobench.errors import InputError
 from cryobench.features import (
     FEATURE_LAYOUT_VERSION,
@@ -72,6 +75,13 @@ class DQNConfig:
     # predictions), so one network can tell a perfect regressor from a poor one. A checkpoint records
     # its feature set; the agent computes whatever its checkpoint was trained on.
     reliability_features: bool = False
+    # Version 3: follow Predict-Rank's plan while the session's revealed CTFs show a near-perfect
+    # regressor (``cryobench.agents.calibrated``: at least ``trust_holes`` revealed CTFs that can tell,
+    # within ``trust_rms`` Å rms of the calibrated predictions), the network otherwise. With perfect
+    # predictions Predict-Rank's plan is the oracle's, which a network that imitates a per-minute planner
+    # does not reproduce (v2: P(dqn > predict-rank) = 0.03 there). 0 turns it off (versions 1 and 2).
+    trust_rms: float = 0.0
+    trust_holes: int = 5
     hidden1: int = 64
     hidden2: int = 32
     # Double DQN with n-step returns (the paper: gamma 0.9 per step, 3 steps).
@@ -206,6 +216,8 @@ _POSITIVE = Range(0.0, low_open=True, integer=False)
 #: The valid values of every numeric hyperparameter; a value outside is refused when the config is made.
 HYPERPARAMETER_RANGES: dict[str, Range] = {
     "history": _at_least(1),
+    "trust_rms": Range(0.0, integer=False),
+    "trust_holes": _at_least(1),
     "hidden1": _at_least(1),
     "hidden2": _at_least(1),
     "gamma": _FRACTION,
@@ -502,24 +514,17 @@ class DQNAgent(Agent):
             )
         )
         self.contexts: deque[np.ndarray] = deque(maxlen=self.history)
+        self.trust = (
+            TrustedPlan(self.layout, self.config.trust_holes, self.config.trust_rms)
+            if self.config.trust_rms > 0
+            else None
+        )
         if hasattr(self, "_sorted_holes"):
             del self._sorted_holes  # another environment may have other predictions
 
     def q_values(self, obs: dict) -> np.ndarray:
         """Q-values of every hole (-inf for visited ones and, with candidates, for the others skipped)."""
-        feats = np.asarray(obs["features"], dtype=np.float32)
-        if feats.shape[1] != N_FEATURES:
-            raise InputError(f"observation has {feats.shape[1]} features per hole; the DQN expects {N_FEATURES}")
-        context = context_from_features(feats, self.patch_representative)
-        if self.reliability:
-            extra = self._revealed_sums.columns(
-                feats[:, PREDICTED_CTF_COLUMN], feats[:, REVEALED_COLUMN] > 0, feats[:, REVEALED_CTF_COLUMN]
-            )
-            context = np.concatenate([context, extra], axis=1)
-        if not self.contexts:  # the session's first step: repeat it to fill the history
-            self.contexts.extend([context] * self.history)
-        else:
-            self.contexts.append(context)
+        feats = self._push_context(obs)
         mask = np.asarray(obs["action_mask"]).astype(bool)
         if self.config.act_candidates_per_patch > 0:
             holes = self._candidates(mask, feats[:, PREDICTED_CTF_COLUMN])
@@ -536,6 +541,23 @@ class DQNAgent(Agent):
         out[holes] = torch.addmv(b3, hidden, w3).numpy()
         return out
 
+    def _push_context(self, obs: dict) -> np.ndarray:
+        """Append this step's patch contexts to the history; returns the observation's feature matrix."""
+        feats = np.asarray(obs["features"], dtype=np.float32)
+        if feats.shape[1] != N_FEATURES:
+            raise InputError(f"observation has {feats.shape[1]} features per hole; the DQN expects {N_FEATURES}")
+        context = context_from_features(feats, self.patch_representative)
+        if self.reliability:
+            extra = self._revealed_sums.columns(
+                feats[:, PREDICTED_CTF_COLUMN], feats[:, REVEALED_COLUMN] > 0, feats[:, REVEALED_CTF_COLUMN]
+            )
+            context = np.concatenate([context, extra], axis=1)
+        if not self.contexts:  # the session's first step: repeat it to fill the history
+            self.contexts.extend([context] * self.history)
+        else:
+            self.contexts.append(context)
+        return feats
+
     def _candidates(self, mask: np.ndarray, pred: np.ndarray) -> np.ndarray:
         """The ``act_candidates_per_patch`` unvisited holes of lowest predicted CTF in every patch."""
         if not hasattr(self, "_sorted_holes"):
@@ -548,8 +570,45 @@ class DQNAgent(Agent):
         return np.sort(self._sorted_holes[unvisited & (rank < self.config.act_candidates_per_patch)])
 
     def act(self, obs: dict, info: dict) -> int:
+        if self.trust is not None and self.trust.trusted(obs):
+            self._push_context(obs)  # the history stays whole for when the network decides again
+            return self.trust.next_hole(obs["action_mask"])
         q = self.q_values(obs)
         return int(np.argmax(q))  # ties: the lowest index; visited holes are -inf
+
+
+class TrustedPlan:
+    """Predict-Rank's plan, and whether this session's revealed CTFs show the regressor near-perfect.
+
+    The check is bayes-lookahead's (``cryobench.agents.lookahead``): the calibration of
+    ``CalibratedBelief`` refitted to the revealed CTFs (O(revealed), redone only when more are revealed),
+    then the rms of the revealed CTFs about the calibrated predictions on the holes that can tell.
+    """
+
+    def __init__(self, layout, trust_holes: int, trust_rms: float) -> None:
+        hierarchy = Hierarchy.from_layout(layout)
+        self.belief = CalibratedBelief(hierarchy, CalibrationPriors())
+        self.plan = nested_plan(hierarchy, hierarchy.predicted_ctf, hierarchy.threshold, "count", False)
+        self.position = 0
+        self.trust_holes, self.trust_rms = trust_holes, trust_rms
+        self.n_revealed, self.is_trusted = 0, False
+
+    def trusted(self, obs: dict) -> bool:
+        revealed = np.asarray(obs["revealed"]).astype(bool)
+        n_revealed = int(np.count_nonzero(revealed))
+        if n_revealed != self.n_revealed:
+            self.n_revealed = n_revealed
+            shown = np.flatnonzero(revealed)
+            belief = self.belief
+            belief.fit_calibration(shown, belief.to_model(np.asarray(obs["revealed_ctf"])[shown]))
+            self.is_trusted = belief.revealed >= self.trust_holes and belief.residual_rms <= self.trust_rms
+        return self.is_trusted
+
+    def next_hole(self, available: np.ndarray) -> int:
+        """The plan's next unvisited hole (the pointer only moves forward)."""
+        while not available[self.plan[self.position]]:
+            self.position += 1
+        return int(self.plan[self.position])
 
 
 class NoiseRobustDQNAgent(DQNAgent):
