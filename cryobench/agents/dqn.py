@@ -58,6 +58,7 @@ from cryobench.features import (
     reliability_features,
 )
 from cryobench.files import write_atomic
+from cryobench.grid import CTF_CAP
 
 CHECKPOINT_FORMAT = "cryobench-dqn/1"
 
@@ -75,6 +76,10 @@ class DQNConfig:
     # predictions), so one network can tell a perfect regressor from a poor one. A checkpoint records
     # its feature set; the agent computes whatever its checkpoint was trained on.
     reliability_features: bool = False
+    # Version 3: the environment's columns followed by two static patch columns (``plan_columns``): the
+    # patch's place in Predict-Rank's plan and the session's threshold, so the network can follow the
+    # plan (or leave it) instead of rebuilding the ranking from the group counts. Not with reliability_features.
+    plan_features: bool = False
     # Version 3: follow Predict-Rank's plan while the session's revealed CTFs show a near-perfect
     # regressor (``cryobench.agents.calibrated``: at least ``trust_holes`` revealed CTFs that can tell,
     # within ``trust_rms`` Å rms of the calibrated predictions), the network otherwise. With perfect
@@ -174,6 +179,11 @@ class DQNConfig:
     def __post_init__(self) -> None:
         for name, allowed in HYPERPARAMETER_RANGES.items():
             allowed.check(name, getattr(self, name))
+        if self.plan_features and self.reliability_features:
+            raise InputError(
+                "DQN hyperparameters 'plan_features' and 'reliability_features': a network reads one extra "
+                "feature set, not both; set one of them to false"
+            )
         if self.training_regressors not in ("all", "poor"):  # cryobench.training_env.REGRESSOR_RANGES
             raise InputError(
                 f"DQN hyperparameter 'training_regressors': expected one of all, poor, got {self.training_regressors!r}"
@@ -289,15 +299,24 @@ class HoleQNetwork(nn.Module):
         return self.layer3(hidden).reshape(n_states, -1)
 
 
+#: The plan feature set (``DQNConfig.plan_features``): per patch, its place in Predict-Rank's plan
+#: (``plan_columns``) and the threshold, after the environment's columns.
+PLAN_FEATURE_NAMES = ("patch_plan_rank", "threshold")
+PLAN_LAYOUT_VERSION = f"{FEATURE_LAYOUT_VERSION}+plan-v1"
+PLAN_LAYOUT_NAMES = FEATURE_NAMES + PLAN_FEATURE_NAMES
+
 #: The feature sets a network may read: layout version -> feature names.
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     FEATURE_LAYOUT_VERSION: FEATURE_NAMES,
     RELIABILITY_LAYOUT_VERSION: RELIABILITY_LAYOUT_NAMES,
+    PLAN_LAYOUT_VERSION: PLAN_LAYOUT_NAMES,
 }
 
 
 def feature_set(config: DQNConfig) -> str:
     """The layout version of the features a network trained with ``config`` reads."""
+    if config.plan_features:
+        return PLAN_LAYOUT_VERSION
     return RELIABILITY_LAYOUT_VERSION if config.reliability_features else FEATURE_LAYOUT_VERSION
 
 
@@ -312,6 +331,27 @@ def context_from_features(hole_features: np.ndarray, patch_representative: np.nd
     context = hole_features[patch_representative].copy()
     context[:, list(HOLE_OWN_COLUMNS)] = 0.0  # left to the hole's own input
     return context
+
+
+def plan_columns(hierarchy: Hierarchy) -> np.ndarray:
+    """The plan feature set's columns (P, 2), the same at every step of a session.
+
+    ``patch_plan_rank``: the patch's place in Predict-Rank's plan (the order in which the plan first
+    enters each patch) over the number of patches holding a predicted-good hole, capped at 2 and
+    halved: 0 is the plan's first patch, 0.5 its last patch with a predicted-good hole, 1 the rest.
+    ``threshold``: the session's threshold on the predicted-CTF column's scale (``/ CTF_CAP``), so
+    the network can tell a predicted-good hole from its predicted CTF under any threshold.
+    """
+    h = hierarchy
+    plan = nested_plan(h, h.predicted_ctf, h.threshold, "count", False)
+    entered = np.unique(h.patch[plan], return_index=True)[1]  # each patch's first place in the plan
+    rank = np.empty(h.n_patches)
+    rank[np.argsort(entered, kind="stable")] = np.arange(h.n_patches)
+    good_patches = int(np.count_nonzero(np.bincount(h.patch[h.predicted_ctf < h.threshold], minlength=h.n_patches)))
+    columns = np.empty((h.n_patches, 2), dtype=np.float32)
+    columns[:, 0] = np.minimum(rank / max(good_patches, 1), 2.0) / 2.0
+    columns[:, 1] = min(h.threshold, CTF_CAP) / CTF_CAP
+    return columns
 
 
 def reliability_context(
@@ -488,9 +528,11 @@ class DQNAgent(Agent):
         torch.set_num_threads(self.config.torch_threads)
         names = tuple(getattr(self.env, "feature_names", FEATURE_NAMES))
         trained_on = tuple(self.document["feature_names"])
-        # The reliability feature set is the environment's columns followed by columns computed here.
+        # The reliability and plan feature sets are the environment's columns followed by columns computed here.
         self.reliability = trained_on == RELIABILITY_LAYOUT_NAMES
-        if names != (trained_on[:N_FEATURES] if self.reliability else trained_on):
+        self.plan = plan_columns(Hierarchy.from_layout(self.layout)) if trained_on == PLAN_LAYOUT_NAMES else None
+        extended = self.reliability or self.plan is not None
+        if names != (trained_on[:N_FEATURES] if extended else trained_on):
             raise InputError(
                 "the environment's features differ from those the DQN checkpoint was trained on; retrain it"
             )
@@ -552,6 +594,8 @@ class DQNAgent(Agent):
                 feats[:, PREDICTED_CTF_COLUMN], feats[:, REVEALED_COLUMN] > 0, feats[:, REVEALED_CTF_COLUMN]
             )
             context = np.concatenate([context, extra], axis=1)
+        elif self.plan is not None:
+            context = np.concatenate([context, self.plan], axis=1)
         if not self.contexts:  # the session's first step: repeat it to fill the history
             self.contexts.extend([context] * self.history)
         else:

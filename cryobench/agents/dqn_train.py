@@ -44,7 +44,15 @@ import torch
 from tqdm.auto import tqdm
 
 from cryobench import simulator
-from cryobench.agents.dqn import DQNConfig, HoleQNetwork, make_network, save_checkpoint
+from cryobench.agents.common import Hierarchy
+from cryobench.agents.dqn import (
+    PLAN_FEATURE_NAMES,
+    DQNConfig,
+    HoleQNetwork,
+    make_network,
+    plan_columns,
+    save_checkpoint,
+)
 from cryobench.errors import InputError
 from cryobench.features import (
     N_FEATURES,
@@ -221,11 +229,17 @@ class WorldIndex:
     computed in one place, the environment's.
     """
 
-    def __init__(self, world: simulator.World, reliability: bool = False) -> None:
+    def __init__(self, world: simulator.World, reliability: bool = False, plan: bool = False) -> None:
         self.world = world
-        # With the reliability feature set the contexts carry its columns after the environment's.
+        # With the reliability or plan feature set the contexts carry its columns after the environment's.
         self.reliability = reliability
-        self.n_features = N_FEATURES + (N_RELIABILITY_FEATURES if reliability else 0)
+        self.plan = None
+        if plan:  # the agent's columns from the environment's public layout, computed once per world
+            from cryobench.env import CryoEMSessionEnv
+
+            self.plan = plan_columns(Hierarchy.from_layout(CryoEMSessionEnv.from_world(world).layout))
+        extra = N_RELIABILITY_FEATURES if reliability else len(PLAN_FEATURE_NAMES) if plan else 0
+        self.n_features = N_FEATURES + extra
         grid = world.grid
         self.n_holes = world.n_holes
         self.hole_patch = grid.patch.astype(np.int64)
@@ -264,7 +278,10 @@ class WorldIndex:
         return self._with_reliability(context, state.revealed[None])[0]
 
     def _with_reliability(self, context: np.ndarray, revealed: np.ndarray) -> np.ndarray:
-        """The environment's context columns, followed by the reliability columns when the network reads them."""
+        """The environment's context columns, then the reliability or plan columns when the network reads them."""
+        if self.plan is not None:
+            plan = np.broadcast_to(self.plan, (*context.shape[:2], self.plan.shape[1]))
+            return np.concatenate([context, plan], axis=2)
         if not self.reliability:
             return context
         extra = reliability_features(
@@ -808,7 +825,7 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    all_indexes = [WorldIndex(w, config.reliability_features) for w in worlds]
+    all_indexes = [WorldIndex(w, config.reliability_features, config.plan_features) for w in worlds]
     online = make_network(config)
     target = copy.deepcopy(online)
     optimizer = torch.optim.Adam(online.parameters(), lr=config.learning_rate)
@@ -830,10 +847,12 @@ def start_run(config: DQNConfig, worlds: list[simulator.World], seed: int, progr
         replay = CompactReplay(config.buffer_size // n_layouts, envs, indexes[0].n_holes)
         groups.append(LayoutGroup(indexes, sessions, replay, None, batch, demo_batch, np.zeros(envs)))
     if config.validation_pool > 0:
-        validation_indexes = [WorldIndex(w, config.reliability_features) for w in validation_worlds(config)]
+        validation_indexes = [
+            WorldIndex(w, config.reliability_features, config.plan_features) for w in validation_worlds(config)
+        ]
     else:
         validation_indexes = [all_indexes[0]] + [
-            WorldIndex(w, config.reliability_features) for w in validation_worlds(config)
+            WorldIndex(w, config.reliability_features, config.plan_features) for w in validation_worlds(config)
         ]
     baseline = [baseline_good_exposures(index.world, config) for index in validation_indexes]
     for stream, (group, ids) in enumerate(zip(groups, members, strict=True)):
