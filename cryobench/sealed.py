@@ -20,6 +20,11 @@ P(good) given the twin generator's latent patch quality, never the CTFs.
 can mirror to :meth:`SealedAgent.sealed_play_episode`, and plays the others step by step with
 each observation sent from the parent. The worker's environment variables are those of the
 fork server (the parent's when its first worker started).
+
+An agent that declares it decides without revealed CTFs (``reads_feedback = False``) gets a
+blind mirror (no feedback): its worker streams its actions and never waits for the parent. Its
+sessions are the open ones (the declaration is tested per agent); a false declaration only hides
+the feedback from the agent that made it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,9 @@ hole itself; with ``queue:K`` a batch every K exposures; with ``none`` never) wi
 message: the revealed holes, their CTFMaxRes capped at 20 Å and whether each is good, which is
 all an open observation shows of them. The mirror writes those in and takes the same step with
 the same simulator, so the agent sees the open run's observations bit for bit (tested: sealed
-and open sessions are equal move for move), and nothing the feedback did not reveal.
+and open sessions are equal move for move), and nothing the feedback did not reveal. An agent
+that declared it decides without revealed CTFs gets a blind mirror (``Mirror(..., blind=True)``):
+nothing is revealed, nothing awaited.
 
 Mirrored: the full observation of paper sessions on one grid behind gymnasium's own checking
 wrappers (every protocol task). Other sessions (staged, cassettes, the compact observation,

@@ -17,7 +17,7 @@ import statistics
 import tempfile
 import time
 
-from cryobench.leaderboard.heldout_runs import _sweep_task, protocol_for
+from cryobench.leaderboard.heldout_runs import _sweep_task, agent_needs_feedback, protocol_for
 from cryobench.protocol import measured_data_folder
 from cryobench.sweep import run_sweep
 
@@ -35,7 +35,12 @@ def main() -> None:
     protocol = protocol_for("full")
     protocol = protocol.with_worlds(protocol.worlds[: args.worlds])
     folder = measured_data_folder(args.data)
-    tasks = [_sweep_task(args.agent, task, protocol, folder, {}) for task in (*protocol.tasks, *protocol.measured)]
+    needs_feedback = agent_needs_feedback(args.agent)  # tasks without feedback are not the agent's (as in submit)
+    tasks = [
+        _sweep_task(args.agent, task, protocol, folder, {})
+        for task in (*protocol.tasks, *protocol.measured)
+        if task.not_applicable_reason(needs_feedback) is None
+    ]
     seconds: dict[bool, list[float]] = {True: [], False: []}
     for repetition in range(args.repetitions):
         for sealed in (True, False) if repetition % 2 == 0 else (False, True):  # alternate who goes first

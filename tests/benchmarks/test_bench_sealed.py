@@ -6,8 +6,10 @@ Goal (issue 13): a sealed run within 1.5x of an open one. The ratio of the media
 itself times the sealed episode; ``worker_start_seconds`` is the per-run cost of starting the
 worker (a fork of the fork server, after the first). Both plays must give the same session:
 sealing may cost time, never change a trajectory. Measured with the default feedback
-(``inspection``: one round trip between the processes per step) for fast, mid and slow agents,
-and without feedback (``none``: the worker streams its actions).
+(``inspection``) for fast, mid and slow agents, and without feedback (``none``). Agents that read
+the revealed CTFs (ucb, dqn, genetic-replan) make one round trip between the processes per step;
+the fixed plans (predict-rank, greedy: ``reads_feedback = False``) and every agent without
+feedback stream their actions.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from cryobench.sealed import SealedAgent
     [
         ("predict-rank", "inspection"),
         ("greedy", "inspection"),
+        ("ucb", "inspection"),  # a fast agent that reads the feedback: one round trip a step
         ("dqn", "inspection"),
         ("genetic-replan", "inspection"),  # a slow agent: 0.4 s an episode open
         ("predict-rank", "none"),
