@@ -260,6 +260,9 @@ class CryoEMSessionEnv(gym.Env):
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    #: False only in a sealed worker's mirror for an agent that never reads the feature matrix
+    #: (``Agent.reads_features``): the matrix is most of an observation's cost.
+    _observe_features = True
 
     def __init__(
         self,
@@ -666,8 +669,8 @@ class CryoEMSessionEnv(gym.Env):
 
     def _full_observation(self) -> dict[str, np.ndarray]:
         state = self.state
-        obs = {
-            "features": hole_features(self.world, state),
+        obs = {"features": hole_features(self.world, state)} if self._observe_features else {}
+        obs |= {
             "revealed": state.revealed.astype(np.int8),
             "revealed_ctf": np.minimum(state.revealed_ctf, CTF_CAP).astype(np.float32),
             "time_left": np.array([simulator.time_left(self.world, state)], dtype=np.float32),

@@ -204,7 +204,16 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
                 return
             if kind == "env":  # a new public view (a new world or task)
                 _, layout, feature_names, observation_space, action_space, truth, informed, rules = message
-                mirror = None if rules is None else Mirror(layout, rules, blind=not _reads_feedback(agent))
+                mirror = (
+                    None
+                    if rules is None
+                    else Mirror(
+                        layout,
+                        rules,
+                        blind=not _reads_feedback(agent),
+                        features=bool(getattr(agent, "reads_features", True)),
+                    )
+                )
                 env = SealedEnv(
                     _read_only(layout),
                     feature_names,

@@ -81,11 +81,14 @@ def mirror_rules(env: gym.Env) -> MirrorRules | None:
 class Mirror:
     """An environment on a truth-free copy of a world, advanced from the parent's feedback."""
 
-    def __init__(self, layout: Any, rules: MirrorRules, blind: bool = False) -> None:
+    def __init__(self, layout: Any, rules: MirrorRules, blind: bool = False, features: bool = True) -> None:
         """``blind``: for an agent that declared it decides without revealed CTFs
         (``reads_feedback = False``): the mirror plays the session as with feedback ``none`` (the
         same moves, minutes and rewards; nothing revealed), so the worker never waits for the
-        parent, and an agent whose declaration was false plays without the feedback it hid."""
+        parent, and an agent whose declaration was false plays without the feedback it hid.
+        ``features=False``: for an agent that declared it never reads ``obs["features"]``
+        (``reads_features = False``): its observations leave the matrix out (one that reads it
+        anyway fails on the missing key)."""
         n = len(layout.tile)
         # Unknown until revealed. inf: not good (< threshold is False), a valid Grid value, and
         # never a CTF; this writable array is the only one the feedback writes CTFs into.
@@ -113,6 +116,7 @@ class Mirror:
             feedback=Feedback("none") if blind else Feedback.parse(layout.feedback),
         )
         self.env = CryoEMSessionEnv.from_world(world, mask_dtype=rules.mask_dtype)
+        self.env._observe_features = features
         self._revealed = 0
 
     def reset(self, seed: int, start_hole: int) -> tuple[dict, dict]:

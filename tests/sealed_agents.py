@@ -161,3 +161,13 @@ class ClaimsBlindButReads(FollowsFeedback):
 
     name = "claims-blind-but-reads"
     reads_feedback = False
+
+
+class ClaimsNoFeaturesButReads(Agent):
+    """Declares that it never reads the feature matrix, and reads it: a sealed run leaves it out."""
+
+    name = "claims-no-features-but-reads"
+    reads_features = False
+
+    def act(self, obs, info):
+        return int(np.argmin(obs["features"][:, 0] + 10 * (1 - obs["action_mask"])))

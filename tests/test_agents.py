@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import gymnasium as gym
 import numpy as np
 import pytest
 
@@ -22,6 +23,8 @@ AGENTS = agent_names()
 FEEDBACK_AGENTS = [name for name in AGENTS if agent_class(name).needs_feedback]
 # Agents that declare they decide without revealed CTFs (sealed runs then play them without any).
 BLIND_AGENTS = [name for name in AGENTS if not agent_class(name).reads_feedback]
+# Agents that declare they never read obs["features"] (sealed runs then do not build it).
+FEATURELESS_AGENTS = [name for name in AGENTS if not agent_class(name).reads_features]
 # The two built-in upper bounds, for the tests of what they are for.
 ORACLES = ["oracle-predict-rank", "oracle-planner"]
 
@@ -117,6 +120,26 @@ def test_an_agent_that_declares_it_ignores_feedback_plays_the_same_without_it(na
         with_feedback = rollout(agent, small_env(feedback="inspection", duration=120.0, seed=seed), seed=seed)
         without = rollout(agent, small_env(feedback="none", duration=120.0, seed=seed), seed=seed)
         assert with_feedback == without, f"{name} declares reads_feedback = False but decided otherwise with feedback"
+
+
+class _WithoutFeatures(gym.ObservationWrapper):
+    """Observations without the feature matrix, as a sealed run gives an agent that declared it never reads it."""
+
+    def observation(self, observation):
+        return {key: value for key, value in observation.items() if key != "features"}
+
+
+@pytest.mark.parametrize("name", FEATURELESS_AGENTS)
+def test_an_agent_that_declares_it_never_reads_the_features_plays_the_same_without_them(name):
+    agent, _ = load_agent(name)
+    for seed in (0, 1):
+        with_features = rollout(agent, small_env(duration=120.0, seed=seed), seed=seed)
+        without = rollout(agent, _WithoutFeatures(small_env(duration=120.0, seed=seed)), seed=seed)
+        assert with_features == without
+
+
+def test_only_the_networks_read_the_feature_matrix():
+    assert set(AGENTS) - set(FEATURELESS_AGENTS) == {"dqn", "dqn-noise-robust"}
 
 
 def test_the_built_in_fixed_plans_declare_they_ignore_feedback():

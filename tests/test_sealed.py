@@ -25,7 +25,7 @@ def env():
     environment.close()
 
 
-@pytest.mark.parametrize("name", ["predict-rank", "greedy", "oracle-planner", "oracle-informed"])
+@pytest.mark.parametrize("name", ["predict-rank", "greedy", "ucb", "oracle-planner", "oracle-informed"])
 def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
     agent, _ = load_agent(name)
     open_rows = [play_episode(env, agent, seed) for seed in (0, 1)]
@@ -101,6 +101,14 @@ def test_an_agent_that_decides_without_feedback_streams_and_plays_as_open():
         worker_cpus = os.sched_getaffinity(sealed.worker_pid)
     assert len(sent) == 2  # one "session over" message per session, no feedback
     assert worker_cpus == cpus
+
+
+def test_an_agent_that_reads_the_features_it_declared_it_never_reads_fails_clearly(env):
+    # Its worker's mirror leaves the matrix out: reading it stops the run with a one-line error.
+    with SealedAgent("tests.sealed_agents:ClaimsNoFeaturesButReads") as sealed:
+        with pytest.raises(InputError, match="failed in sealed evaluation: KeyError: 'features'") as caught:
+            play_episode(env, sealed, 0)
+    assert "\n" not in str(caught.value)
 
 
 def test_a_false_declaration_only_blinds_the_agent():

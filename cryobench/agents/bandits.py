@@ -67,6 +67,8 @@ class EpsilonGreedyConfig(BanditConfig):
 class _ArmBandit(Agent):
     """The shared machinery: arms, Beta beliefs, cost-aware choice; subclasses give ``index``."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     needs_feedback = True
     plays_staged = True
 

@@ -54,6 +54,9 @@ class Agent:
     needs_feedback: ClassVar[bool] = False
     #: Its decisions may depend on revealed CTFs (False: a fixed plan; see the module docstring).
     reads_feedback: ClassVar[bool] = True
+    #: It reads ``obs["features"]`` (False: a sealed run's worker does not build the feature
+    #: matrix, most of an observation's cost, and leaves the entry out).
+    reads_features: ClassVar[bool] = True
     #: Can plan over the holes known so far: played in staged sessions by ``agents.staged.StagedDriver``.
     plays_staged: ClassVar[bool] = False
     #: True on the copies a StagedDriver runs over the imaged squares (they see a paper-like view).

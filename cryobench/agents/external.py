@@ -130,6 +130,7 @@ class _Adapter:
     uses_latent_quality = False
     needs_feedback = False
     reads_feedback = True  # unknown code may decide from revealed CTFs
+    reads_features = True
 
     def __init__(self, policy: Any, name: str | None) -> None:
         self.policy = policy
@@ -155,6 +156,7 @@ class _NamedAgent(_Adapter):
         self.uses_latent_quality = bool(getattr(policy, "uses_latent_quality", False))
         self.needs_feedback = bool(getattr(policy, "needs_feedback", False))
         self.reads_feedback = bool(getattr(policy, "reads_feedback", True))
+        self.reads_features = bool(getattr(policy, "reads_features", True))
 
     def fit(self, env, seed: int = 0) -> None:
         fit = getattr(self.policy, "fit", None)

@@ -45,6 +45,7 @@ class GreedyAgent(Agent):
     """Cost-aware greedy: the hole whose group gives the most expected good per minute."""
 
     reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "greedy"
     Config = GreedyConfig

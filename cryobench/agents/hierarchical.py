@@ -101,6 +101,8 @@ def neighbour_pairs(hierarchy: Hierarchy, radius: float) -> tuple[np.ndarray, np
 class HierarchicalBayesAgent(Agent):
     """Online hierarchical model (grid > tile > square > patch > neighbours) + expected-good-per-minute planning."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     name = "hierarchical-bayes"
     Config = HierarchicalBayesConfig
     plays_staged = True

@@ -64,6 +64,8 @@ class BayesLookaheadConfig(CalibrationPriors):
 class BayesLookaheadAgent(Agent):
     """Online-calibrated hierarchical posterior + Monte Carlo lookahead over staying in a patch."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     name = "bayes-lookahead"
     Config = BayesLookaheadConfig
     needs_feedback = True

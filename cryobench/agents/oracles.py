@@ -52,6 +52,7 @@ class OraclePlannerAgent(Agent):
     """Knapsack over squares on the true good holes: near the best any path can collect. Upper bound."""
 
     reads_feedback = False  # a fixed plan from the truth (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "oracle-planner"
     Config = OraclePlannerConfig
@@ -143,6 +144,8 @@ class OracleInformedConfig:
 class _InformedGreedy(Agent):
     """Greedy's planner (``PatchPlanner``) on the informed probabilities."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     name = "oracle-informed/greedy"
 
     def __init__(self, probability: np.ndarray, config: OracleInformedConfig) -> None:
@@ -214,6 +217,7 @@ class OracleInformedAgent(Agent):
     """
 
     reads_feedback = False  # a fixed plan from its privileged knowledge (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "oracle-informed"
     Config = OracleInformedConfig

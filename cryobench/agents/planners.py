@@ -488,6 +488,8 @@ class AnnealingReplanConfig(ReplanConfig, AnnealingConfig):
 class _PatchOrderPlanner(Agent):
     """Shared execution: plan an order of patches at the first step, then walk it hole by hole."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     replans: bool = False
     plays_staged = True
 

@@ -86,6 +86,7 @@ class PredictRankAgent(Agent):
     """The paper's Predict-Rank: best patch of the best square of the best tile, predicted-good holes only."""
 
     reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "predict-rank"
     Config = PredictRankConfig

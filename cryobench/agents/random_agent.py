@@ -18,6 +18,7 @@ class RandomAgent(Agent):
     """Masked uniform: any unvisited hole, each equally likely (from ``self.rng``)."""
 
     reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "random"
     Config = RandomConfig

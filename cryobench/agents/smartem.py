@@ -66,6 +66,8 @@ class SmartEMConfig(GreedyConfig):
 class SmartEMAgent(Agent):
     """Per-grid Bayesian model averaging of quality predictors re-weighted by outcomes (SmartEM), greedy planning."""
 
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
+
     name = "smartem-bma"
     Config = SmartEMConfig
 

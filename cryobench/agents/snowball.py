@@ -26,6 +26,7 @@ class SnowballAgent(Agent):
     """The paper's snowball baseline: cheapest move next, nearest hole first, quality ignored."""
 
     reads_feedback = False  # decides without revealed CTFs (sealed runs: no feedback wait)
+    reads_features = False  # never reads obs["features"] (sealed runs: not built)
 
     name = "snowball"
     Config = SnowballConfig
