@@ -18,6 +18,7 @@ from cryobench.profiles import get_profile
 from cryobench.rules import Feedback
 from cryobench.simulator import World
 from tests.conftest import make_grid, make_world
+from tests.hand_grids import hand_env, play_from
 
 
 def lattice_grid(patch_ctf: list[float], holes_per_side: int = 3) -> Grid:
@@ -156,3 +157,54 @@ def test_it_refuses_what_it_cannot_run_in_one_line():
     with pytest.raises(InputError, match="scenarios") as caught:
         load_agent("bayes-lookahead", {"scenarios": 0})
     assert "\n" not in str(caught.value)
+
+
+def test_on_perfect_predictions_it_plays_predict_ranks_session_from_the_first_decision():
+    # Version 2 followed greedy's planner until five revealed CTFs could tell (holes predicted and
+    # found clearly good cannot), 10-44 exposures on the perfect-regressor tasks' training worlds,
+    # and ended a little below Predict-Rank. With trust_first (version 3) every action is Predict-Rank's.
+    grid = make_grid(2, tiles=2, squares_per_tile=2, patches_per_square=3, holes_per_patch=12)
+    world = World(
+        grid, np.minimum(grid.ctf, 20.0), get_profile("paper"), duration=120.0, feedback=Feedback.parse("inspection")
+    )
+    env = CryoEMSessionEnv.from_world(world)
+    agent, _ = load_agent("bayes-lookahead")
+    plain, _ = load_agent("predict-rank")
+    for seed in (0, 1, 2):
+        row, plain_row = play_episode(env, agent, seed), play_episode(env, plain, seed)
+        assert row["trajectory"] == plain_row["trajectory"]
+        assert agent.trusting
+    version2, _ = load_agent("bayes-lookahead", {"trust_first": False, "move_caution": 1.0})
+    assert play_episode(env, version2, 0)["trajectory"][:10] != play_episode(env, plain, 0)["trajectory"][:10]
+
+
+def test_it_stops_following_predict_rank_at_the_first_revealed_ctf_that_disagrees():
+    truth = [3.5, 9.0, 3.5, 9.0, 3.5, 9.0, 3.5, 9.0]
+    predicted = [8.0, 4.0, 8.0, 4.0, 8.0, 4.0, 8.0, 4.0]
+    env = hand_made_env(truth, predicted, 40.0)
+    agent, _ = load_agent("bayes-lookahead")
+    plain, _ = load_agent("predict-rank")
+    obs, info = env.reset(seed=0)
+    agent.reset(env, 0)
+    plain.reset(env, 0)
+    first = agent.act(obs, info)
+    assert first == plain.act(obs, info) and agent.trusting  # nothing revealed yet: Predict-Rank's hole
+    assert env.unwrapped.ground_truth_ctf()[first] == 9.0  # predicted 4 Å, found 9 Å: it can tell
+    obs, _, _, _, info = env.step(first)
+    agent.act(obs, info)
+    assert not agent.trusting and agent.belief.revealed == 1
+
+
+def test_move_caution_keeps_it_in_its_square_where_version_2_left_for_another_tile():
+    # Patch 0 (square 0, tile 0): ten holes predicted 5.7 Å; square 1 (tile 1): eight patches of ten
+    # holes predicted 4 Å, an 8-minute move away, in a 60-minute session. Version 2's planner moves
+    # at once; counting that move as 1.5 times its minutes, the planner stays for patch 0's holes.
+    patch = [0] * 10 + [p for p in range(1, 9) for _ in range(10)]
+    env = hand_env(patch, [0] + [1] * 8, [0, 1], [5.7] * 10 + [4.0] * 80, duration=60.0)
+    first = {}
+    for caution in (1.0, 1.5):
+        agent, _ = load_agent("bayes-lookahead", {"move_caution": caution, "trust_rms": 0.0})
+        first[caution] = play_from(agent, env, 0, steps=1)[0]
+        assert agent.planner.hierarchy.minutes.tolist() == [1.0, 2.0, 6.0 * caution, 8.0 * caution]
+        assert agent.hierarchy.minutes.tolist() == [1.0, 2.0, 6.0, 8.0]  # the belief and rollouts: true minutes
+    assert first == {1.0: 10, 1.5: 1}

@@ -9,10 +9,14 @@ refitted online by empirical Bayes at every full decision, so a perfect regresso
 a poor or uninformative one discounted as the session reveals which it is. (Version 1 reused
 ``hierarchical-bayes``'s fixed calibration and lost to Predict-Rank on the RNAPII twins.)
 
-Decision: greedy's planner on the posterior (``PatchPlanner``, moving only into patches with
-holes left) proposes; it leaves a patch as soon as the patch's best hole is worth less than the
-price of a minute. That rule is myopic: an exposure in an uncertain patch also *reveals* a CTF
-that moves the patch's and its neighbours' probabilities. Before leaving, the agent therefore
+Decision: Predict-Rank's plan from the first decision while every revealed CTF that can tell
+agrees with the calibrated predictions (a near-perfect regressor leaves nothing to learn, and on
+perfect predictions that plan beats the per-minute planner); otherwise greedy's planner on the
+posterior (``PatchPlanner``, moving only into patches with holes left and weighing moves to
+other squares and tiles ``move_caution`` times their minutes) proposes; it leaves a patch as
+soon as the patch's best hole is worth less than the price of a minute. That rule is myopic:
+an exposure in an uncertain patch also *reveals* a CTF that moves the patch's and its
+neighbours' probabilities. Before leaving, the agent therefore
 looks ahead: it samples ``scenarios`` futures of staying (each exposure's CTF drawn from the
 belief's predictive distribution, the belief updated as the feedback mode would reveal it,
 ``queue:K`` included), follows in each the rule "take the best hole while it beats the price,
@@ -28,7 +32,7 @@ spends its effort where revealed CTFs change decisions, inside the patch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -59,6 +63,14 @@ class BayesLookaheadConfig(CalibrationPriors):
     #: Predict-Rank's plan beats the per-minute planner on perfect predictions (0: never follow it)
     trust_rms: float = 0.25
     trust_holes: int = 5
+    #: follow Predict-Rank's plan from the first decision, until a revealed CTF that can tell is off
+    #: the calibrated prediction by more than ``trust_rms`` (false, version 2: only once trusted, so
+    #: its first moves were the planner's even on perfect predictions, a little below Predict-Rank)
+    trust_first: bool = True
+    #: the planner counts a move to another square or tile as this many times its minutes (> 1: it
+    #: leaves a square less readily, where its estimates of squares not yet visited are the least
+    #: reliable; 1: version 2)
+    move_caution: float = 1.5
 
 
 class BayesLookaheadAgent(Agent):
@@ -78,11 +90,16 @@ class BayesLookaheadAgent(Agent):
                 raise InputError(f"agent {self.name!r}: hyperparameter {name!r} must be an integer >= 1, got {value!r}")
         super().reset(env, seed)
         h = self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every, skip_exhausted=True)
+        planned = h
+        if c.move_caution != 1.0:
+            minutes = h.minutes.copy()
+            minutes[2:] *= c.move_caution  # square and tile moves, as the planner weighs them
+            planned = replace(h, minutes=minutes)
+        self.planner = PatchPlanner(planned, c.shadow_price, c.price_scale, c.replan_every, skip_exhausted=True)
         self.belief = CalibratedBelief(h, c)
         self.fixed_plan = nested_plan(h, h.predicted_ctf, h.threshold, "count", False)  # Predict-Rank's
         self.plan_position = 0
-        self.trusting = False  # following Predict-Rank's plan (the regressor looks near-perfect)
+        self.trusting = bool(c.trust_first)  # following Predict-Rank's plan (the regressor looks near-perfect)
         feedback = self.layout.feedback
         self.reveal_batch = feedback.batch if feedback.mode == "queue" else 1
         self.lookaheads = 0  # how often the planner's "leave" was looked into (for tests and reports)
@@ -149,9 +166,15 @@ class BayesLookaheadAgent(Agent):
         return float(gain.mean())
 
     def trusts_predictions(self) -> bool:
-        """True when enough revealed CTFs that can tell are close to the calibrated predictions."""
+        """True when enough revealed CTFs that can tell are close to the calibrated predictions (with
+        ``trust_first``, also while too few have been revealed to tell and none of them is off)."""
         c, belief = self.config, self.belief
-        return c.trust_rms > 0 and belief.revealed >= c.trust_holes and belief.residual_rms <= c.trust_rms
+        if c.trust_rms <= 0:
+            return False
+        if belief.revealed < c.trust_holes:
+            early = c.trust_first and self.trusting
+            return early and (belief.revealed == 0 or belief.residual_rms <= c.trust_rms)
+        return belief.residual_rms <= c.trust_rms
 
     def plan_hole(self, available: np.ndarray) -> int:
         """Predict-Rank's next hole (its plan skips visited holes; the pointer only moves forward)."""
