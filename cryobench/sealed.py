@@ -24,7 +24,8 @@ fork server (the parent's when its first worker started).
 An agent that declares it decides without revealed CTFs (``reads_feedback = False``) gets a
 blind mirror (no feedback): its worker streams its actions and never waits for the parent. Its
 sessions are the open ones (the declaration is tested per agent); a false declaration only hides
-the feedback from the agent that made it.
+the feedback from the agent that made it. An agent that declares it never reads the feature
+matrix (``reads_features = False``) gets observations without it (most of a step's cost).
 """
 
 from __future__ import annotations
