@@ -32,6 +32,10 @@ from cryobench.sealed import SealedAgent
         ("predict-rank", "inspection"),
         ("greedy", "inspection"),
         ("ucb", "inspection"),  # a fast agent that reads the feedback: one round trip a step
+        ("thompson", "inspection"),
+        ("hierarchical-bayes", "inspection"),
+        ("smartem-bma", "inspection"),
+        ("bayes-lookahead", "inspection"),
         ("dqn", "inspection"),
         ("genetic-replan", "inspection"),  # a slow agent: 0.4 s an episode open
         ("predict-rank", "none"),
