@@ -16,13 +16,15 @@ from cryobench.agents.dqn import (
     load_checkpoint,
     make_network,
     plan_columns,
+    plan_prior,
     save_checkpoint,
 )
-from cryobench.agents.dqn_train import Sessions, WorldIndex
+from cryobench.agents.dqn_train import Sessions, WorldIndex, _state_action_input
+from cryobench.agents.predict_rank import PredictRankAgent
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.features import FEATURE_NAMES, N_FEATURES
-from tests.hand_grids import hand_env
+from tests.hand_grids import hand_env, play_from
 from tests.test_dqn_reliability import SMALL, make_world
 
 
@@ -86,3 +88,62 @@ def test_a_checkpoint_of_another_feature_layout_is_refused_in_one_line(tmp_path)
 def test_plan_and_reliability_features_together_are_refused():
     with pytest.raises(InputError, match="^DQN hyperparameters 'plan_features' and 'reliability_features'"):
         DQNConfig(plan_features=True, reliability_features=True)
+
+
+def test_an_untrained_residual_network_plays_predict_rank(tmp_path):
+    # Q = prior_scale * Predict-Rank's prior + a network whose last layer starts at zero: the same patches
+    # in the same order and the same holes as Predict-Rank (inside a patch two predictions a few 1e-4 Å
+    # apart may swap: float32 cannot resolve the tie-break there, and in-patch moves all cost the same).
+    config = DQNConfig(plan_features=True, prior_scale=1.0, hidden1=16, hidden2=8)
+    path = save_checkpoint(tmp_path / "prior.pt", make_network(config), config, {})
+    for seed in range(3):
+        world = make_world(seed=seed, duration=120.0, noise=1.0, **SMALL)
+        env = CryoEMSessionEnv.from_world(world)
+        actions = play_from(DQNAgent(DQNConfig(checkpoint=str(path))), env, start_hole=5)
+        ranked = play_from(PredictRankAgent(), env, start_hole=5)
+        patch = world.grid.patch
+        assert sorted(actions) == sorted(ranked)
+        assert list(patch[actions]) == list(patch[ranked])
+
+
+def test_the_prior_is_the_same_in_the_plain_network_and_the_patch_decomposition():
+    world = make_world(seed=4, noise=1.0, **SMALL)
+    config = DQNConfig(plan_features=True, prior_scale=2.0, hidden1=16, hidden2=8)
+    torch.manual_seed(0)
+    network = make_network(config)
+    torch.nn.init.normal_(network.layer3.weight, std=0.1)
+    index = WorldIndex(world, plan=True)
+    sessions = Sessions([index], 1, 4, np.random.default_rng(0))
+    sessions.start(0, world_id=0, start_hole=3)
+    sessions.step(np.array([4]))
+    context, hole_patch = sessions.stacked_context(), sessions.hole_patch
+    pred = torch.from_numpy(index.hole_pred[None])
+    decomposed = network.unvisited_q(context, hole_patch, pred)[0]
+    every_hole = context.expand(index.n_holes, -1, -1)
+    plain = network(_state_action_input(every_hole, hole_patch[0], pred[0], network.n_features))
+    torch.testing.assert_close(plain, decomposed, atol=1e-5, rtol=1e-5)
+    prior = plan_prior(pred[0], torch.from_numpy(index.plan[index.hole_patch, 0]), torch.tensor(0.3))
+    good = index.hole_pred < world.threshold / 20
+    assert (prior.numpy()[~good] <= 0).all() and (prior.numpy()[good] > 0).all()
+
+
+@pytest.mark.parametrize(
+    ("hyperparameters", "message"),
+    [
+        (dict(prior_scale=1.0), "^DQN hyperparameter 'prior_scale': the Predict-Rank prior reads the plan feature set"),
+        (dict(plan_features=True, prior_scale=-1.0), "^DQN hyperparameter 'prior_scale': expected a number >= 0"),
+    ],
+)
+def test_a_prior_without_its_features_or_below_zero_is_refused(hyperparameters, message):
+    with pytest.raises(InputError, match=message):
+        DQNConfig(**hyperparameters)
+
+
+def test_a_checkpoint_recording_a_prior_on_another_layout_is_refused(tmp_path):
+    config = DQNConfig(hidden1=8, hidden2=4)
+    path = save_checkpoint(tmp_path / "plain.pt", make_network(config), config, {})
+    document = torch.load(path, weights_only=True)
+    document["hyperparameters"]["prior_scale"] = 1.0
+    torch.save(document, tmp_path / "prior.pt")
+    with pytest.raises(InputError, match="prior_scale 1.0 needs feature layout 'cryobench-features-v1\\+plan-v1'"):
+        load_checkpoint(tmp_path / "prior.pt")

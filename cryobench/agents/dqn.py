@@ -80,6 +80,10 @@ class DQNConfig:
     # patch's place in Predict-Rank's plan and the session's threshold, so the network can follow the
     # plan (or leave it) instead of rebuilding the ranking from the group counts. Not with reliability_features.
     plan_features: bool = False
+    # Residual on Predict-Rank (needs plan_features): Q = prior_scale * prior + the network, where the
+    # prior ranks holes as Predict-Rank's plan does (``plan_prior``) and the network's last layer starts
+    # at zero, so the untrained agent plays Predict-Rank and training moves it only where the data say so.
+    prior_scale: float = 0.0
     # Version 3: follow Predict-Rank's plan while the session's revealed CTFs show a near-perfect
     # regressor (``cryobench.agents.calibrated``: at least ``trust_holes`` revealed CTFs that can tell,
     # within ``trust_rms`` Å rms of the calibrated predictions), the network otherwise. With perfect
@@ -184,6 +188,11 @@ class DQNConfig:
                 "DQN hyperparameters 'plan_features' and 'reliability_features': a network reads one extra "
                 "feature set, not both; set one of them to false"
             )
+        if self.prior_scale > 0 and not self.plan_features:
+            raise InputError(
+                "DQN hyperparameter 'prior_scale': the Predict-Rank prior reads the plan feature set; "
+                "set plan_features to true (or prior_scale to 0)"
+            )
         if self.training_regressors not in ("all", "poor"):  # cryobench.training_env.REGRESSOR_RANGES
             raise InputError(
                 f"DQN hyperparameter 'training_regressors': expected one of all, poor, got {self.training_regressors!r}"
@@ -227,6 +236,7 @@ _POSITIVE = Range(0.0, low_open=True, integer=False)
 HYPERPARAMETER_RANGES: dict[str, Range] = {
     "history": _at_least(1),
     "trust_rms": Range(0.0, integer=False),
+    "prior_scale": Range(0.0, integer=False),
     "trust_holes": _at_least(1),
     "hidden1": _at_least(1),
     "hidden2": _at_least(1),
@@ -268,16 +278,24 @@ HYPERPARAMETER_RANGES: dict[str, Range] = {
 class HoleQNetwork(nn.Module):
     """One Q-value per hole from that hole's features over the last ``history`` steps."""
 
-    def __init__(self, history: int, hidden1: int, hidden2: int, n_features: int = N_FEATURES) -> None:
+    def __init__(
+        self, history: int, hidden1: int, hidden2: int, n_features: int = N_FEATURES, prior_scale: float = 0.0
+    ) -> None:
         super().__init__()
-        self.history, self.n_features = history, n_features
+        self.history, self.n_features, self.prior_scale = history, n_features, prior_scale
         self.layer1 = nn.Linear(history * n_features, hidden1)
         self.layer2 = nn.Linear(hidden1, hidden2)
         self.layer3 = nn.Linear(hidden2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Plain per-hole evaluation: (..., history * n_features) -> (...)."""
-        return self.layer3(torch.relu(self.layer2(torch.relu(self.layer1(x))))).squeeze(-1)
+        q = self.layer3(torch.relu(self.layer2(torch.relu(self.layer1(x))))).squeeze(-1)
+        if self.prior_scale > 0:  # the newest history slot's columns
+            now = x[..., (self.history - 1) * self.n_features :]
+            q = q + self.prior_scale * plan_prior(
+                now[..., PREDICTED_CTF_COLUMN], now[..., N_FEATURES], now[..., N_FEATURES + 1]
+            )
+        return q
 
     def pred_weight(self) -> torch.Tensor:
         """First-layer weight of the predicted CTF summed over history slots (hidden1,)."""
@@ -296,7 +314,24 @@ class HoleQNetwork(nn.Module):
         hidden = per_patch.index_select(0, rows.reshape(-1))
         hidden = hidden + hole_pred.reshape(-1, 1) * self.pred_weight()
         hidden = torch.relu(self.layer2(torch.relu(hidden)))
-        return self.layer3(hidden).reshape(n_states, -1)
+        q = self.layer3(hidden).reshape(n_states, -1)
+        if self.prior_scale > 0:
+            now = context[:, :, (self.history - 1) * self.n_features :]  # (S, P, n_features)
+            plan = now[:, :, N_FEATURES:].reshape(n_states * n_patches, -1).index_select(0, rows.reshape(-1))
+            prior = plan_prior(hole_pred.reshape(-1), plan[:, 0], plan[:, 1])
+            q = q + self.prior_scale * prior.reshape(n_states, -1)
+        return q
+
+
+#: The prior's tie-break inside a patch: below the smallest gap between two patches' ranks.
+PRIOR_PREDICTION_WEIGHT = 1e-4
+
+
+def plan_prior(pred: torch.Tensor, patch_plan_rank: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """Predict-Rank's order as a score: a predicted-good hole scores 1 - its patch's plan rank (``plan_columns``),
+    a predicted-bad one 0, less a tie-break by prediction, so the highest unvisited hole is the plan's next."""
+    good = (pred < threshold).to(pred.dtype)
+    return good * (1.0 - patch_plan_rank) - PRIOR_PREDICTION_WEIGHT * pred
 
 
 #: The plan feature set (``DQNConfig.plan_features``): per patch, its place in Predict-Rank's plan
@@ -322,7 +357,11 @@ def feature_set(config: DQNConfig) -> str:
 
 def make_network(config: DQNConfig) -> HoleQNetwork:
     n_features = len(FEATURE_SETS[feature_set(config)])
-    return HoleQNetwork(config.history, config.hidden1, config.hidden2, n_features)
+    network = HoleQNetwork(config.history, config.hidden1, config.hidden2, n_features, config.prior_scale)
+    if config.prior_scale > 0:  # the untrained network adds nothing to the prior
+        nn.init.zeros_(network.layer3.weight)
+        nn.init.zeros_(network.layer3.bias)
+    return network
 
 
 # ---- 3. patch contexts ----------------------------------------------------------------------
@@ -430,10 +469,27 @@ def load_checkpoint(path: str | Path) -> tuple[HoleQNetwork, dict[str, Any]]:
         )
     sizes = _network_sizes(path, document)
     weights = _checked_weights(path, document, sizes, len(names))
-    network = HoleQNetwork(*sizes, len(names))
+    prior_scale = _prior_scale(path, document, layout)
+    network = HoleQNetwork(*sizes, len(names), prior_scale)
     network.load_state_dict(weights)
     network.eval()
     return network, document
+
+
+def _prior_scale(path: Path, document: dict[str, Any], layout: str) -> float:
+    """The recorded ``prior_scale`` (0 when a checkpoint predates it); a prior needs the plan feature set."""
+    value = (
+        document["hyperparameters"].get("prior_scale", 0.0)
+        if isinstance(document.get("hyperparameters"), dict)
+        else 0.0
+    )
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise InputError(f"DQN checkpoint {path}: hyperparameter 'prior_scale' must be a number >= 0, got {value!r}")
+    if value > 0 and layout != PLAN_LAYOUT_VERSION:
+        raise InputError(
+            f"DQN checkpoint {path}: prior_scale {value} needs feature layout {PLAN_LAYOUT_VERSION!r}, not {layout!r}"
+        )
+    return float(value)
 
 
 def _network_sizes(path: Path, document: dict[str, Any]) -> tuple[int, int, int]:
@@ -579,8 +635,14 @@ class DQNAgent(Agent):
         hidden = per_patch.index_select(0, torch.from_numpy(self._hole_patch[holes]))
         hidden.addcmul_(torch.from_numpy(feats[holes, PREDICTED_CTF_COLUMN, None]), w_pred).relu_()
         hidden = torch.addmm(b2, hidden, w2).relu_()
+        q = torch.addmv(b3, hidden, w3)
+        if self.network.prior_scale > 0:
+            plan = torch.from_numpy(self.plan[self._hole_patch[holes]])
+            q += self.network.prior_scale * plan_prior(
+                torch.from_numpy(feats[holes, PREDICTED_CTF_COLUMN]), plan[:, 0], plan[:, 1]
+            )
         out = np.full(len(feats), -np.inf, dtype=np.float32)
-        out[holes] = torch.addmv(b3, hidden, w3).numpy()
+        out[holes] = q.numpy()
         return out
 
     def _push_context(self, obs: dict) -> np.ndarray:
