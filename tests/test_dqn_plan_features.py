@@ -130,7 +130,10 @@ def test_the_prior_is_the_same_in_the_plain_network_and_the_patch_decomposition(
 @pytest.mark.parametrize(
     ("hyperparameters", "message"),
     [
-        (dict(prior_scale=1.0), "^DQN hyperparameter 'prior_scale': the Predict-Rank prior reads the plan feature set"),
+        (
+            dict(plan_features=False, prior_scale=1.0),
+            "^DQN hyperparameter 'prior_scale': the Predict-Rank prior reads the plan feature set",
+        ),
         (dict(plan_features=True, prior_scale=-1.0), "^DQN hyperparameter 'prior_scale': expected a number >= 0"),
     ],
 )
@@ -140,7 +143,7 @@ def test_a_prior_without_its_features_or_below_zero_is_refused(hyperparameters, 
 
 
 def test_a_checkpoint_recording_a_prior_on_another_layout_is_refused(tmp_path):
-    config = DQNConfig(hidden1=8, hidden2=4)
+    config = DQNConfig(plan_features=False, prior_scale=0.0, hidden1=8, hidden2=4)
     path = save_checkpoint(tmp_path / "plain.pt", make_network(config), config, {})
     document = torch.load(path, weights_only=True)
     document["hyperparameters"]["prior_scale"] = 1.0

@@ -12,13 +12,13 @@ import torch
 from cryobench import simulator
 from cryobench.agents.dqn import (
     DQNAgent,
-    DQNConfig,
     HoleQNetwork,
     load_checkpoint,
     make_network,
     reliability_context,
     save_checkpoint,
 )
+from cryobench.agents.dqn import DQNConfig as _DQNConfig
 from cryobench.agents.dqn_train import Sessions, WorldIndex, _demonstrator, _play, demonstrations, train_on_worlds
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
@@ -39,6 +39,13 @@ from cryobench.features import (
 from cryobench.grid import CTF_CAP
 from cryobench.seeding import SEED_BOUND
 from tests.conftest import make_world as _make_world
+
+
+def DQNConfig(**values) -> _DQNConfig:  # noqa: N802 - stands in for the class
+    """Version 2's recipe, which these tests pin: the hyperparameters added since at their version-2 values
+    (``DQNConfig.ADDED_AFTER_RECORDING``; version 3's plan features, prior and switch are tested apart)."""
+    return _DQNConfig(**{**_DQNConfig.ADDED_AFTER_RECORDING, **values})
+
 
 SMALL = dict(tiles=2, squares_per_tile=3, patches_per_square=4, holes_per_patch=8)  # 192 holes
 

@@ -32,7 +32,7 @@ import pickle
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ class DQNConfig:
     """Every hyperparameter of the network, its training and its use (see ``agents/dqn.yaml``)."""
 
     # The network (the paper: 128 -> 256 -> 128 -> 1 on 32 features x 4 steps).
-    checkpoint: str = "checkpoints/dqn-v2-seed0.pt"  # relative to the agents' card folder, or a path
+    checkpoint: str = "checkpoints/dqn-v3-seed0.pt"  # relative to the agents' card folder, or a path
     history: int = 4
     # The network's inputs: the environment's 42 columns, or those followed by the reliability columns
     # (``cryobench.features.reliability_features``: how far this session's revealed CTFs bore out the
@@ -79,17 +79,17 @@ class DQNConfig:
     # Version 3: the environment's columns followed by two static patch columns (``plan_columns``): the
     # patch's place in Predict-Rank's plan and the session's threshold, so the network can follow the
     # plan (or leave it) instead of rebuilding the ranking from the group counts. Not with reliability_features.
-    plan_features: bool = False
+    plan_features: bool = True
     # Residual on Predict-Rank (needs plan_features): Q = prior_scale * prior + the network, where the
     # prior ranks holes as Predict-Rank's plan does (``plan_prior``) and the network's last layer starts
     # at zero, so the untrained agent plays Predict-Rank and training moves it only where the data say so.
-    prior_scale: float = 0.0
+    prior_scale: float = 1.0
     # Version 3: follow Predict-Rank's plan while the session's revealed CTFs show a near-perfect
     # regressor (``cryobench.agents.calibrated``: at least ``trust_holes`` revealed CTFs that can tell,
     # within ``trust_rms`` Å rms of the calibrated predictions), the network otherwise. With perfect
     # predictions Predict-Rank's plan is the oracle's, which a network that imitates a per-minute planner
     # does not reproduce (v2: P(dqn > predict-rank) = 0.03 there). 0 turns it off (versions 1 and 2).
-    trust_rms: float = 0.0
+    trust_rms: float = 0.25
     trust_holes: int = 5
     hidden1: int = 64
     hidden2: int = 32
@@ -179,6 +179,18 @@ class DQNConfig:
     # Torch intra-op threads for training and inference. The per-step tensors are small, and with
     # 2 threads on a busy 2-core machine OpenMP's spin-waits made a forward pass 30x slower (measured).
     torch_threads: int = 1
+
+    #: Hyperparameters added after results were recorded, with the value those results ran with: a recorded
+    #: card without one (versions 1 and 2 of dqn, dqn-noise-robust) re-runs with it, so it decides as it did
+    #: (``cryobench.agents.registry.recorded_hyperparameters``).
+    ADDED_AFTER_RECORDING: ClassVar[dict[str, Any]] = {
+        "reliability_features": False,
+        "training_regressors": "all",
+        "plan_features": False,
+        "trust_rms": 0.0,
+        "trust_holes": 5,
+        "prior_scale": 0.0,
+    }
 
     def __post_init__(self) -> None:
         for name, allowed in HYPERPARAMETER_RANGES.items():

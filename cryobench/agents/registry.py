@@ -173,6 +173,16 @@ def make_config(
     return cls.Config(**values)
 
 
+def recorded_hyperparameters(name: str, recorded: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a recorded card ran with: its own, plus every hyperparameter the agent gained
+    since at the value the recorded version ran with (``Config.ADDED_AFTER_RECORDING``), so an old entry
+    re-runs its own version and not today's card values. Names that are not registered agents: as recorded."""
+    if name not in _entry_points():
+        return dict(recorded)
+    added = getattr(getattr(agent_class(name), "Config", None), "ADDED_AFTER_RECORDING", {})
+    return {**{key: value for key, value in added.items() if key not in recorded}, **recorded}
+
+
 def agent_version(agent: Agent, card: dict[str, Any]) -> dict[str, str | None]:
     """Digests that pin which version of an agent ran: its card's name and hyperparameters
     (canonical JSON) and, for a trained agent (a Config with ``checkpoint``), its checkpoint's bytes.

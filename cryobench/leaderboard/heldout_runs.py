@@ -366,6 +366,8 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
         return {"accepted": False, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
     import tempfile
 
+    from cryobench.agents.registry import recorded_hyperparameters
+
     with tempfile.TemporaryDirectory() as work:
         rerun = submit_heldout(
             submitted_agent(doc),
@@ -375,18 +377,39 @@ def verify_heldout(path: str | Path, data: str | Path | None = None, workers: in
             tier="full" if tier == "draw" else tier,
             worlds=worlds,
             progress=progress,
-            hyperparameters=doc["agent"]["hyperparameters"],
+            hyperparameters=recorded_hyperparameters(submitted_agent(doc), doc["agent"]["hyperparameters"]),
             training_seed=doc["agent"].get("training_seed"),
         )
     reasons += reproduction_problems(doc, rerun)
     return {"accepted": not reasons, "reduced": reduced, "reasons": reasons, "unverifiable": list(UNVERIFIABLE)}
 
 
+def _same_older_version(doc: dict, rerun: dict) -> bool:
+    """Whether ``rerun`` ran the version an entry recorded before its agent gained hyperparameters: the
+    re-run's are the recorded ones plus the added ones at their recorded-era values
+    (``recorded_hyperparameters``), the recorded card digest is that of the recorded hyperparameters and
+    the checkpoint is the same file."""
+    from cryobench.agents.registry import card_version, recorded_hyperparameters
+
+    recorded = doc["agent"].get("hyperparameters") or {}
+    if not isinstance(recorded, dict) or rerun["agent"].get("hyperparameters") == recorded:
+        return False  # nothing was added: the plain comparison decides
+    name = submitted_agent(doc)
+    version = card_version({"name": name, "hyperparameters": recorded})
+    return (
+        rerun["agent"].get("hyperparameters") == recorded_hyperparameters(name, recorded)
+        and doc["agent"].get("version") == version
+        and (rerun["agent"].get("version") or {}).get("checkpoint_sha256") == version["checkpoint_sha256"]
+        and doc["agent"].get("upper_bound") == rerun["agent"].get("upper_bound")
+        and doc["agent"].get("training_seed") == rerun["agent"].get("training_seed")
+    )
+
+
 def reproduction_problems(doc: dict, rerun: dict) -> list[str]:
     """Every verifiable field of ``doc`` that the re-run ``rerun`` does not reproduce."""
     reasons = []
     for key in ("upper_bound", "version", "hyperparameters", "training_seed"):
-        if doc["agent"].get(key) != rerun["agent"].get(key):
+        if doc["agent"].get(key) != rerun["agent"].get(key) and not _same_older_version(doc, rerun):
             reasons.append(f"field 'agent.{key}' does not reproduce (submitted {doc['agent'][key]!r})")
     if doc["not_applicable"] != rerun["not_applicable"]:
         reasons.append("field 'not_applicable' does not reproduce")

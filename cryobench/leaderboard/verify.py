@@ -132,7 +132,9 @@ def verify(path: str | Path, data: str | Path | None = None, workers: int = 2, p
             reasons.append("the measured data given (--data) is not the data the submission was run on (checksum)")
     if reasons:
         return {"accepted": False, "reduced": reduced, "reasons": reasons}
-    hyperparameters = (doc["agent"].get("card") or {}).get("hyperparameters") or {}
+    from cryobench.agents.registry import recorded_hyperparameters
+
+    hyperparameters = recorded_hyperparameters(name, (doc["agent"].get("card") or {}).get("hyperparameters") or {})
     with tempfile.TemporaryDirectory() as work:
         rerun = submit(
             name,
