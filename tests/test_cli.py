@@ -71,7 +71,7 @@ def test_the_readmes_main_job_runs_the_shipped_dqn_on_aldolaseau(tmp_path):
     assert result.exit_code == 0, result.output
     document = json.loads(out.read_text())
     assert document["env"]["spec"]["id"] == "cryobench/AldolaseAu-v1"
-    assert document["agent"]["card"]["hyperparameters"]["checkpoint"] == "checkpoints/dqn-v2-seed0.pt"
+    assert document["agent"]["card"]["hyperparameters"]["checkpoint"] == "checkpoints/dqn-v3-seed0.pt"
     episode = document["episodes"][0]
     assert episode["exposures"] > 100 and episode["good_exposures"] > 50 and not episode["invalid_actions"]
 

@@ -622,7 +622,7 @@ def test_every_numeric_hyperparameter_has_a_range_and_the_cards_are_inside():
     from cryobench.agents.dqn import HYPERPARAMETER_RANGES
     from cryobench.agents.registry import load_agent
 
-    numeric = {f.name for f in dataclasses.fields(DQNConfig) if f.type in ("int", "float")}
+    numeric = {f.name for f in dataclasses.fields(_DQNConfig) if f.type in ("int", "float")}
     assert set(HYPERPARAMETER_RANGES) == numeric
     for name in ("dqn", "dqn-noise-robust"):
         load_agent(name)  # the shipped cards' values are valid

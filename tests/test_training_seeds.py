@@ -91,7 +91,7 @@ def test_the_dqn_card_lists_three_training_seeds_with_their_own_checkpoints():
     seeds = heldout_runs.training_seeds("dqn")
     assert sorted(seeds) == [0, 1, 2]
     checkpoints = [seeds[s]["checkpoint"] for s in sorted(seeds)]
-    assert checkpoints == [f"checkpoints/dqn-v2-seed{s}.pt" for s in range(3)]
+    assert checkpoints == [f"checkpoints/dqn-v3-seed{s}.pt" for s in range(3)]
     assert all((card_dir("agents") / path).is_file() for path in checkpoints)
     assert heldout_runs.training_seeds("greedy") == {}
 
