@@ -528,10 +528,11 @@ class CryoEMSessionEnv(gym.Env):
         """The true CTFMaxRes of every hole. For upper-bound (``oracle-*``) agents and metrics only."""
         return self.world.grid.ctf.copy()
 
-    def informed_good_probability(self) -> np.ndarray:
+    def informed_good_probability(self, calibration: str = "logistic") -> np.ndarray:
         """P(good) of every hole knowing its patch's quality and the regressor's calibration, not
         the hole's own noise (:mod:`cryobench.informed`): on a twin, its generator's latent patch
-        quality; elsewhere, the patch's other holes. For the informed upper bound only."""
+        quality; elsewhere, the patch's other holes. ``calibration``: how the prediction enters
+        (``informed.CALIBRATIONS``). For the informed upper bound only."""
         from cryobench import informed, twin
 
         world, meta = self.world, self.world.grid.meta
@@ -544,7 +545,7 @@ class CryoEMSessionEnv(gym.Env):
             known = twin.latent_good_probability(quality[holes], latent[holes], world.true_good)
         else:
             known = informed.leave_one_out_patch_share(world.grid.patch, world.grid.square, world.true_good)
-        return informed.with_predictions(known, np.asarray(world.predicted_ctf), world.true_good)
+        return informed.with_predictions(known, np.asarray(world.predicted_ctf), world.true_good, calibration)
 
     @property
     def feature_names(self) -> tuple[str, ...]:

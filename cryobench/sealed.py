@@ -13,7 +13,8 @@ itself.
 Upper bounds (``uses_ground_truth``) get the truth through one explicit, privileged message
 at reset, and stay labelled as upper bounds in every table. The informed bound
 (``uses_latent_quality``, also an upper bound) gets, in the same message, only each hole's
-P(good) given the twin generator's latent patch quality, never the CTFs.
+P(good) given the twin generator's latent patch quality, never the CTFs, in the calibration
+it declares (``latent_calibration``, default ``"logistic"``; :mod:`cryobench.informed`).
 
 :class:`SealedAgent` has the agent interface (``fit``, ``reset``, ``act``), so
 :func:`cryobench.evaluate.play_episode` runs it like any agent; it hands whole sessions it
@@ -104,7 +105,14 @@ class SealedEnv:
     """What an agent holds as ``env`` in a sealed run: the public view of the environment, nothing else."""
 
     def __init__(
-        self, layout: Any, feature_names: tuple[str, ...], observation_space, action_space, truth=None, informed=None
+        self,
+        layout: Any,
+        feature_names: tuple[str, ...],
+        observation_space,
+        action_space,
+        truth=None,
+        informed=None,
+        calibration: str = "logistic",
     ):
         self.layout = layout
         self.feature_names = feature_names
@@ -112,6 +120,7 @@ class SealedEnv:
         self.action_space = action_space
         self._privileged_truth = truth
         self._privileged_informed = informed
+        self._informed_calibration = calibration
 
     @property
     def unwrapped(self) -> SealedEnv:
@@ -125,12 +134,18 @@ class SealedEnv:
             )
         return self._privileged_truth.copy()
 
-    def informed_good_probability(self) -> np.ndarray:
-        """The informed bound's knowledge (sent to it explicitly; never to a real agent)."""
+    def informed_good_probability(self, calibration: str = "logistic") -> np.ndarray:
+        """The informed bound's knowledge (sent to it explicitly; never to a real agent), in the
+        calibration its ``latent_calibration`` declared."""
         if self._privileged_informed is None:
             raise PermissionError(
                 "sealed evaluation: the latent patch quality is given only to the informed bound "
                 "(agents with uses_latent_quality)"
+            )
+        if calibration != self._informed_calibration:
+            raise ValueError(
+                f"sealed evaluation: the informed probabilities were sent in calibration "
+                f"{self._informed_calibration!r} (the agent's latent_calibration), not {calibration!r}"
             )
         return self._privileged_informed.copy()
 
@@ -184,6 +199,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
         {
             "uses_ground_truth": bool(getattr(agent, "uses_ground_truth", False)),
             "uses_latent_quality": bool(getattr(agent, "uses_latent_quality", False)),
+            "latent_calibration": str(getattr(agent, "latent_calibration", "logistic")),
             "needs_feedback": bool(getattr(agent, "needs_feedback", False)),
             "reads_feedback": _reads_feedback(agent),
             "card": card,
@@ -222,6 +238,7 @@ def _worker(conn, agent_name: str, hyperparameters: dict[str, Any] | None) -> No
                     action_space,
                     _read_only(truth),
                     _read_only(informed),
+                    str(getattr(agent, "latent_calibration", "logistic")),
                 )
                 answer("ok")
             elif kind == "fit":
@@ -361,6 +378,7 @@ class SealedAgent:
         meta = self._receive("loaded")[0]
         self.uses_ground_truth: bool = meta["uses_ground_truth"]
         self.uses_latent_quality: bool = meta["uses_latent_quality"]
+        self.latent_calibration: str = meta["latent_calibration"]
         self.needs_feedback: bool = meta["needs_feedback"]
         self.reads_feedback: bool = meta["reads_feedback"]
         self.card: dict[str, Any] = meta["card"]
@@ -510,7 +528,7 @@ class SealedAgent:
         if inner.layout is self._sent_layout:
             return
         # The privileged interface: the informed bound gets its latent knowledge and not the CTFs.
-        informed = inner.informed_good_probability() if self.uses_latent_quality else None
+        informed = inner.informed_good_probability(self.latent_calibration) if self.uses_latent_quality else None
         truth = inner.ground_truth_ctf() if self.uses_ground_truth and informed is None else None
         feature_names = tuple(getattr(inner, "feature_names", ()))
         layout = public_layout_copy(inner.layout)

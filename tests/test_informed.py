@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from cryobench.agents.oracles import OracleInformedConfig
 from cryobench.agents.registry import load_agent
 from cryobench.cards import load_dataset_card
 from cryobench.env import CryoEMSessionEnv
@@ -170,3 +171,79 @@ def test_committed_headroom_table_is_computed_from_the_results():
     assert rows["hierarchical-bayes"].endswith(f"| {gain:+.1f} |")
     assert rows["oracle-informed (upper bound)"].startswith("| oracle-informed (upper bound) | 100% |")
     assert rows["predict-rank"].startswith("| predict-rank | 0% |")
+
+
+def _knows_only_the_clearly_good(ctf: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A regressor that predicts the holes below 4 Å and says nothing about the others (a prediction
+    drawn from 4 to 20 Å): P(good) bends with the prediction, which a straight line cannot follow."""
+    ctf = np.minimum(ctf, 20.0)
+    return np.where(ctf < 4.0, ctf, rng.uniform(4.0, 20.0, len(ctf)))
+
+
+def test_the_hinged_calibration_follows_a_prediction_that_bends():
+    rng = np.random.default_rng(2)
+    ctf = rng.uniform(2.0, 14.0, 3000)
+    good = ctf < 6.0
+    predicted = _knows_only_the_clearly_good(ctf, rng)
+    known = np.full(3000, 0.35)
+    clear = predicted < 4.0  # every one of them is good
+    straight = with_predictions(known, predicted, good)
+    hinged = with_predictions(known, predicted, good, "hinged")
+    # A line in the prediction puts the clearly good holes near 0.6 (measured 0.61); the hinges near 1.
+    assert straight[clear].mean() < 0.7 and hinged[clear].mean() > 0.95
+    # Both stay calibrated on the whole grid (the intercept) and the hinges fit better overall.
+    assert hinged.mean() == pytest.approx(good.mean(), abs=0.005)
+    assert np.abs(hinged - good).mean() < np.abs(straight - good).mean()
+    with pytest.raises(ValueError, match="calibration 'spline': expected one of logistic, hinged"):
+        with_predictions(known, predicted, good, "spline")
+
+
+def _bent_world(seed: int, duration: float) -> CryoEMSessionEnv:
+    from cryobench.profiles import get_profile
+    from cryobench.simulator import World
+    from tests.conftest import make_grid
+
+    grid = make_grid(seed, tiles=3, squares_per_tile=3, patches_per_square=4, holes_per_patch=8)
+    predicted = _knows_only_the_clearly_good(grid.ctf, np.random.default_rng(seed + 1))
+    return CryoEMSessionEnv.from_world(World(grid, predicted, get_profile("paper"), duration=duration))
+
+
+def test_the_calibration_is_chosen_by_the_agent_and_version_2_reads_the_straight_line():
+    env = _bent_world(0, 60.0)
+    env.reset(seed=0)
+    world = env.unwrapped.world
+    known = leave_one_out_patch_share(world.grid.patch, world.grid.square, world.true_good)
+    for calibration in ("logistic", "hinged"):
+        expected = with_predictions(known, world.predicted_ctf, world.true_good, calibration)
+        assert np.array_equal(env.unwrapped.informed_good_probability(calibration), expected)
+        agent, _ = load_agent("oracle-informed", {"calibration": calibration})
+        agent.reset(env.unwrapped, 0)
+        assert agent.latent_calibration == calibration
+        assert np.array_equal(agent.p_good, expected)
+    # The Config default is version 2's calibration (its recorded hyperparameters name none).
+    assert OracleInformedConfig().calibration == "logistic"
+    version_2 = with_predictions(known, world.predicted_ctf, world.true_good)
+    assert np.array_equal(env.unwrapped.informed_good_probability(), version_2)
+
+
+def test_an_unknown_calibration_is_refused_in_one_line():
+    from cryobench.errors import InputError
+
+    expected = "hyperparameter 'calibration': expected one of logistic, hinged, got 'spline'"
+    with pytest.raises(InputError, match=expected):
+        load_agent("oracle-informed", {"calibration": "spline"})
+
+
+@pytest.mark.parametrize("seed", [2, 5, 6])
+def test_the_hinged_bound_is_not_below_predict_rank_where_the_straight_line_was(seed):
+    """Hand-made grids (288 holes, 2 h) with the bending regressor: the straight line undervalues
+    the clearly good holes, Predict-Rank's plan, and version 2 followed a plan that collected fewer
+    (measured 51, 56, 56 against 58, 61, 58); version 3's calibration keeps it at or above."""
+    env = _bent_world(seed, 120.0)
+    plain, _ = load_agent("predict-rank")
+    plain_good = play_episode(env, plain, 0)["good_exposures"]
+    version_2, _ = load_agent("oracle-informed", {"calibration": "logistic"})
+    version_3, card = load_agent("oracle-informed")
+    assert card["hyperparameters"]["calibration"] == "hinged"
+    assert play_episode(env, version_2, 0)["good_exposures"] < plain_good
+    assert play_episode(env, version_3, 0)["good_exposures"] >= plain_good

@@ -38,6 +38,27 @@ def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
     assert sealed_rows[0]["good_exposures"] > 0  # a real session, not an empty one
 
 
+def test_a_sealed_informed_bound_gets_the_calibration_it_declares(env):
+    """Version 2's hyperparameters (calibration logistic) in a sealed run: the parent sends that
+    calibration's probabilities, and the session is the open one's."""
+    agent, _ = load_agent("oracle-informed", {"calibration": "logistic"})
+    open_row = play_episode(env, agent, 0)
+    with SealedAgent("oracle-informed", {"calibration": "logistic"}) as sealed:
+        assert sealed.latent_calibration == "logistic"
+        assert play_episode(env, sealed, 0) == open_row
+    with SealedAgent("oracle-informed") as sealed:
+        assert sealed.latent_calibration == "hinged"  # the card's (version 3)
+
+
+def test_a_sealed_view_refuses_probabilities_of_another_calibration():
+    from cryobench.sealed import SealedEnv
+
+    view = SealedEnv(None, (), None, None, informed=np.full(3, 0.5), calibration="hinged")
+    assert view.informed_good_probability("hinged").tolist() == [0.5, 0.5, 0.5]
+    with pytest.raises(ValueError, match="sent in calibration 'hinged' .*, not 'logistic'"):
+        view.informed_good_probability()
+
+
 @pytest.mark.parametrize(
     ("cheat", "reason"),
     [

@@ -28,6 +28,8 @@ from cryobench.agents.base import Agent
 from cryobench.agents.common import Hierarchy, PatchPlanner
 from cryobench.agents.planners import AnnealingAgent, AnnealingConfig
 from cryobench.agents.predict_rank import PredictRankAgent, nested_plan
+from cryobench.errors import InputError
+from cryobench.informed import CALIBRATIONS
 
 
 class OraclePredictRankAgent(PredictRankAgent):
@@ -139,6 +141,16 @@ class OracleInformedConfig:
     #: also weigh two fixed nested plans: Predict-Rank's own (on the predictions) and the same
     #: ranking on the informed probabilities (holes above ``take_probability`` counted as good)
     rank_plans: bool = True
+    #: how the prediction enters its P(good) (``cryobench.informed``): "logistic" (versions 1 and 2)
+    #: or "hinged" (version 3: piecewise linear in the prediction)
+    calibration: str = "logistic"
+
+    def __post_init__(self) -> None:
+        if self.calibration not in CALIBRATIONS:
+            raise InputError(
+                f"oracle-informed hyperparameter 'calibration': expected one of {', '.join(CALIBRATIONS)}, "
+                f"got {self.calibration!r}"
+            )
 
 
 class _InformedGreedy(Agent):
@@ -224,11 +236,16 @@ class OracleInformedAgent(Agent):
     uses_ground_truth = True  # privileged: an upper bound, apart in every table
     uses_latent_quality = True  # sealed runs send it the latent knowledge only, never the CTFs
 
+    @property
+    def latent_calibration(self) -> str:
+        """The calibration of the informed probabilities it reads (sealed runs send that one)."""
+        return self.config.calibration
+
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
         self.seed = seed
         self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.p_good = np.asarray(self.env.informed_good_probability(), dtype=np.float64)
+        self.p_good = np.asarray(self.env.informed_good_probability(self.config.calibration), dtype=np.float64)
         self.planners = {
             "greedy": _InformedGreedy(self.p_good, self.config),
             "annealing": _InformedAnnealing(self.p_good, self.config.take_probability),
