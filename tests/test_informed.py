@@ -105,7 +105,7 @@ def test_informed_bound_is_an_upper_bound_that_beats_predict_rank_with_a_poor_re
 
 def test_informed_bound_follows_the_plan_with_more_expected_good():
     env = make_env("aldolaseau", {"world_seed": 13, "layout_seed": 13, "duration": 120.0})
-    informed, _ = load_agent("oracle-informed")
+    informed, _ = load_agent("oracle-informed", {"predict_rank_margin": 0.0})  # the margin: below
     row = play_episode(env, informed, 0)
     expected = informed.expected
     best = max(expected, key=expected.get)
@@ -247,3 +247,22 @@ def test_the_hinged_bound_is_not_below_predict_rank_where_the_straight_line_was(
     assert card["hyperparameters"]["calibration"] == "hinged"
     assert play_episode(env, version_2, 0)["good_exposures"] < plain_good
     assert play_episode(env, version_3, 0)["good_exposures"] >= plain_good
+
+
+def test_another_plan_must_beat_predict_rank_by_the_margin():
+    """On a hand-made grid where a planner expects more than Predict-Rank's plan: a margin just
+    below its advantage keeps that plan, one just above follows Predict-Rank's, hole for hole."""
+    env = _bent_world(2, 120.0)
+    free, _ = load_agent("oracle-informed", {"predict_rank_margin": 0.0})
+    play_episode(env, free, 0)
+    assert free.chosen_name != "predict-rank"
+    advantage = free.expected[free.chosen_name] / free.expected["predict-rank"] - 1.0
+    assert advantage > 0
+    below, _ = load_agent("oracle-informed", {"predict_rank_margin": 0.99 * advantage})
+    play_episode(env, below, 0)
+    assert below.chosen_name == free.chosen_name
+    above, _ = load_agent("oracle-informed", {"predict_rank_margin": 1.01 * advantage})
+    row = play_episode(env, above, 0)
+    plain, _ = load_agent("predict-rank")
+    assert above.chosen_name == "predict-rank"
+    assert row["trajectory"] == play_episode(env, plain, 0)["trajectory"]

@@ -144,6 +144,9 @@ class OracleInformedConfig:
     #: how the prediction enters its P(good) (``cryobench.informed``): "logistic" (versions 1 and 2)
     #: or "hinged" (version 3: piecewise linear in the prediction)
     calibration: str = "logistic"
+    #: another plan is followed only when its expected good exceeds Predict-Rank's by more than
+    #: this share (about the calibration's error; 0: the most expected good, versions 1 and 2)
+    predict_rank_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
@@ -225,7 +228,9 @@ class OracleInformedAgent(Agent):
     annealing's order of patches where greedy wanders (AldolaseAu). With ``rank_plans`` the
     candidates also hold Predict-Rank's own plan, so the bound is at least Predict-Rank in
     expectation on every task (greedy's and annealing's plans fell 25 below it on RNAPII 16 h),
-    and the same nested ranking on the informed probabilities.
+    and the same nested ranking on the informed probabilities. With ``predict_rank_margin`` another
+    plan must beat Predict-Rank's by more than that share of its expected good: what the
+    calibration cannot tell apart, it does not bet on.
     """
 
     reads_feedback = False  # a fixed plan from its privileged knowledge (sealed runs: no feedback wait)
@@ -283,6 +288,10 @@ class OracleInformedAgent(Agent):
             start, available = int(obs["current_hole"]), obs["action_mask"].astype(bool)
             self.expected = {name: self.expected_good(p, start, available) for name, p in self.planners.items()}
             best = max(self.expected, key=lambda name: (self.expected[name], name == "greedy"))
+            margin = self.config.predict_rank_margin
+            if margin > 0 and "predict-rank" in self.expected:
+                if self.expected[best] <= (1.0 + margin) * self.expected["predict-rank"]:
+                    best = "predict-rank"  # an advantage within the calibration's error is none
             self.chosen_name, self.chosen = best, self.planners[best]
             self.chosen.reset(self.env, self.seed)  # the same plan again, now played for real
         return self.chosen.act(obs, info)
