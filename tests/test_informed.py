@@ -220,10 +220,10 @@ def test_the_calibration_is_chosen_by_the_agent_and_version_2_reads_the_straight
         agent.reset(env.unwrapped, 0)
         assert agent.latent_calibration == calibration
         assert np.array_equal(agent.p_good, expected)
-    # The Config default is version 2's calibration (its recorded hyperparameters name none).
-    assert OracleInformedConfig().calibration == "logistic"
+    # The environment's default is the straight line (what versions 1 and 2 read); the agent's, the card's.
     version_2 = with_predictions(known, world.predicted_ctf, world.true_good)
     assert np.array_equal(env.unwrapped.informed_good_probability(), version_2)
+    assert OracleInformedConfig().calibration == "hinged"
 
 
 def test_an_unknown_calibration_is_refused_in_one_line():
@@ -242,7 +242,7 @@ def test_the_hinged_bound_is_not_below_predict_rank_where_the_straight_line_was(
     env = _bent_world(seed, 120.0)
     plain, _ = load_agent("predict-rank")
     plain_good = play_episode(env, plain, 0)["good_exposures"]
-    version_2, _ = load_agent("oracle-informed", {"calibration": "logistic"})
+    version_2, _ = load_agent("oracle-informed", {"calibration": "logistic", "predict_rank_margin": 0.0})
     version_3, card = load_agent("oracle-informed")
     assert card["hyperparameters"]["calibration"] == "hinged"
     assert play_episode(env, version_2, 0)["good_exposures"] < plain_good

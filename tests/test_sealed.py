@@ -41,9 +41,10 @@ def test_a_sealed_run_plays_exactly_as_an_open_one(env, name):
 def test_a_sealed_informed_bound_gets_the_calibration_it_declares(env):
     """Version 2's hyperparameters (calibration logistic) in a sealed run: the parent sends that
     calibration's probabilities, and the session is the open one's."""
-    agent, _ = load_agent("oracle-informed", {"calibration": "logistic"})
+    version_2 = {"calibration": "logistic", "predict_rank_margin": 0.0}
+    agent, _ = load_agent("oracle-informed", version_2)
     open_row = play_episode(env, agent, 0)
-    with SealedAgent("oracle-informed", {"calibration": "logistic"}) as sealed:
+    with SealedAgent("oracle-informed", version_2) as sealed:
         assert sealed.latent_calibration == "logistic"
         assert play_episode(env, sealed, 0) == open_row
     with SealedAgent("oracle-informed") as sealed:

@@ -141,12 +141,12 @@ class OracleInformedConfig:
     #: also weigh two fixed nested plans: Predict-Rank's own (on the predictions) and the same
     #: ranking on the informed probabilities (holes above ``take_probability`` counted as good)
     rank_plans: bool = True
-    #: how the prediction enters its P(good) (``cryobench.informed``): "logistic" (versions 1 and 2)
-    #: or "hinged" (version 3: piecewise linear in the prediction)
-    calibration: str = "logistic"
+    #: how the prediction enters its P(good) (``cryobench.informed``): "hinged" (version 3: piecewise
+    #: linear in the prediction) or "logistic" (versions 1 and 2: a straight line)
+    calibration: str = "hinged"
     #: another plan is followed only when its expected good exceeds Predict-Rank's by more than
-    #: this share (about the calibration's error; 0: the most expected good, versions 1 and 2)
-    predict_rank_margin: float = 0.0
+    #: this share (about the calibration's error); 0: the most expected good (versions 1 and 2)
+    predict_rank_margin: float = 0.01
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
