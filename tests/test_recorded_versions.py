@@ -77,3 +77,18 @@ def test_a_rerun_with_todays_values_for_the_added_keys_does_not_reproduce():
     doc, rerun = _v2_doc_and_rerun()
     rerun["agent"]["version"]["checkpoint_sha256"] = "0" * 64  # another checkpoint file
     assert any(p.startswith("field 'agent.version' does not reproduce") for p in reproduction_problems(doc, rerun))
+
+
+def test_planner_entries_recorded_before_their_version_3_re_run_as_version_2():
+    # bayes-lookahead and oracle-informed gained two hyperparameters each in version 3; a version 2
+    # entry (its card without them) re-runs with version 2's values, not today's card's.
+    from cryobench.agents.lookahead import BayesLookaheadConfig
+    from cryobench.agents.oracles import OracleInformedConfig
+    from cryobench.agents.registry import load_card
+
+    for name, config in (("bayes-lookahead", BayesLookaheadConfig), ("oracle-informed", OracleInformedConfig)):
+        today = load_card(name)["hyperparameters"]
+        version_2 = {k: v for k, v in today.items() if k not in config.ADDED_AFTER_RECORDING}
+        agent, _ = load_agent(name, recorded_hyperparameters(name, version_2))
+        for key, old in config.ADDED_AFTER_RECORDING.items():
+            assert getattr(agent.config, key) == old != today[key], (name, key)

@@ -33,6 +33,7 @@ spends its effort where revealed CTFs change decisions, inside the patch.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -71,6 +72,10 @@ class BayesLookaheadConfig(CalibrationPriors):
     #: leaves a square less readily, where its estimates of squares not yet visited are the least
     #: reliable; 1: version 2)
     move_caution: float = 1.5
+
+    #: Hyperparameters added after results were recorded, with the value those results ran with
+    #: (version 2's entries re-run as version 2: ``cryobench.agents.registry.recorded_hyperparameters``).
+    ADDED_AFTER_RECORDING: ClassVar[dict[str, Any]] = {"trust_first": False, "move_caution": 1.0}
 
 
 class BayesLookaheadAgent(Agent):

@@ -21,6 +21,7 @@ Predict-Rank that learning from revealed CTFs can close (issue 14, "Know the hea
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -147,6 +148,10 @@ class OracleInformedConfig:
     #: another plan is followed only when its expected good exceeds Predict-Rank's by more than
     #: this share (about the calibration's error); 0: the most expected good (versions 1 and 2)
     predict_rank_margin: float = 0.01
+
+    #: Hyperparameters added after results were recorded, with the value those results ran with
+    #: (version 2's entries re-run as version 2: ``cryobench.agents.registry.recorded_hyperparameters``).
+    ADDED_AFTER_RECORDING: ClassVar[dict[str, Any]] = {"calibration": "logistic", "predict_rank_margin": 0.0}
 
     def __post_init__(self) -> None:
         if self.calibration not in CALIBRATIONS:
