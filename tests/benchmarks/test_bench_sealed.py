@@ -25,6 +25,8 @@ from cryobench.agents.registry import load_agent
 from cryobench.evaluate import play_episode
 from cryobench.sealed import SealedAgent
 
+pytestmark = pytest.mark.slow  # each case starts a worker interpreter (as tests/test_sealed.py)
+
 
 @pytest.mark.parametrize(
     ("agent_name", "feedback"),
