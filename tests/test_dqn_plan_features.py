@@ -25,7 +25,7 @@ from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
 from cryobench.features import FEATURE_NAMES, N_FEATURES
 from tests.hand_grids import hand_env, play_from
-from tests.test_dqn_reliability import SMALL, make_world
+from tests.test_dqn_reliability import SMALL, make_world, play_alongside_the_trainer
 
 
 def test_plan_columns_rank_patches_as_predict_ranks_plan_enters_them():
@@ -47,19 +47,8 @@ def test_the_agent_reads_the_trainers_plan_contexts(tmp_path):
     torch.manual_seed(0)
     network = make_network(config)
     path = save_checkpoint(tmp_path / "plan.pt", network, config, {})
-    sessions = Sessions([WorldIndex(world, plan=True)], 1, 4, np.random.default_rng(0))
-    sessions.start(0, world_id=0, start_hole=7)
-    env = CryoEMSessionEnv.from_world(world)
-    agent = DQNAgent(DQNConfig(checkpoint=str(path)))
-    obs, info = env.reset(seed=0, options={"start_hole": 7})
-    agent.reset(env, 0)
+    agent = play_alongside_the_trainer(world, WorldIndex(world, plan=True), network, path)
     assert agent.plan is not None and not agent.reliability
-    for _ in range(12):
-        q = sessions.q_values(network)[0]
-        np.testing.assert_allclose(q, agent.q_values(obs), rtol=1e-5, atol=1e-5)
-        action = int(np.argmax(q))
-        obs = env.step(action)[0]
-        sessions.step(np.array([action]))
 
 
 def test_a_plan_checkpoint_records_its_feature_set_and_loads(tmp_path):

@@ -185,20 +185,26 @@ def test_sessions_with_reliability_give_the_agents_q_values(tmp_path):
     torch.manual_seed(0)
     network = make_network(config)
     path = save_checkpoint(tmp_path / "reliable.pt", network, config, {})
-    index = WorldIndex(world, reliability=True)
+    agent = play_alongside_the_trainer(world, WorldIndex(world, reliability=True), network, path)
+    assert agent.reliability
+
+
+def play_alongside_the_trainer(world, index, network, path) -> DQNAgent:
+    """Twelve steps of the trainer's sessions and the agent (loaded from ``path``) in lockstep from
+    hole 7, their Q-values equal at every step; returns the agent."""
     sessions = Sessions([index], 1, 4, np.random.default_rng(0))
     sessions.start(0, world_id=0, start_hole=7)
     env = CryoEMSessionEnv.from_world(world)
     agent = DQNAgent(DQNConfig(checkpoint=str(path)))
     obs, info = env.reset(seed=0, options={"start_hole": 7})
     agent.reset(env, 0)
-    assert agent.reliability
     for _ in range(12):
         q = sessions.q_values(network)[0]
         np.testing.assert_allclose(q, agent.q_values(obs), rtol=1e-5, atol=1e-5)
         action = int(np.argmax(q))
         obs = env.step(action)[0]
         sessions.step(np.array([action]))
+    return agent
 
 
 def test_a_reliability_checkpoint_records_its_feature_set_and_loads(tmp_path):
