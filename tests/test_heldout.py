@@ -219,7 +219,7 @@ def test_the_training_environment_draws_training_worlds_and_conditions():
     again = gym.make("cryobench/Training-v0", dataset="apoferritin")
     _, info = again.reset(seed=5)
     assert (again.unwrapped.world_seed, json.dumps(info["conditions"], sort_keys=True)) == (seen[5][0], seen[5][2])
-    with pytest.raises(InputError, match="takes 'dataset', 'regressors' and 'render_mode'"):
+    with pytest.raises(InputError, match="takes 'dataset', 'regressors', 'feedback' and 'render_mode'"):
         gym.make("cryobench/Training-v0", noise=2.0)
 
 

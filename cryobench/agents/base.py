@@ -82,9 +82,11 @@ class Agent:
         self.layout = self.env.layout
         self.rng = np.random.default_rng(seed)
         if self.needs_feedback and not self.layout.feedback.reveals:
+            # An environment that draws its feedback (Training-v0) knows the fix; others take it as an argument.
+            advice = getattr(self.env, "feedback_advice", None)
             raise InputError(
                 f"agent {self.name!r} learns from revealed CTFs and needs feedback 'inspection' or 'queue:K'; "
-                "the environment has feedback 'none' (pass -e feedback=inspection)"
+                + (advice() if advice else "the environment has feedback 'none' (pass -e feedback=inspection)")
             )
 
     def act(self, obs: dict, info: dict) -> int:
