@@ -148,8 +148,13 @@ def list_agents_cmd(as_json: bool, check: bool) -> None:
         click.echo(f"{title}:")
         for row in rows:
             if row["error"] is None and row["upper_bound"] == bound:
-                feedback = " [needs feedback]" if row["needs_feedback"] else ""
-                click.echo(f"  {row['name']:<22} {row['doc']}{feedback}")
+                tags = " [needs feedback]" if row["needs_feedback"] else ""
+                tags += " [plays staged]" if row["plays_staged"] else ""
+                click.echo(f"  {row['name']:<22} {row['doc']}{tags}")
+    click.echo(
+        "[needs feedback]: learns from revealed CTFs, refuses feedback 'none'. [plays staged]: also plays staged "
+        "sessions (-e acquisition=staged: squares imaged on demand); the others refuse them."
+    )
     broken = [row for row in rows if row["error"] is not None]
     if broken:
         click.echo("failed to load:")

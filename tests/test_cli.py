@@ -280,9 +280,24 @@ def test_list_json():
 def test_listing_agents_from_cards_agrees_with_the_classes():
     from cryobench.agents.registry import list_agents
 
-    from_cards = {row["name"]: (row["upper_bound"], row["needs_feedback"]) for row in list_agents()}
-    loaded = {row["name"]: (row["upper_bound"], row["needs_feedback"]) for row in list_agents(load=True)}
+    def flags(row):
+        return row["upper_bound"], row["needs_feedback"], row["plays_staged"]
+
+    from_cards = {row["name"]: flags(row) for row in list_agents()}
+    loaded = {row["name"]: flags(row) for row in list_agents(load=True)}
     assert from_cards == loaded
+    assert {name for name, (_, _, staged) in loaded.items() if staged} >= {"predict-rank", "greedy", "oracle-planner"}
+    assert not any(loaded[name][2] for name in ("dqn", "orienteering", "bayes-lookahead", "smartem-bma"))
+
+
+def test_list_agents_tags_the_agents_that_play_staged_sessions():
+    from cryobench.agents.registry import agent_class, list_agents
+
+    output = CliRunner().invoke(main, ["list", "agents"]).output
+    tagged = {line.split()[0] for line in output.splitlines() if line.endswith("[plays staged]")}
+    names = [row["name"] for row in list_agents() if row["error"] is None]
+    assert tagged == {name for name in names if agent_class(name).plays_staged}
+    assert "[plays staged]: also plays staged sessions (-e acquisition=staged" in output
 
 
 def test_list_agents_imports_no_agent_module_and_not_torch():

@@ -207,6 +207,18 @@ def test_agents_that_cannot_plan_staged_refuse_in_one_line():
         agent.reset(env, 0)
 
 
+@pytest.mark.parametrize("name", ["orienteering", "bayes-lookahead"])
+def test_the_refusal_names_exactly_the_agents_whose_class_plays_staged(name):
+    env = staged_env()
+    env.reset(seed=0)
+    agent, _ = load_agent(name)
+    with pytest.raises(InputError) as refused:
+        agent.reset(env, 0)
+    named = str(refused.value).split("agents that can: ")[1].split(", ")
+    assert named == sorted(STAGED_AGENTS)
+    assert "greedy" in named and name not in named and "dqn" not in named
+
+
 def test_staged_options_are_checked():
     with pytest.raises(InputError, match="staged option 'squares': expected 'atlas' or 'in-order'"):
         load_agent("greedy", {"squares": "diagonal"})

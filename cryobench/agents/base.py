@@ -24,18 +24,23 @@ Staged sessions (``acquisition="staged"``: the atlas first, squares imaged on de
 whose class sets ``plays_staged = True`` is played by ``cryobench.agents.staged.StagedDriver``,
 which chooses the squares to image and runs a copy of the agent over the imaged squares' holes
 (the class's own ``reset`` and ``act`` are routed there, see ``Agent.__init_subclass__``).
-Every other agent refuses a staged environment with a one-line error.
+Every other agent refuses a staged environment with a one-line error that names the agents that
+can (every agent of the ``cryobench.agents`` entry points whose class sets ``plays_staged``).
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
 import numpy as np
 
 from cryobench.errors import InputError
+
+#: The entry-point group every agent is declared in (built-in and third-party alike).
+GROUP = "cryobench.agents"
 
 
 @dataclass
@@ -101,8 +106,7 @@ def _staged_reset(reset):
             if not type(self).plays_staged:
                 raise InputError(
                     f"agent {self.name!r} cannot plan with squares not imaged yet (acquisition='staged'); "
-                    "agents that can: predict-rank, greedy, hierarchical-bayes, ucb, thompson, epsilon-greedy, "
-                    "genetic, annealing (and -replan), snowball, random, oracle-predict-rank, oracle-planner"
+                    f"agents that can: {', '.join(agents_that_play_staged())}"
                 )
             from cryobench.agents.staged import StagedDriver  # the agents package, imported on first use
 
@@ -118,6 +122,23 @@ def _staged_reset(reset):
         return reset(self, env, seed)
 
     return wrapper
+
+
+def agents_that_play_staged() -> list[str]:
+    """The names of the agents whose class declares ``plays_staged`` (plugins too), sorted.
+
+    Imports every agent's module (the DQN's imports torch: about a second), so it is asked only when
+    an agent refuses a staged session; ``cryobench list agents`` shows the same from the cards.
+    """
+    names = []
+    for point in entry_points(group=GROUP):
+        try:
+            cls = point.load()
+        except Exception:  # a broken plugin cannot play anything; the listing reports why
+            continue
+        if isinstance(cls, type) and issubclass(cls, Agent) and cls.plays_staged:
+            names.append(point.name)
+    return sorted(set(names))
 
 
 def _staged_act(act):

@@ -18,11 +18,9 @@ from typing import Any
 
 import yaml
 
-from cryobench.agents.base import Agent
+from cryobench.agents.base import GROUP, Agent
 from cryobench.errors import InputError
 from cryobench.resources import card_dir
-
-GROUP = "cryobench.agents"
 
 
 def _entry_points() -> dict:
@@ -39,7 +37,8 @@ def agent_names() -> list[str]:
 
 
 def list_agents(load: bool = False) -> list[dict[str, Any]]:
-    """Every agent by name, with its summary, whether it is an upper bound and needs feedback.
+    """Every agent by name, with its summary, whether it is an upper bound, needs feedback and plays
+    staged sessions.
 
     Read from the agent's card where the card has those fields, so listing imports no agent
     module (the DQN's imports torch: seconds). Agents without such a card, and every agent
@@ -57,12 +56,18 @@ def list_agents(load: bool = False) -> list[dict[str, Any]]:
             row.update(
                 upper_bound=bool(card["upper_bound"]),
                 needs_feedback=bool(card["needs_feedback"]),
+                # optional: absent means the Agent's default, False (a test checks each built-in card against its class)
+                plays_staged=bool(card.get("plays_staged", False)),
                 doc=" ".join(str(card["summary"]).split()),
             )
         else:
             try:
                 cls = ep.load()
-                row.update(upper_bound=bool(cls.uses_ground_truth), needs_feedback=bool(cls.needs_feedback))
+                row.update(
+                    upper_bound=bool(cls.uses_ground_truth),
+                    needs_feedback=bool(cls.needs_feedback),
+                    plays_staged=bool(cls.plays_staged),
+                )
                 row["doc"] = _first_line(cls)
             except Exception as exc:  # a broken plugin is reported, never fatal to the listing
                 row["error"] = f"{type(exc).__name__}: {exc}"
