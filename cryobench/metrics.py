@@ -274,10 +274,11 @@ def summarise(values: np.ndarray) -> dict[str, float]:
 
 
 # ---- headroom: adaptive agents against fixed plans and the informed bound ----------------------
-#: The fixed plans an adaptive agent is measured against: the agents that plan from the
-#: predictions alone and never use a revealed CTF (Predict-Rank's ranking, greedy's expected good
-#: per minute). "The best fixed plan" on a task is the one of these with the higher mean there.
-FIXED_PLAN_AGENTS = ("predict-rank", "greedy")
+# The fixed plans an adaptive agent is measured against are the agents that declare they never read
+# a revealed CTF (``reads_feedback = False`` on the agent class, see cryobench.agents.base) and are no
+# upper bound: Predict-Rank, greedy, genetic, annealing, and snowball and random, which ignore the
+# predictions too. The leaderboard takes that list from the declarations (this module sits below the
+# agents and does not import them); "the best fixed plan" on a task is the one with the highest mean.
 #: The informed bound (cryobench.agents.oracles.OracleInformedAgent), the top of the headroom.
 INFORMED_BOUND = "oracle-informed"
 #: A task has headroom when the informed bound is at least this much above Predict-Rank (issue 14: 5%).
@@ -287,13 +288,13 @@ HEADROOM_MIN_RATIO = 1.05
 def adaptivity_gain(agent_mean: float, fixed_plan_means: Mapping[str, float]) -> float:
     """Good exposures an agent gains over the best fixed plan made from the same predictions.
 
-    ``agent_mean`` and ``fixed_plan_means`` (agent name -> mean) are means of good exposures over
-    the same worlds and starts of one task; the best fixed plan is the highest of those means
-    (:data:`FIXED_PLAN_AGENTS`). Positive: adapting to what the session reveals paid; zero or
-    below: the agent did no better than a plan it could have fixed before the first exposure.
+    ``agent_mean`` and ``fixed_plan_means`` (fixed plan's name -> mean) are means of good exposures
+    over the same worlds and starts of one task; the best fixed plan is the highest of those means.
+    Positive: adapting to what the session reveals paid; zero or below: the agent did no better
+    than a plan it could have fixed before the first exposure.
     """
     if not fixed_plan_means:
-        raise InputError(f"adaptivity gain needs the results of a fixed plan ({', '.join(FIXED_PLAN_AGENTS)})")
+        raise InputError("adaptivity gain needs the results of at least one fixed plan (reads_feedback = False)")
     return float(agent_mean) - max(float(v) for v in fixed_plan_means.values())
 
 

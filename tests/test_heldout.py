@@ -323,6 +323,104 @@ def test_the_v2_page_renders_in_chromium_with_every_agent_escaped(tmp_path):
     assert shot.stat().st_size > 50_000  # a rendered page of tables and figures, not a blank one
 
 
+@pytest.fixture(scope="module")
+def committed_board():
+    from cryobench.leaderboard.heldout_tables import compute_board
+
+    return compute_board(_board_results())
+
+
+def test_the_fixed_plans_are_the_agents_that_declare_they_read_no_feedback(committed_board):
+    from cryobench.agents.registry import agent_class
+
+    board = committed_board
+    declared = sorted(name for name in board.agents if not agent_class(name).reads_feedback)
+    assert list(board.fixed_plans) == declared
+    # genetic and annealing plan once from the predictions: fixed plans like predict-rank and greedy.
+    assert {"predict-rank", "greedy", "genetic", "annealing"} <= set(board.fixed_plans)
+    assert not {"genetic-replan", "annealing-replan", "bayes-lookahead", "dqn"} & set(board.fixed_plans)
+    assert not set(board.bounds) & set(board.fixed_plans)
+
+
+def test_an_uninstalled_agent_counts_as_adaptive():
+    from cryobench.leaderboard.heldout_tables import fixed_plans
+
+    assert fixed_plans(["predict-rank", "someone-elses-agent", "ucb"]) == ("predict-rank",)
+
+
+def test_the_best_fixed_plan_is_the_highest_of_the_declared_ones_and_fixed_plans_show_no_gain(committed_board):
+    from cryobench.leaderboard.heldout_tables import headroom, headroom_table, task_means
+
+    board = committed_board
+    means = {name: task_means(doc) for name, doc in board.docs.items()}
+    families = headroom(board)
+    assert [f.family for f in families] == [f.name for f in board.protocol.families]
+    for family in families:
+        for task in family.tasks:
+            plan, mean = family.best_fixed_plan[task]
+            assert mean == max(means[f][task] for f in board.fixed_plans)
+            assert plan in board.fixed_plans and means[plan][task] == mean
+        rows = {row.agent: row for row in family.rows}
+        for name in board.fixed_plans:
+            assert rows[name].gain is None
+        ran = [t for t in family.tasks if t in means["bayes-lookahead"]]  # it needs feedback: no blind task
+        gains = [means["bayes-lookahead"][t] - family.best_fixed_plan[t][1] for t in ran]
+        assert rows["bayes-lookahead"].gain == pytest.approx(np.mean(gains))
+    # On the uninformative regressor snowball, which ignores the predictions, is the best fixed plan.
+    poor = next(f for f in families if f.family == "poor-regressor")
+    assert poor.best_fixed_plan["apoferritin-uninformative"][0] == "snowball"
+    lines = headroom_table(board)
+    for name in board.fixed_plans:
+        assert all(line.endswith("| fixed plan |") for line in lines if line.startswith(f"| {name} |"))
+
+
+def test_the_page_shows_the_headroom_of_headroom_md_and_says_what_each_bound_knows(committed_board):
+    import html
+
+    from cryobench.leaderboard import heldout_site
+    from cryobench.leaderboard.heldout_tables import headroom, headroom_table
+
+    board = committed_board
+    page = heldout_site.render_page(board, heldout_site.render_figures(board))
+    section = page[page.index("<section id=headroom>") : page.index("</section>", page.index("<section id=headroom>"))]
+    markdown = headroom_table(board)
+    for family in headroom(board):
+        own = markdown[markdown.index(f"## {family.family}: {family.title}") :]
+        start = section.index(f"<h3>{family.family}:")
+        for row in family.rows:
+            label = row.agent + (" (upper bound)" if row.upper_bound else "")
+            line = next(x for x in own if x.startswith(f"| {label} |"))
+            cells = [c.strip() for c in line.strip("|").split("|")][1:]  # the figures after the name
+            name_cell = f"<th scope=row>{row.agent}" + (" <small>" if row.upper_bound else "</th>")
+            html_row = section[section.index(name_cell, start) :].split("</tr>")[0]
+            shown = [html.unescape(c.split("</td>")[0]) for c in html_row.split("<td>")[1:]]
+            assert shown == cells, (family.family, row.agent)
+    bounds = page[page.index("<h2>Upper bounds</h2>") :]
+    informed = bounds[bounds.index("<b>oracle-informed</b>") :].split("</li>")[0]
+    assert "ground truth" not in informed and "latent patch quality" in informed and "not each hole" in informed
+    for oracle in ("oracle-planner", "oracle-predict-rank"):
+        assert "sees the ground truth" in bounds[bounds.index(f"<b>{oracle}</b>") :].split("</li>")[0]
+
+
+def test_the_real_data_track_shows_the_gap_closed_on_its_one_world(committed_board):
+    from cryobench.leaderboard.heldout_tables import real_data_table
+
+    board = committed_board
+    measured = board.protocol.measured[0].name
+    score = {name: doc["tasks"][measured]["runs"][0]["score"] for name, doc in board.docs.items()}
+    pr, informed = score["predict-rank"], score["oracle-informed"]
+    best_fixed = max(score[name] for name in board.fixed_plans)
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in real_data_table(board)[2:]]
+    assert len(rows) == len(score)
+    for label, task, _, _, closed, gain in rows:
+        name = label.removesuffix(" (upper bound)")
+        assert task == measured
+        assert closed == f"{100 * (score[name] - pr) / (informed - pr):.0f}%"
+        assert gain == ("fixed plan" if name in board.fixed_plans else f"{score[name] - best_fixed:+.1f}")
+    text = (card_dir("leaderboards") / "tables" / "v2" / "real-data.md").read_text()
+    assert "ONE world" in text and "no interval" in text
+
+
 def test_names_in_tables_and_page_are_escaped():
     from cryobench.leaderboard.tables import escape_markdown
 

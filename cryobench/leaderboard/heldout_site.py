@@ -16,7 +16,18 @@ import numpy as np
 
 from cryobench import aggregate
 from cryobench.files import write_atomic
-from cryobench.leaderboard.heldout_tables import CONFIDENCE, REPS, Board, training_seed_spread
+from cryobench.leaderboard.heldout_tables import (
+    CONFIDENCE,
+    REPS,
+    Board,
+    FamilyHeadroom,
+    describe_family_tasks,
+    headroom,
+    headroom_definition,
+    headroom_gain_text,
+    training_seed_spread,
+    upper_bound_notes,
+)
 
 _SVG_METADATA = {"Date": None, "Creator": None}
 _PNG_METADATA = {"Software": None}
@@ -112,7 +123,7 @@ def profile_figure(board: Board, scope: str = aggregate.OVERALL):
         colour = cmap(position % 20)
         ax.plot(summary.taus, summary.profiles.point[k], color=colour, lw=1.6, label=agent)
         ax.fill_between(summary.taus, summary.profiles.low[k], summary.profiles.high[k], color=colour, alpha=0.15)
-    ax.set_xlabel("normalised score tau (0 = random, 100 = best upper bound)")
+    ax.set_xlabel("normalised score tau (0 = random, 100 = best ground-truth upper bound)")
     ax.set_ylabel("fraction of runs with score > tau")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
@@ -193,6 +204,29 @@ def _scope_html(board: Board, scope: str) -> str:
     )
 
 
+def _percent_cell(value: float | None) -> str:
+    return "<td>n/a</td>" if value is None else f"<td>{100 * value:.0f}%</td>"
+
+
+def _headroom_html(family: FamilyHeadroom) -> str:
+    """One family of :func:`cryobench.leaderboard.heldout_tables.headroom` (the figures of headroom.md)."""
+    head = "".join(f"<th>gap closed: {_e(t)}</th>" for t in family.roomy)
+    rows = []
+    for row in family.rows:
+        label = _e(row.agent) + (" <small>(upper bound)</small>" if row.upper_bound else "")
+        cells = "".join(_percent_cell(row.closed.get(t)) for t in family.roomy)
+        rows.append(
+            f"<tr><th scope=row>{label}</th>{_percent_cell(row.mean_closed)}{cells}"
+            f"<td>{_e(headroom_gain_text(row))}</td></tr>"
+        )
+    return (
+        f"<h3>{_e(family.family)}: {_e(family.title)}</h3>"
+        f"<p class=tasks>Predict-Rank &rarr; informed bound: {_e(describe_family_tasks(family, str))}</p>"
+        f"<table><thead><tr><th>agent</th><th>gap closed (mean)</th>{head}<th>adaptivity gain</th></tr></thead>"
+        "<tbody>" + "".join(rows) + "</tbody></table>"
+    )
+
+
 def _inline_svg(svg: bytes) -> str:
     text = svg.decode("utf-8")
     text = text[text.index("<svg") :]  # drop the XML prolog and doctype: inline in HTML
@@ -214,12 +248,17 @@ def render_page(board: Board, figures: dict[str, bytes]) -> str:
             for name in ("improvement-overall", "profiles-overall"):
                 sections.append(f"<figure>{_inline_svg(figures[f'{name}.svg'])}</figure>")
     extras = []
-    if board.bounds:
+    families = headroom(board)
+    if families:
         extras.append(
-            "<h2>Upper bounds</h2><p>They see the ground truth; they set the scale (100) and are never ranked: "
-            + _e(", ".join(board.bounds))
-            + "</p>"
+            "<section id=headroom><h2>Headroom: the share of the Predict-Rank &rarr; informed-bound gap closed, "
+            f"and the adaptivity gain</h2><p class=tasks>{_e(headroom_definition(board, str))}</p>"
+            + "".join(_headroom_html(family) for family in families)
+            + "</section>"
         )
+    if board.bounds:
+        items = "".join(f"<li><b>{_e(name)}</b>: {_e(what)}</li>" for name, what in upper_bound_notes(board))
+        extras.append(f"<h2>Upper bounds</h2><p>Never ranked.</p><ul>{items}</ul>")
     if board.pending:
         items = "".join(f"<li>{_e(n)}: {_e(r)}</li>" for n, r in sorted(board.pending.items()))
         extras.append(f"<h2>Pending</h2><ul>{items}</ul>")
@@ -240,7 +279,7 @@ tr.na td,tr.na th{{color:#888}} figure{{margin:1rem 0}} figure svg{{max-width:10
 <p class=note>Scores are measured on {len(protocol.worlds)} held-out <b>test worlds</b> per task
 (layout and quality never used for training or tuning), each played from {len(protocol.starts)}
 start holes, under {len(protocol.families)} families of conditions. A run is one test world.
-Normalised score: 100 (x - random) / (best upper bound - random) per task. Intervals: 95% stratified
+Normalised score: 100 (x - random) / (best ground-truth upper bound - random) per task. Intervals: 95% stratified
 bootstrap CIs over test worlds ({REPS} replicates, confidence {CONFIDENCE}). Ranks: by IQM; an agent
 shares the rank above it unless the CI of P(above &gt; it) lies wholly above 0.5 (<code>=</code> marks
 a shared rank). Runs are sealed: the agent ran in a process that never received the ground truth.

@@ -14,6 +14,7 @@ in ``pending-v2.yaml`` appear as pending with their reason, never silently missi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from cryobench.files import write_atomic
 from cryobench.heldout import HeldOutProtocol, load_heldout_protocol
 from cryobench.leaderboard.heldout_runs import load_submission, protocol_for
 from cryobench.leaderboard.tables import escape_markdown
-from cryobench.metrics import FIXED_PLAN_AGENTS, HEADROOM_MIN_RATIO, INFORMED_BOUND, adaptivity_gain, headroom_closed
+from cryobench.metrics import HEADROOM_MIN_RATIO, INFORMED_BOUND, adaptivity_gain, headroom_closed
 from cryobench.resources import card_dir
 
 VERSION = 2
@@ -203,6 +204,7 @@ class Board:
     docs: dict[str, dict]
     scopes: dict[str, dict[str, Any]]  # scope -> {"tasks", "agents", "summary", "excluded"}
     pending: dict[str, str]
+    fixed_plans: tuple[str, ...] = ()  # real agents whose class declares reads_feedback = False
 
 
 def _normalised(doc: dict, tasks: list[str], protocol: HeldOutProtocol) -> np.ndarray:
@@ -227,6 +229,23 @@ def scope_tasks(protocol: HeldOutProtocol) -> dict[str, list[str]]:
     return scopes
 
 
+def fixed_plans(agents: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The fixed plans among ``agents`` (no upper bounds): those whose class declares it never reads a
+    revealed CTF (``reads_feedback = False``, held to it by tests/test_agents.py). An agent that is not
+    installed here cannot be asked and counts as adaptive."""
+    from cryobench.agents.registry import agent_class
+
+    out = []
+    for name in agents:
+        try:
+            reads_feedback = agent_class(name).reads_feedback
+        except InputError:  # a third party's submission whose package is not installed
+            continue
+        if not reads_feedback:
+            out.append(name)
+    return tuple(out)
+
+
 def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | None = None) -> Board:
     protocol = protocol or load_heldout_protocol()
     docs = load_results() if docs is None else docs
@@ -242,7 +261,7 @@ def compute_board(docs: list[dict] | None = None, protocol: HeldOutProtocol | No
         scores = np.stack([_normalised(by_name[a], tasks, protocol) for a in members])
         summary = aggregate.summarise_scope(scores, members, tasks, scope, reps=REPS, confidence=CONFIDENCE, seed=SEED)
         scopes[scope] = {"tasks": tasks, "agents": members, "summary": summary, "excluded": excluded}
-    return Board(protocol, agents, bounds, by_name, scopes, load_pending())
+    return Board(protocol, agents, bounds, by_name, scopes, load_pending(), fixed_plans(agents))
 
 
 # ---- Markdown ------------------------------------------------------------------------------------
@@ -314,64 +333,180 @@ def task_table(board: Board) -> list[str]:
 
 
 def real_data_table(board: Board) -> list[str]:
-    lines = ["| agent | task | good exposures (mean over starts) | starts |", "|---|---|---:|---:|"]
+    """The measured track: each agent's mean over start holes, the share of the Predict-Rank ->
+    informed-bound gap it closes and its adaptivity gain (the definitions of headroom.md, on one world)."""
+    lines = [
+        "| agent | task | good exposures (mean over starts) | starts | gap closed | adaptivity gain |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    fixed = set(board.fixed_plans)
     for task in board.protocol.measured:
+        means = {name: task_means(doc)[task.name] for name, doc in board.docs.items() if task.name in doc["tasks"]}
+        pr, informed = means.get("predict-rank"), means.get(INFORMED_BOUND)
+        plans = {name: means[name] for name in board.fixed_plans if name in means}
         for name in (*board.agents, *board.bounds):
             block = board.docs[name]["tasks"].get(task.name)
-            if block:
-                run = block["runs"][0]
-                label = escape_markdown(name) + (" (upper bound)" if name in board.bounds else "")
-                lines.append(f"| {label} | {task.name} | {run['score']:.1f} | {len(run['episodes'])} |")
+            if not block:
+                continue
+            run = block["runs"][0]
+            if pr is None or informed is None:
+                shown = "n/a"
+            else:  # one world: a single figure, no interval
+                closed = headroom_closed(means[name], pr, informed)
+                shown = "no headroom" if closed is None else f"{100 * closed:.0f}%"
+            gain = "n/a" if not plans else f"{adaptivity_gain(means[name], plans):+.1f}"
+            gain = "fixed plan" if name in fixed else gain
+            label = escape_markdown(name) + (" (upper bound)" if name in board.bounds else "")
+            lines.append(f"| {label} | {task.name} | {run['score']:.1f} | {len(run['episodes'])} | {shown} | {gain} |")
     return lines
 
 
-def headroom_table(board: Board) -> list[str]:
+def upper_bound_notes(board: Board) -> list[tuple[str, str]]:
+    """(name, what it knows and what it is for) of every upper bound with results."""
+    informed = (
+        "the informed bound: knows the twin generator's latent patch quality and the regressor's calibration "
+        "on the world, not each hole's own quality; the top of the headroom (tables/v2/headroom.md), not the "
+        "scale of the normalised score"
+    )
+    oracle = "sees the ground truth; the best of these sets the scale (100) of the normalised score"
+    return [(name, informed if name == INFORMED_BOUND else oracle) for name in board.bounds]
+
+
+# ---- headroom -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HeadroomRow:
+    """One agent's (or upper bound's) headroom figures on one family."""
+
+    agent: str
+    upper_bound: bool
+    closed: dict[str, float]  # task with headroom -> share of the Predict-Rank -> informed gap closed
+    mean_closed: float | None  # the mean over the family's tasks with headroom it ran (None: none)
+    gain: float | None  # adaptivity gain, the mean over the family's tasks it ran; None for a fixed plan
+
+
+@dataclass(frozen=True)
+class FamilyHeadroom:
+    """The headroom of one task family: per task the two ends of the gap, then a row per agent."""
+
+    family: str
+    title: str
+    tasks: tuple[str, ...]
+    roomy: tuple[str, ...]  # the tasks with headroom (informed >= HEADROOM_MIN_RATIO x Predict-Rank)
+    predict_rank: dict[str, float]
+    informed: dict[str, float]
+    best_fixed_plan: dict[str, tuple[str, float]]  # task -> (the fixed plan with the highest mean, its mean)
+    rows: tuple[HeadroomRow, ...]  # agents by mean gap closed, then the upper bounds
+
+
+def headroom(board: Board) -> list[FamilyHeadroom]:
     """Per family: the share of the Predict-Rank -> informed-bound gap each agent closes (tasks with
-    headroom only) and its adaptivity gain over the best fixed plan (every task it ran)."""
-    needed = [INFORMED_BOUND, "predict-rank", *FIXED_PLAN_AGENTS]
-    if not all(name in board.docs for name in needed):
+    headroom only) and its adaptivity gain over the best fixed plan (every task it ran). Empty when
+    the results of predict-rank, the informed bound or every fixed plan are missing. The one
+    computation behind tables/v2/headroom.md and the page's Headroom section."""
+    if not all(name in board.docs for name in (INFORMED_BOUND, "predict-rank")) or not board.fixed_plans:
         return []
     means = {name: task_means(doc) for name, doc in board.docs.items()}
-    lines = [
-        "# Protocol v2: headroom",
-        "",
-        "<!-- generated by `cryobench leaderboard build` from leaderboards/results/v2; do not edit -->",
-        "",
-        f"Headroom of a task: the informed bound ({INFORMED_BOUND}, an upper bound that knows the twin's latent "
-        "patch quality and the regressor's calibration, not the hole's own quality) minus Predict-Rank, in mean "
-        f"good exposures over the test worlds; a task has headroom when the bound is at least "
-        f"{100 * (HEADROOM_MIN_RATIO - 1):.0f}% above Predict-Rank. **Gap closed**: (agent - Predict-Rank) / "
-        "(informed - Predict-Rank), per task with headroom, then the mean over the family's such tasks (100% "
-        "reaches the bound; below 0, under Predict-Rank). **Adaptivity gain**: the agent's mean good exposures "
-        f"minus the best fixed plan's on the same task (the better of {', '.join(FIXED_PLAN_AGENTS)}: plans made "
-        "from the same predictions without any revealed CTF), the mean over the family's tasks it ran. "
-        "Definitions: cryobench.metrics (adaptivity_gain, headroom_closed). Upper bounds are not ranked.",
-    ]
+    pr, informed = means["predict-rank"], means[INFORMED_BOUND]
+    fixed = set(board.fixed_plans)
+    out = []
     for family in board.protocol.families:
-        tasks = [t.name for t in family.tasks]
-        pr, informed = means["predict-rank"], means[INFORMED_BOUND]
-        roomy = [t for t in tasks if headroom_closed(pr[t], pr[t], informed[t]) is not None]
-        described = [f"{t} ({pr[t]:.1f} -> {informed[t]:.1f}{'' if t in roomy else ', no headroom'})" for t in tasks]
-        lines += ["", f"## {family.name}: {family.title}", ""]
-        lines += ["Predict-Rank -> informed bound: " + "; ".join(described), ""]
-        header = " | ".join(f"gap closed: {t}" for t in roomy)
-        lines += ["| agent | gap closed (mean) | " + header + (" | " if roomy else "") + "adaptivity gain |"]
-        lines += ["|---|---:|" + "---:|" * len(roomy) + "---:|"]
+        tasks = tuple(t.name for t in family.tasks)
+        roomy = tuple(t for t in tasks if headroom_closed(pr[t], pr[t], informed[t]) is not None)
+        plans = {t: {f: means[f][t] for f in board.fixed_plans if t in means[f]} for t in tasks}
         rows = []
         for name in (*board.agents, *board.bounds):
             ran = [t for t in tasks if t in means[name]]
             if not ran:
                 continue
             closed = {t: headroom_closed(means[name][t], pr[t], informed[t]) for t in roomy if t in means[name]}
-            gains = [adaptivity_gain(means[name][t], {f: means[f][t] for f in FIXED_PLAN_AGENTS}) for t in ran]
-            average = float(np.mean(list(closed.values()))) if closed else None
-            rows.append((name, average, closed, float(np.mean(gains))))
-        rows.sort(key=lambda row: (row[0] in board.bounds, -(row[1] if row[1] is not None else -np.inf), row[0]))
-        for name, average, closed, gain in rows:
-            label = escape_markdown(name) + (" (upper bound)" if name in board.bounds else "")
-            cells = [f"{100 * closed[t]:.0f}%" if t in closed else "n/a" for t in roomy]
-            shown = f"{100 * average:.0f}%" if average is not None else "n/a"
-            lines.append(f"| {label} | {shown} | " + " | ".join(cells) + (" | " if cells else "") + f"{gain:+.1f} |")
+            gain = None
+            if name not in fixed:
+                gain = float(np.mean([adaptivity_gain(means[name][t], plans[t]) for t in ran]))
+            mean_closed = float(np.mean(list(closed.values()))) if closed else None
+            rows.append(HeadroomRow(name, name in board.bounds, closed, mean_closed, gain))
+        rows.sort(key=lambda r: (r.upper_bound, -(r.mean_closed if r.mean_closed is not None else -np.inf), r.agent))
+        best = {t: max(((m, f) for f, m in plans[t].items()), key=lambda pair: pair[0])[::-1] for t in tasks}
+        out.append(
+            FamilyHeadroom(
+                family.name,
+                family.title,
+                tasks,
+                roomy,
+                {t: pr[t] for t in tasks},
+                {t: informed[t] for t in tasks},
+                best,
+                tuple(rows),
+            )
+        )
+    return out
+
+
+def headroom_definition(board: Board, escape: Callable[[str], str] = escape_markdown) -> str:
+    """What the headroom figures mean, in words shared by headroom.md and the page; agent names go
+    through ``escape`` (Markdown's or HTML's), the rest is plain text."""
+    plans = ", ".join(escape(name) for name in board.fixed_plans)
+    return (
+        f"Headroom of a task: the informed bound ({INFORMED_BOUND}, an upper bound that knows the twin's latent "
+        "patch quality and the regressor's calibration, not the hole's own quality) minus Predict-Rank, in mean "
+        f"good exposures over the test worlds; a task has headroom when the bound is at least "
+        f"{100 * (HEADROOM_MIN_RATIO - 1):.0f}% above Predict-Rank. Gap closed: (agent - Predict-Rank) / "
+        "(informed - Predict-Rank), per task with headroom, then the mean over the family's such tasks (100% "
+        "reaches the bound; below 0, under Predict-Rank). Adaptivity gain: the agent's mean good exposures "
+        "minus the best fixed plan's on the same task, then the mean over the family's tasks it ran. The fixed "
+        f"plans are the agents whose class declares it never reads a revealed CTF (reads_feedback = False): {plans}; "
+        "the best is the one with the highest mean on the task (named beside each task). A fixed plan's own "
+        "row says 'fixed plan' instead of a gain; an upper bound's gain is what its extra knowledge is worth "
+        "against the best fixed plan. Definitions: cryobench.metrics (adaptivity_gain, headroom_closed). "
+        "Upper bounds are not ranked."
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.0f}%"
+
+
+def headroom_gain_text(row: HeadroomRow) -> str:
+    return "fixed plan" if row.gain is None else f"{row.gain:+.1f}"
+
+
+def describe_family_tasks(family: FamilyHeadroom, escape: Callable[[str], str] = escape_markdown) -> str:
+    """Each task's Predict-Rank -> informed bound and its best fixed plan (through ``escape``), in one line."""
+    parts = []
+    for t in family.tasks:
+        plan, mean = family.best_fixed_plan[t]
+        room = "" if t in family.roomy else ", no headroom"
+        ends = f"{family.predict_rank[t]:.1f} -> {family.informed[t]:.1f}{room}"
+        parts.append(f"{t} ({ends}; best fixed plan {escape(plan)} {mean:.1f})")
+    return "; ".join(parts)
+
+
+def headroom_table(board: Board) -> list[str]:
+    """tables/v2/headroom.md (as lines): :func:`headroom` per family, as Markdown."""
+    families = headroom(board)
+    if not families:
+        return []
+    lines = [
+        "# Protocol v2: headroom",
+        "",
+        "<!-- generated by `cryobench leaderboard build` from leaderboards/results/v2; do not edit -->",
+        "",
+        headroom_definition(board),
+    ]
+    for family in families:
+        lines += ["", f"## {family.family}: {family.title}", ""]
+        lines += ["Predict-Rank -> informed bound: " + describe_family_tasks(family), ""]
+        header = " | ".join(f"gap closed: {t}" for t in family.roomy)
+        lines += ["| agent | gap closed (mean) | " + header + (" | " if family.roomy else "") + "adaptivity gain |"]
+        lines += ["|---|---:|" + "---:|" * len(family.roomy) + "---:|"]
+        for row in family.rows:
+            label = escape_markdown(row.agent) + (" (upper bound)" if row.upper_bound else "")
+            cells = [_percent(row.closed.get(t)) for t in family.roomy]
+            lines.append(
+                f"| {label} | {_percent(row.mean_closed)} | "
+                + " | ".join(cells)
+                + (" | " if cells else "")
+                + f"{headroom_gain_text(row)} |"
+            )
     return lines
 
 
@@ -379,8 +514,8 @@ def render_markdown(board: Board) -> dict[str, str]:
     """The v2 tables: one file per scope plus the raw per-task means and the real-data track."""
     note = (
         "<!-- generated by `cryobench leaderboard build` from leaderboards/results/v2; do not edit -->\n\n"
-        "Normalised score per test world: 100 (x - random) / (best upper bound - random), reference points "
-        "per task in protocol-v2.yaml. CIs: stratified bootstrap over test worlds "
+        "Normalised score per test world: 100 (x - random) / (best ground-truth upper bound - random), reference "
+        "points per task in protocol-v2.yaml. CIs: stratified bootstrap over test worlds "
         f"({REPS} replicates, seed {SEED}). Ranks: ordered by IQM; an agent shares the rank above it unless "
         "the CI of P(above > it) lies wholly above 0.5 (`=` marks a shared rank). Not verifiable by "
         "re-running, so not shown: wall-clock times and the declared training budget.\n"
@@ -394,8 +529,8 @@ def render_markdown(board: Board) -> dict[str, str]:
         out[f"{scope}.md"] = "\n".join([f"# Protocol v2: {scope}", "", note, *section]) + "\n"
         overall += ["", *section]
     if board.bounds:
-        overall += ["", "## Upper bounds (see the ground truth; not ranked)", ""]
-        overall += [f"- {escape_markdown(name)}" for name in board.bounds]
+        overall += ["", "## Upper bounds (not ranked)", ""]
+        overall += [f"- {escape_markdown(name)}: {what}" for name, what in upper_bound_notes(board)]
     if board.pending:
         overall += ["", "## Pending (runs still to come)", ""]
         overall += [
@@ -412,7 +547,10 @@ def render_markdown(board: Board) -> dict[str, str]:
                 "# Protocol v2: the real-data track",
                 "",
                 "The measured Aldolase test split is ONE world (the paper's session): its figure is a mean "
-                "over start holes, with no interval over worlds. It is reported apart from the statistics.",
+                "over start holes, with no interval over worlds. It is reported apart from the statistics. "
+                "Gap closed and adaptivity gain as in headroom.md, on this one world (single figures, no "
+                f"interval): gap closed = (agent - predict-rank) / ({INFORMED_BOUND} - predict-rank); adaptivity "
+                "gain = agent - the best fixed plan (" + ", ".join(map(escape_markdown, board.fixed_plans)) + ").",
                 "",
                 *real_data_table(board),
             ]
