@@ -333,6 +333,65 @@ def test_v1_dqn_entry_pins_the_old_checkpoint_it_ran(tmp_path):
     assert any("is not the one the entry ran" in r for r in version_problems(agent))
 
 
+def test_v1_rows_of_an_earlier_agent_version_are_marked_with_how_to_run_it():
+    """v1's dqn entries ran checkpoints that `cryobench run --agent dqn` no longer loads: their rows
+    say so, and the footnote names the recorded checkpoint; rows of unchanged agents are plain."""
+    from cryobench.agents.registry import agent_version, load_agent
+
+    docs = _committed()
+    marked = {doc["agent"]["name"] for doc in docs if tables.runs_an_earlier_version(doc)}
+    assert marked == {"dqn", "dqn-noise-robust"}
+    for doc in docs:  # the marker is exactly "the recorded version is not today's"
+        agent, card = load_agent(doc["agent"]["name"])
+        assert (doc["agent"]["version"] != agent_version(agent, card)) == (doc["agent"]["name"] in marked)
+    table = (tables.results_dir().parents[1] / "tables" / "v1" / "aldolaseau.md").read_text()
+    assert "| dqn (earlier version) | 190.2" in table and "| greedy | " in table and "greedy (earlier" not in table
+    note = next(line for line in table.splitlines() if line.startswith("dqn (earlier version): "))
+    assert "leaderboards/results/v1/dqn.json (checkpoint checkpoints/dqn-aldolase.pt)" in note
+    assert "previous_version" in note and "cryobench leaderboard verify" in note
+    # The same entry made today's version: unmarked. An agent not installed here: unmarked (nothing to compare).
+    dqn = copy.deepcopy(next(doc for doc in docs if doc["agent"]["name"] == "dqn"))
+    agent, card = load_agent("dqn")
+    dqn["agent"]["version"] = agent_version(agent, card)
+    assert not tables.runs_an_earlier_version(dqn)
+    dqn["agent"]["name"] = "not-installed-here"
+    assert not tables.runs_an_earlier_version(dqn) and tables.version_notes([dqn], 1) == []
+
+
+FIG_4D_QUOTE = "cryoRL only visited four unique squares. In contrast, human users, on average, visited 12 squares"
+
+
+def test_aldolaseau_tables_show_squares_visited_from_the_episodes_beside_fig_4d():
+    folder = tables.results_dir().parents[1] / "tables" / "v1"
+    table = (folder / "aldolaseau.md").read_text()
+    lines = table.splitlines()
+    header = next(line for line in lines if line.startswith("| agent |"))
+    assert "| exposures | squares visited | exposures / square |" in header
+    for row in tables.entry_rows(_committed(), "aldolaseau"):
+        doc = next(d for d in _committed() if d["agent"]["name"] == row["agent"])
+        episodes = doc["entries"]["aldolaseau"]["episodes"]
+        squares = np.mean([episode["squares_visited"] for episode in episodes])
+        per_square = np.mean([episode["exposures_per_square"] for episode in episodes])
+        label = row["agent"] + (" (earlier version)" if row["earlier_version"] else "")
+        label += " (upper bound)" if row["upper_bound"] else ""
+        cells = next(line for line in lines if line.startswith(f"| {label} |")).split(" | ")
+        assert cells[5:7] == [f"{squares:.1f}", f"{per_square:.1f}"], row["agent"]
+    # The paper's reference under the default-regressor AldolaseAu tables only.
+    for name, shown in [("aldolaseau", True), ("aldolaseau-blind", True), ("aldolaseau-noise-2", False)]:
+        assert ("Fig. 4D" in (folder / f"{name}.md").read_text()) == shown, name
+    assert "Fig. 4D" not in (folder / "aldolase.md").read_text()
+    assert f'"{FIG_4D_QUOTE}"' in table and '"collected over 100 micrographs per square' in table
+
+
+def test_the_fig_4d_reference_quotes_the_paper():
+    paper = REPO.parent / "shared" / "paper" / "cryorl-paper.txt"
+    if not paper.is_file():
+        pytest.skip(f"the paper's text is not at {paper}: the quotation is not checked")
+    text = " ".join(paper.read_text(encoding="utf-8").split())
+    assert FIG_4D_QUOTE in text
+    assert "cryoRL collected over 100 micrographs per square, three times more than the human test subjects" in text
+
+
 def test_committed_results_follow_the_protocol_and_hold_no_machine_paths():
     from cryobench.agents.registry import agent_class
 
@@ -423,7 +482,8 @@ def test_an_agent_name_cannot_break_a_table_or_inject_html(submission):
     evil["not_applicable"] = {"aldolaseau": "</table> <b>reason</b>"}
     text = tables.entry_table([honest, evil], load_protocol().entry("aldolase"), 1)
     rows = [line for line in text.splitlines() if line.startswith("|")]
-    assert len(rows) == 4 and {_cells(line) for line in rows} == {7}
+    # agent, good exposures, IQM, normalised score, the metric columns, s / episode: every row the same
+    assert len(rows) == 4 and {_cells(line) for line in rows} == {5 + len(tables.ENTRY_COLUMNS)}
     assert "<img" not in text and "](javascript:" not in text
     assert r"x\|y \| z &lt;img src=x onerror=alert(1)&gt; \[a\](javascript&#58;alert(1))" in text
 
