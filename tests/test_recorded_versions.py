@@ -65,8 +65,18 @@ def test_a_faithful_rerun_of_an_older_v2_entry_reproduces():
         "trust_rms",
         "trust_holes",
         "prior_scale",
+        "trust_test",
     }
     assert reproduction_problems(doc, rerun) == []
+
+
+def test_a_version_3_entry_rechecks_its_trust_against_the_calibrated_predictions():
+    # Version 3's entries were recorded before trust_test existed: they re-run with version 3's test.
+    doc = json.loads((RESULTS / "v2" / "dqn-seed0.json").read_text())
+    recorded = doc["agent"]["hyperparameters"]
+    assert "trust_test" not in recorded and recorded["trust_rms"] == 0.25
+    filled = recorded_hyperparameters("dqn", recorded)
+    assert filled["trust_test"] == "calibrated" and DQNConfig().trust_test == "raw"
 
 
 def test_a_rerun_with_todays_values_for_the_added_keys_does_not_reproduce():

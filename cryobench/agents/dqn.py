@@ -39,7 +39,6 @@ import torch
 from torch import nn
 
 from cryobench.agents.base import Agent
-from cryobench.agents.calibrated import CalibratedBelief, CalibrationPriors
 from cryobench.agents.common import Hierarchy
 from cryobench.agents.predict_rank import nested_plan
 from cryobench.errors import InputError
@@ -91,6 +90,10 @@ class DQNConfig:
     # does not reproduce (v2: P(dqn > predict-rank) = 0.03 there). 0 turns it off (versions 1 and 2).
     trust_rms: float = 0.25
     trust_holes: int = 5
+    # What the revealed CTFs are compared with. "raw" (version 4): the predictions as they are, the plan's
+    # own input, kept as running sums (O(new reveals) a step). "calibrated" (version 3): the predictions
+    # after bayes-lookahead's calibration, refitted after every reveal (about 0.45 ms a decision).
+    trust_test: str = "raw"
     hidden1: int = 64
     hidden2: int = 32
     # Double DQN with n-step returns (the paper: gamma 0.9 per step, 3 steps).
@@ -190,6 +193,7 @@ class DQNConfig:
         "trust_rms": 0.0,
         "trust_holes": 5,
         "prior_scale": 0.0,
+        "trust_test": "calibrated",
     }
 
     def __post_init__(self) -> None:
@@ -205,10 +209,21 @@ class DQNConfig:
                 "DQN hyperparameter 'prior_scale': the Predict-Rank prior reads the plan feature set; "
                 "set plan_features to true (or prior_scale to 0)"
             )
+        if self.trust_test not in TRUST_TESTS:
+            raise InputError(
+                f"DQN hyperparameter 'trust_test': expected one of {', '.join(TRUST_TESTS)}, got {self.trust_test!r}"
+            )
         if self.training_regressors not in ("all", "poor"):  # cryobench.training_env.REGRESSOR_RANGES
             raise InputError(
                 f"DQN hyperparameter 'training_regressors': expected one of all, poor, got {self.training_regressors!r}"
             )
+
+
+#: The calibration switch's tests (``DQNConfig.trust_test``).
+TRUST_TESTS = ("raw", "calibrated")
+#: The switch compares CTFs clipped to the threshold +- this (Å): bayes-lookahead's window
+#: (``cryobench.agents.calibrated.CalibrationPriors.window``, which imports scipy: 0.2 s of start-up).
+TRUST_WINDOW = 2.0
 
 
 @dataclass(frozen=True)
@@ -625,15 +640,22 @@ class DQNAgent(Agent):
         )
         self.contexts: deque[np.ndarray] = deque(maxlen=self.history)
         self.trust = (
-            TrustedPlan(self.layout, self.config.trust_holes, self.config.trust_rms)
+            TrustedPlan(self.layout, self.config.trust_holes, self.config.trust_rms, self.config.trust_test)
             if self.config.trust_rms > 0
             else None
         )
-        if hasattr(self, "_sorted_holes"):
-            del self._sorted_holes  # another environment may have other predictions
+        self._patch_candidates = None  # another environment may have other predictions
+        self._prior_pred = None
 
     def q_values(self, obs: dict) -> np.ndarray:
         """Q-values of every hole (-inf for visited ones and, with candidates, for the others skipped)."""
+        holes, q = self._evaluate(obs)
+        out = np.full(len(obs["action_mask"]), -np.inf, dtype=np.float32)
+        out[holes] = q
+        return out
+
+    def _evaluate(self, obs: dict) -> tuple[np.ndarray, np.ndarray]:
+        """The holes evaluated (ascending) and their Q-values."""
         feats = self._push_context(obs)
         mask = np.asarray(obs["action_mask"]).astype(bool)
         if self.config.act_candidates_per_patch > 0:
@@ -649,13 +671,19 @@ class DQNAgent(Agent):
         hidden = torch.addmm(b2, hidden, w2).relu_()
         q = torch.addmv(b3, hidden, w3)
         if self.network.prior_scale > 0:
-            plan = torch.from_numpy(self.plan[self._hole_patch[holes]])
-            q += self.network.prior_scale * plan_prior(
-                torch.from_numpy(feats[holes, PREDICTED_CTF_COLUMN]), plan[:, 0], plan[:, 1]
-            )
-        out = np.full(len(feats), -np.inf, dtype=np.float32)
-        out[holes] = q.numpy()
-        return out
+            q += self._scaled_prior(feats[:, PREDICTED_CTF_COLUMN], "imaged" in obs)[torch.from_numpy(holes)]
+        return holes, q.numpy()
+
+    def _scaled_prior(self, pred: np.ndarray, staged: bool) -> torch.Tensor:
+        """``prior_scale * plan_prior`` of every hole, recomputed only when the predictions change (it is
+        elementwise, so the same values as computed on the candidates alone). They change only in staged
+        sessions (a newly imaged square's holes get theirs), so only there are they compared each step."""
+        if self._prior_pred is None or (staged and not np.array_equal(pred, self._prior_pred)):
+            self._prior_pred = pred.copy()
+            plan = torch.from_numpy(self.plan[self._hole_patch])
+            prior = plan_prior(torch.from_numpy(self._prior_pred), plan[:, 0], plan[:, 1])
+            self._prior = self.network.prior_scale * prior
+        return self._prior
 
     def _push_context(self, obs: dict) -> np.ndarray:
         """Append this step's patch contexts to the history; returns the observation's feature matrix."""
@@ -677,49 +705,133 @@ class DQNAgent(Agent):
         return feats
 
     def _candidates(self, mask: np.ndarray, pred: np.ndarray) -> np.ndarray:
-        """The ``act_candidates_per_patch`` unvisited holes of lowest predicted CTF in every patch."""
-        if not hasattr(self, "_sorted_holes"):
-            self._sorted_holes = np.lexsort((pred, self._hole_patch))
-            sorted_patch = self._hole_patch[self._sorted_holes]
-            self._segment_start = np.searchsorted(sorted_patch, sorted_patch, side="left")
-        unvisited = mask[self._sorted_holes]
-        seen = np.cumsum(unvisited)
-        rank = seen - (seen[self._segment_start] - unvisited[self._segment_start]) - 1
-        return np.sort(self._sorted_holes[unvisited & (rank < self.config.act_candidates_per_patch)])
+        """The ``act_candidates_per_patch`` unvisited holes of lowest predicted CTF in every patch, ascending.
+
+        Kept between steps (``PatchCandidates``): a step usually only takes holes away, and each one
+        taken is replaced by its patch's next; a hole that becomes available rebuilds the set.
+        """
+        if self._patch_candidates is None:
+            self._patch_candidates = PatchCandidates(self._hole_patch, pred, self.config.act_candidates_per_patch)
+        return self._patch_candidates.update(mask)
 
     def act(self, obs: dict, info: dict) -> int:
         if self.trust is not None and self.trust.trusted(obs):
             self._push_context(obs)  # the history stays whole for when the network decides again
             return self.trust.next_hole(obs["action_mask"])
-        q = self.q_values(obs)
-        return int(np.argmax(q))  # ties: the lowest index; visited holes are -inf
+        holes, q = self._evaluate(obs)
+        if not len(holes):
+            return 0  # nothing left to take (the session is over); what argmax over all -inf gave
+        return int(holes[np.argmax(q)])  # ties: the lowest index (holes ascend), as argmax over q_values
+
+
+class PatchCandidates:
+    """The ``per_patch`` available holes of lowest prediction in every patch, updated as holes are taken.
+
+    Holes are ordered by patch, then prediction (ties by index). Each patch keeps a frontier: every hole
+    before it is a candidate or unavailable. Taking a candidate moves the frontier to the patch's next
+    available hole (O(holes skipped)); a hole that becomes available again (a staged session's newly
+    imaged square) rebuilds everything, so the set is always the one recomputed from scratch.
+    """
+
+    def __init__(self, hole_patch: np.ndarray, predicted: np.ndarray, per_patch: int) -> None:
+        self.order = np.lexsort((predicted, hole_patch))
+        sorted_patch = hole_patch[self.order]
+        self.hole_patch, self.per_patch = hole_patch, per_patch
+        self.segment_start = np.searchsorted(sorted_patch, sorted_patch, side="left")
+        n_patches = int(hole_patch.max()) + 1 if len(hole_patch) else 0
+        self.patch_end = np.searchsorted(sorted_patch, np.arange(n_patches), side="right")
+        self.available: np.ndarray | None = None
+
+    def rebuild(self, mask: np.ndarray) -> None:
+        available = mask[self.order]
+        seen = np.cumsum(available)
+        rank = seen - (seen[self.segment_start] - available[self.segment_start]) - 1
+        chosen = np.flatnonzero(available & (rank < self.per_patch))
+        self.is_candidate = np.zeros(len(mask), dtype=bool)
+        self.is_candidate[self.order[chosen]] = True
+        # The frontier: after the patch's last candidate (or its start when it has none).
+        self.frontier = np.searchsorted(self.hole_patch[self.order], np.arange(len(self.patch_end)), side="left")
+        np.maximum.at(self.frontier, self.hole_patch[self.order[chosen]], chosen + 1)
+        self.available = mask.copy()
+
+    def update(self, mask: np.ndarray) -> np.ndarray:
+        """The candidates under ``mask`` (True: available), in ascending hole order."""
+        if self.available is None:
+            self.rebuild(mask)
+        else:
+            changed = np.flatnonzero(mask != self.available)
+            if mask[changed].any():
+                self.rebuild(mask)
+            else:
+                self.available[changed] = False
+                for hole in changed[self.is_candidate[changed]]:
+                    self.is_candidate[hole] = False
+                    self._advance(int(self.hole_patch[hole]))
+        return np.flatnonzero(self.is_candidate)
+
+    def _advance(self, patch: int) -> None:
+        """Make the patch's next available hole past its frontier a candidate."""
+        position, end = int(self.frontier[patch]), int(self.patch_end[patch])
+        while position < end and not self.available[self.order[position]]:
+            position += 1
+        if position < end:
+            self.is_candidate[self.order[position]] = True
+            position += 1
+        self.frontier[patch] = position
 
 
 class TrustedPlan:
     """Predict-Rank's plan, and whether this session's revealed CTFs show the regressor near-perfect.
 
-    The check is bayes-lookahead's (``cryobench.agents.lookahead``): the calibration of
-    ``CalibratedBelief`` refitted to the revealed CTFs (O(revealed), redone only when more are revealed),
-    then the rms of the revealed CTFs about the calibrated predictions on the holes that can tell.
+    Both tests look only at the revealed holes that can tell: not those whose prediction and CTF lie
+    beyond one end of the window threshold +- 2 Å (a clearly good hole predicted clearly good agrees
+    whatever the regressor), on that window's clipped scale.
+
+    - ``"raw"`` (version 4): the rms of revealed CTF - prediction, from running sums over the holes
+      revealed since the last step (O(new reveals)). The plan is made from these very predictions.
+    - ``"calibrated"`` (version 3): bayes-lookahead's test (``cryobench.agents.lookahead``): the
+      calibration of ``CalibratedBelief`` refitted to every revealed CTF (O(revealed), redone whenever
+      more are revealed), then the rms about the calibrated predictions.
     """
 
-    def __init__(self, layout, trust_holes: int, trust_rms: float) -> None:
+    def __init__(self, layout, trust_holes: int, trust_rms: float, test: str = "calibrated") -> None:
         hierarchy = Hierarchy.from_layout(layout)
-        self.belief = CalibratedBelief(hierarchy, CalibrationPriors())
+        self.test = test
+        self.belief = None
+        if test == "calibrated":
+            from cryobench.agents.calibrated import CalibratedBelief, CalibrationPriors
+
+            self.belief = CalibratedBelief(hierarchy, CalibrationPriors())
+        self.low, self.high = hierarchy.threshold - TRUST_WINDOW, hierarchy.threshold + TRUST_WINDOW
+        self.predicted = np.clip(hierarchy.predicted_ctf, self.low, self.high)
         self.plan = nested_plan(hierarchy, hierarchy.predicted_ctf, hierarchy.threshold, "count", False)
         self.position = 0
         self.trust_holes, self.trust_rms = trust_holes, trust_rms
         self.n_revealed, self.is_trusted = 0, False
+        self.rms = math.inf  # of the revealed CTFs that can tell about the (raw or calibrated) predictions
+        self.was_revealed = np.zeros(hierarchy.n_holes, dtype=bool)
+        self.telling, self.squared_error = 0, 0.0  # the raw test's running sums
 
     def trusted(self, obs: dict) -> bool:
-        revealed = np.asarray(obs["revealed"]).astype(bool)
-        n_revealed = int(np.count_nonzero(revealed))
-        if n_revealed != self.n_revealed:
-            self.n_revealed = n_revealed
-            shown = np.flatnonzero(revealed)
-            belief = self.belief
-            belief.fit_calibration(shown, belief.to_model(np.asarray(obs["revealed_ctf"])[shown]))
-            self.is_trusted = belief.revealed >= self.trust_holes and belief.residual_rms <= self.trust_rms
+        revealed = np.asarray(obs["revealed"])
+        new = np.flatnonzero(revealed > self.was_revealed)  # revealed since the last call (none is ever hidden)
+        if len(new):
+            self.was_revealed[new] = True
+            self.n_revealed += len(new)
+            if self.belief is not None:
+                shown = np.flatnonzero(self.was_revealed)
+                belief = self.belief
+                belief.fit_calibration(shown, belief.to_model(np.asarray(obs["revealed_ctf"])[shown]))
+                self.rms = belief.residual_rms
+                self.is_trusted = belief.revealed >= self.trust_holes and self.rms <= self.trust_rms
+            else:
+                x = self.predicted[new]
+                y = np.minimum(np.maximum(np.asarray(obs["revealed_ctf"], dtype=np.float64)[new], self.low), self.high)
+                telling = ~(((x <= self.low) & (y <= self.low)) | ((x >= self.high) & (y >= self.high)))
+                self.telling += int(np.count_nonzero(telling))
+                self.squared_error += float(np.sum((y - x)[telling] ** 2))
+                self.rms = math.sqrt(self.squared_error / self.telling) if self.telling else math.inf
+                self.is_trusted = self.telling >= self.trust_holes and self.rms <= self.trust_rms
         return self.is_trusted
 
     def next_hole(self, available: np.ndarray) -> int:
