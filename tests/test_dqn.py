@@ -10,6 +10,7 @@ from cryobench import simulator
 from cryobench.agents.dqn import (
     DQNAgent,
     HoleQNetwork,
+    checkpoint_config,
     context_from_features,
     load_checkpoint,
     save_checkpoint,
@@ -26,7 +27,8 @@ from tests.conftest import make_world
 def DQNConfig(**values) -> _DQNConfig:  # noqa: N802 - stands in for the class
     """Version 2's recipe, which these tests pin: the hyperparameters added since at their version-2 values
     (``DQNConfig.ADDED_AFTER_RECORDING``; version 3's plan features, prior and switch are tested apart)."""
-    return _DQNConfig(**{**_DQNConfig.ADDED_AFTER_RECORDING, **values})
+    # (and every hole's argmax, act_candidates_per_patch 0, until version 4)
+    return _DQNConfig(**{**_DQNConfig.ADDED_AFTER_RECORDING, "act_candidates_per_patch": 0, **values})
 
 
 SMALL = dict(tiles=2, squares_per_tile=3, patches_per_square=4, holes_per_patch=8)  # 192 holes
@@ -189,12 +191,12 @@ def _play(agent: DQNAgent, env: CryoEMSessionEnv, seed: int) -> list[int]:
 def test_reloaded_checkpoint_gives_identical_actions_and_inference_is_deterministic(trained, tmp_path):
     path, _ = trained
     env = CryoEMSessionEnv.from_world(make_world(seed=7, duration=60.0, **SMALL))
-    first = _play(DQNAgent(DQNConfig(checkpoint=str(path))), env, seed=3)
+    first = _play(DQNAgent(checkpoint_config(str(path))), env, seed=3)
     network, document = load_checkpoint(path)
     copy_path = save_checkpoint(
         tmp_path / "copy.pt", network, DQNConfig(**document["hyperparameters"]), document["meta"]
     )
-    reloaded = DQNAgent(DQNConfig(checkpoint=str(copy_path)))
+    reloaded = DQNAgent(checkpoint_config(str(copy_path)))
     assert _play(reloaded, env, seed=3) == first
     assert _play(reloaded, env, seed=3) == first  # the same agent again: no hidden state carried over
     assert len(set(first)) == len(first)  # never a visited hole
@@ -211,7 +213,7 @@ def test_checkpoint_for_another_feature_layout_is_refused(trained, tmp_path):
     with pytest.raises(InputError, match=f"feature layout 'cryobench-features-v0'.*{FEATURE_LAYOUT_VERSION}"):
         load_checkpoint(other)
     with pytest.raises(InputError, match="feature layout"):
-        DQNAgent(DQNConfig(checkpoint=str(other))).reset(CryoEMSessionEnv.from_world(make_world(**SMALL)), 0)
+        DQNAgent(checkpoint_config(str(other))).reset(CryoEMSessionEnv.from_world(make_world(**SMALL)), 0)
 
 
 def test_missing_or_unsafe_checkpoint_is_a_clear_error(tmp_path):
@@ -294,7 +296,7 @@ def test_training_on_worlds_of_two_layouts_shares_sessions_and_batches_between_t
     assert document["meta"]["training_layouts"] == 2
     # One network serves both layouts: it plays legal, reproducible sessions on each, whose good
     # exposures are the visited holes under the threshold.
-    agent = DQNAgent(DQNConfig(checkpoint=str(tmp_path / "two.pt")))
+    agent = DQNAgent(checkpoint_config(str(tmp_path / "two.pt")))
     for world in (worlds[0], worlds[2]):
         env = CryoEMSessionEnv.from_world(world)
         actions = _play(agent, env, seed=0)

@@ -13,6 +13,7 @@ from cryobench.agents.dqn import (
     PLAN_LAYOUT_VERSION,
     DQNAgent,
     DQNConfig,
+    checkpoint_config,
     load_checkpoint,
     make_network,
     plan_columns,
@@ -88,7 +89,7 @@ def test_an_untrained_residual_network_plays_predict_rank(tmp_path):
     for seed in range(3):
         world = make_world(seed=seed, duration=120.0, noise=1.0, **SMALL)
         env = CryoEMSessionEnv.from_world(world)
-        actions = play_from(DQNAgent(DQNConfig(checkpoint=str(path))), env, start_hole=5)
+        actions = play_from(DQNAgent(checkpoint_config(str(path))), env, start_hole=5)
         ranked = play_from(PredictRankAgent(), env, start_hole=5)
         patch = world.grid.patch
         assert sorted(actions) == sorted(ranked)

@@ -13,6 +13,7 @@ from cryobench import simulator
 from cryobench.agents.dqn import (
     DQNAgent,
     HoleQNetwork,
+    checkpoint_config,
     load_checkpoint,
     make_network,
     reliability_context,
@@ -44,7 +45,8 @@ from tests.conftest import make_world as _make_world
 def DQNConfig(**values) -> _DQNConfig:  # noqa: N802 - stands in for the class
     """Version 2's recipe, which these tests pin: the hyperparameters added since at their version-2 values
     (``DQNConfig.ADDED_AFTER_RECORDING``; version 3's plan features, prior and switch are tested apart)."""
-    return _DQNConfig(**{**_DQNConfig.ADDED_AFTER_RECORDING, **values})
+    # (and every hole's argmax, act_candidates_per_patch 0, until version 4)
+    return _DQNConfig(**{**_DQNConfig.ADDED_AFTER_RECORDING, "act_candidates_per_patch": 0, **values})
 
 
 SMALL = dict(tiles=2, squares_per_tile=3, patches_per_square=4, holes_per_patch=8)  # 192 holes
@@ -195,7 +197,7 @@ def play_alongside_the_trainer(world, index, network, path) -> DQNAgent:
     sessions = Sessions([index], 1, 4, np.random.default_rng(0))
     sessions.start(0, world_id=0, start_hole=7)
     env = CryoEMSessionEnv.from_world(world)
-    agent = DQNAgent(DQNConfig(checkpoint=str(path)))
+    agent = DQNAgent(checkpoint_config(str(path), act_candidates_per_patch=0))  # the trainer's: every hole
     obs, info = env.reset(seed=0, options={"start_hole": 7})
     agent.reset(env, 0)
     for _ in range(12):
@@ -241,7 +243,7 @@ OLD_CHECKPOINT_ACTIONS = {
 @pytest.mark.parametrize("checkpoint", sorted(OLD_CHECKPOINT_ACTIONS))
 def test_old_checkpoints_decide_as_before(checkpoint):
     env = CryoEMSessionEnv.from_world(make_world(seed=8, duration=60.0, noise=1.0, **SMALL))
-    agent = DQNAgent(DQNConfig(checkpoint=checkpoint))
+    agent = DQNAgent(checkpoint_config(checkpoint))
     obs, info = env.reset(seed=3)
     agent.reset(env, 3)
     assert not agent.reliability

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from cryobench.agents.calibrated import CalibrationPriors
-from cryobench.agents.dqn import TRUST_WINDOW, DQNAgent, DQNConfig
+from cryobench.agents.dqn import TRUST_WINDOW, DQNAgent, DQNConfig, checkpoint_config
 from cryobench.agents.predict_rank import PredictRankAgent
 from cryobench.env import CryoEMSessionEnv
 from cryobench.errors import InputError
@@ -35,7 +35,7 @@ TESTS = ("raw", "calibrated")
 @pytest.mark.parametrize("test", TESTS)
 def test_with_perfect_predictions_it_follows_predict_ranks_plan_once_it_trusts_them(test):
     env = perfect_env()
-    agent = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_test=test))
+    agent = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_test=test))
     actions = play_from(agent, env, start_hole=0)
     assert agent.trust.is_trusted and agent.trust.rms == pytest.approx(0.0, abs=1e-9)
     plan_position = np.argsort(agent.trust.plan)[np.array(actions)]
@@ -59,7 +59,7 @@ def test_a_perfect_regressor_on_a_hand_made_grid_takes_the_predicted_good_holes_
     # the rich square's good holes, best first, and no predicted-bad hole while a good one is left.
     predicted = [5.5, 6.5, 5.2, 6.8, 5.8, 6.2] + [4.0, 4.2, 4.4, 5.0, 5.1, 5.3]
     env = hand_env([0] * 6 + [1] * 6, [0, 1], [0, 0], predicted, duration=40.0)
-    agent = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_holes=1, trust_test=test))
+    agent = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_holes=1, trust_test=test))
     actions = play_from(agent, env, start_hole=1)
     good = np.array(predicted) < 6.0
     first_bad = next(i for i, a in enumerate(actions) if not good[a])
@@ -74,16 +74,16 @@ def test_where_the_regressor_errs_it_decides_as_the_network(test):
     predicted = [9.0, 3.5] * 12
     patch = [i // 4 for i in range(24)]
     env = hand_env(patch, [0, 0, 1, 1, 2, 2], [0, 0, 1], predicted, true=truth, duration=30.0)
-    switched = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_test=test))
-    plain = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.0))
+    switched = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_test=test))
+    plain = DQNAgent(checkpoint_config(V2, trust_rms=0.0))
     assert play_from(switched, env, start_hole=0) == play_from(plain, env, start_hole=0)
     assert not switched.trust.is_trusted and plain.trust is None
 
 
 def test_without_feedback_nothing_is_revealed_and_the_network_decides():
     env = perfect_env(duration=60.0, feedback="none")
-    switched = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25))
-    plain = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.0))
+    switched = DQNAgent(checkpoint_config(V2, trust_rms=0.25))
+    plain = DQNAgent(checkpoint_config(V2, trust_rms=0.0))
     assert play_from(switched, env, start_hole=3) == play_from(plain, env, start_hole=3)
     assert switched.trust.n_revealed == 0
 
@@ -96,10 +96,10 @@ def test_a_biased_regressor_is_trusted_after_calibration_but_not_raw():
     predicted = [t + 1.0 for t in truth]
     patch = [i // 8 for i in range(24)]
     env = hand_env(patch, [0, 1, 2], [0, 0, 0], predicted, true=truth, duration=30.0)
-    raw = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_test="raw"))
+    raw = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_test="raw"))
     play_from(raw, env, start_hole=0)
     assert not raw.trust.is_trusted and raw.trust.rms == pytest.approx(1.0, abs=1e-6)
-    calibrated = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_test="calibrated"))
+    calibrated = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_test="calibrated"))
     play_from(calibrated, env, start_hole=0)
     assert calibrated.trust.rms < 0.25
 
@@ -110,7 +110,7 @@ def test_the_raw_tests_running_sums_equal_the_rms_recomputed_from_every_revealed
     predicted = np.minimum(grid.ctf, CTF_CAP) + rng.normal(0.0, 0.6, grid.n_holes)
     world = World(grid, predicted, get_profile("paper"), duration=90.0, feedback=Feedback.parse("queue:3"))
     env = CryoEMSessionEnv.from_world(world)
-    agent = DQNAgent(DQNConfig(checkpoint=V2, trust_rms=0.25, trust_test="raw"))
+    agent = DQNAgent(checkpoint_config(V2, trust_rms=0.25, trust_test="raw"))
     obs, info = env.reset(seed=0)
     agent.reset(env, 0)
     low, high = world.threshold - 2.0, world.threshold + 2.0
