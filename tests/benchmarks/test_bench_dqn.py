@@ -2,6 +2,9 @@
 
 - one greedy decision of the shipped network on the measured Aldolase test split (2341 holes;
   the aldolase twin's test split where the data is absent), the environment step excluded;
+- one whole session on the measured Aldolase test split (every decision and environment step, the
+  issue-14 goal's unit: 50 of them plus start-up within 10 s), as version 3 (every hole's argmax, the
+  calibrated trust test) and version 4 (the card: 4 candidates per patch, the raw test);
 - one training gradient step, the training loop's own ``update`` phase (batch 128 of compact
   states rebuilt into contexts, n-step double DQN target, optimiser step, target sync) on the
   1,197-hole Aldolase train split (the twin's train split without the data).
@@ -37,6 +40,32 @@ def test_bench_dqn_decision(benchmark, candidates):
         obs, _, _, _, info = env.step(agent.act(obs, info))
     hole = benchmark(agent.act, obs, info)
     assert obs["action_mask"][hole] == 1
+
+
+VERSION_SETTINGS = {
+    "version3": {"act_candidates_per_patch": 0, "trust_test": "calibrated"},
+    "version4": {},  # the card's
+}
+
+
+@pytest.mark.parametrize("version", list(VERSION_SETTINGS))
+def test_bench_dqn_session(benchmark, version):
+    env = _env("test")
+    agent = DQNAgent(DQNConfig(**VERSION_SETTINGS[version]))
+    agent.fit(env)
+
+    def session(seed=[0]):  # noqa: B006 - a new start hole each round, as the 50 episodes of a run
+        obs, info = env.reset(seed=seed[0])
+        agent.reset(env, seed[0])
+        seed[0] += 1
+        over, steps = False, 0
+        while not over:
+            obs, _, terminated, truncated, info = env.step(agent.act(obs, info))
+            over, steps = terminated or truncated, steps + 1
+        return steps
+
+    steps = benchmark(session)
+    assert steps == env.unwrapped.state.n_exposures + env.unwrapped.state.invalid_moves
 
 
 @pytest.mark.slow
