@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -577,6 +579,46 @@ def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):
     assert result.exit_code == ExitCode.BAD_INPUT
     assert result.output.startswith(f"Error: DQN checkpoint {path}: missing weights ['layer3.bias'] (")
     assert len(result.output.splitlines()) == 1
+
+
+def test_a_checkpoint_of_another_network_than_the_hyperparameters_say_is_refused_naming_what_to_pass(tmp_path):
+    # Before, the run went ahead with the checkpoint's network and the results recorded the card's values.
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    base = [
+        "run",
+        "--agent",
+        "dqn",
+        "--env",
+        "aldolase",
+        "--episodes",
+        "1",
+        "--quiet",
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
+    result = CliRunner().invoke(main, [*base, "-H", "checkpoint=checkpoints/dqn-aldolase.pt"])
+    assert result.exit_code == ExitCode.BAD_INPUT and len(result.output.splitlines()) == 1
+    assert "holds a network of plan_features false (this run: true), prior_scale 0 (this run: 1)" in result.output
+    assert result.output.rstrip().endswith(
+        "pass -H plan_features=false -H prior_scale=0 with it, so the results record the network that decided"
+    )
+    followed = [
+        *base,
+        "-H",
+        "checkpoint=checkpoints/dqn-aldolase.pt",
+        "-H",
+        "plan_features=false",
+        "-H",
+        "prior_scale=0",
+    ]
+    assert CliRunner().invoke(main, followed).exit_code == 0
+    recorded = json.loads((tmp_path / "r.json").read_text())["agent"]["card"]["hyperparameters"]
+    assert (recorded["plan_features"], recorded["prior_scale"]) == (False, 0.0)
+    sizes = CliRunner().invoke(main, [*base, "-H", "hidden1=32"])
+    assert sizes.exit_code == ExitCode.BAD_INPUT and "hidden1 64 (this run: 32); pass -H hidden1=64" in sizes.output
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def test_a_recorded_card_without_the_new_keys_gets_their_old_values():
     filled = recorded_hyperparameters("dqn", recorded)
     assert {k: filled[k] for k in DQNConfig.ADDED_AFTER_RECORDING} == DQNConfig.ADDED_AFTER_RECORDING
     assert {k: filled[k] for k in recorded} == recorded  # what the card recorded is kept as it is
-    assert DQNConfig().trust_rms == 0.25 and DQNConfig().prior_scale == 1.0  # today's card: version 3
+    assert DQNConfig().trust_rms == 0.25 and DQNConfig().prior_scale == 1.0  # today's card: version 4
     assert recorded_hyperparameters("no-such-agent", {"a": 1}) == {"a": 1}
 
 
@@ -71,10 +71,12 @@ def test_a_faithful_rerun_of_an_older_v2_entry_reproduces():
 
 
 def test_a_version_3_entry_rechecks_its_trust_against_the_calibrated_predictions():
-    # Version 3's entries were recorded before trust_test existed: they re-run with version 3's test.
+    # Version 3's entries (in git history since version 4's landed) were recorded before trust_test existed:
+    # today's recorded card without it, and with every hole's argmax, re-runs with version 3's test.
     doc = json.loads((RESULTS / "v2" / "dqn-seed0.json").read_text())
-    recorded = doc["agent"]["hyperparameters"]
-    assert "trust_test" not in recorded and recorded["trust_rms"] == 0.25
+    recorded = {k: v for k, v in doc["agent"]["hyperparameters"].items() if k != "trust_test"}
+    recorded["act_candidates_per_patch"] = 0
+    assert doc["agent"]["hyperparameters"]["trust_test"] == "raw" and recorded["trust_rms"] == 0.25
     filled = recorded_hyperparameters("dqn", recorded)
     assert filled["trust_test"] == "calibrated" and DQNConfig().trust_test == "raw"
 
