@@ -279,8 +279,14 @@ def _print_summary(result: dict) -> None:
     agent = result["agent"]
     kind = " (UPPER BOUND: sees the ground truth)" if agent["upper_bound"] else ""
     click.echo(f"{agent['name']}{kind} on {result['env']['id']} {result['env']['kwargs'] or ''}")
-    split = env_argument(result, "split")
-    click.echo(f"{len(result['episodes'])} episodes on the {split} split: {result['env']['n_holes']} holes")
+    drawn = [episode["drawn_world"] for episode in result["episodes"] if "drawn_world" in episode]
+    if drawn:  # a new world each episode (e.g. training worlds): no split, sizes vary
+        low, high = min(world["n_holes"] for world in drawn), max(world["n_holes"] for world in drawn)
+        holes = f"{low} holes" if low == high else f"{low}-{high} holes"
+        click.echo(f"{len(drawn)} episodes, a new world each ({holes}; each one's seeds and conditions in the results)")
+    else:
+        split = env_argument(result, "split")
+        click.echo(f"{len(result['episodes'])} episodes on the {split} split: {result['env']['n_holes']} holes")
     click.echo(f"{'metric':<22}{'mean':>9}{'sd':>8}{'IQM':>9}   95% CI of IQM")
     for name, s in result["summary"].items():
         ci = f"[{s['iqm_ci_low']:.2f}, {s['iqm_ci_high']:.2f}]"

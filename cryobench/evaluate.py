@@ -148,6 +148,21 @@ def evaluate(
             environment.close()
 
 
+def drawn_world(env) -> dict[str, Any] | None:
+    """The world an episode played when ``env`` draws a new one at every reset (e.g. cryobench/Training-v0):
+    its seeds, size and drawn conditions; None for an environment of one fixed world."""
+    inner = env.unwrapped
+    if not getattr(inner, "_new_world_each_reset", False):
+        return None
+    drawn = {
+        "world_seed": int(inner.world_seed),
+        "layout_seed": None if inner.layout_seed is None else int(inner.layout_seed),
+        "n_holes": int(inner.world.n_holes),
+    }
+    conditions = getattr(inner, "conditions", None)
+    return {**drawn, "conditions": conditions} if conditions else drawn
+
+
 def _evaluate_agent(
     agent, card, agent_name, environments, env_kwargs, episodes, seed, progress, strict_actions=False
 ) -> dict[str, Any]:
@@ -167,6 +182,9 @@ def _evaluate_agent(
         start = time.perf_counter()
         row = play_episode(environment, agent, episode_seed, strict_actions=strict_actions)
         seconds.append(time.perf_counter() - start)
+        drawn = drawn_world(environment)
+        if drawn is not None:  # a new world each reset: the header's world is only the last one
+            row = {**row, "drawn_world": drawn}
         rows.append({"seed": episode_seed, **row} if world is None else {"world": world, "seed": episode_seed, **row})
         if progress:
             iterator.set_postfix(good=row["good_exposures"])

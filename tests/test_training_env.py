@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import gymnasium as gym
@@ -12,7 +13,7 @@ from click.testing import CliRunner
 from cryobench.agents.registry import load_agent
 from cryobench.cli import main
 from cryobench.errors import InputError
-from cryobench.training_env import draw_conditions
+from cryobench.training_env import TrainingWorldsEnv, draw_conditions
 
 
 def test_feedback_reveals_changes_only_the_feedback_of_the_default_draw():
@@ -89,3 +90,36 @@ def test_following_the_feedback_advice_works(env, blind, told, tmp_path):
     result = CliRunner().invoke(main, [*command, advice[1], advice[2], "--out", str(tmp_path / "followed.json")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "followed.json").is_file() and not (tmp_path / "refused.json").exists()
+
+
+def test_a_run_on_training_worlds_records_every_episodes_world_and_says_so(tmp_path):
+    # Each reset draws a new world: the results header can only show the last, so each episode keeps its own.
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    out = tmp_path / "r.json"
+    args = ["run", "--agent", "predict-rank", "--env", "training", "--episodes", "3", "--quiet", "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "3 episodes, a new world each (3538 holes; each one's seeds and conditions in the results)" in result.output
+    assert "split" not in result.output.splitlines()[1]
+    episodes = json.loads(out.read_text())["episodes"]
+    worlds = [episode["drawn_world"] for episode in episodes]
+    assert len({world["world_seed"] for world in worlds}) == 3  # three different worlds
+    for episode, world in zip(episodes, worlds, strict=True):  # each replays from its recorded seeds
+        env = TrainingWorldsEnv()
+        env.reset(seed=episode["seed"])
+        assert (env.world_seed, env.layout_seed, env.conditions) == (
+            world["world_seed"],
+            world["layout_seed"],
+            world["conditions"],
+        )
+
+
+def test_a_fixed_world_records_no_drawn_world():
+    import gymnasium as gym
+
+    from cryobench.evaluate import drawn_world
+
+    assert drawn_world(gym.make("cryobench/Aldolase-v0")) is None
