@@ -581,6 +581,20 @@ def test_run_with_a_spoiled_checkpoint_says_so_in_one_line(tmp_path):
     assert len(result.output.splitlines()) == 1
 
 
+def test_a_relative_checkpoint_found_nowhere_names_both_places_it_was_looked_for(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["run", "--agent", "dqn", "--env", "aldolase", "--episodes", "1", "-H", "checkpoint=mine/x.pt"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == ExitCode.BAD_INPUT and len(result.output.splitlines()) == 1
+    expected = f"Error: DQN checkpoint 'mine/x.pt' not found in the working directory ({tmp_path})"
+    assert result.output.startswith(expected)
+    assert "nor in the agents' card folder (as " in result.output and "agents/mine/x.pt)" in result.output
+
+
 def test_a_checkpoint_of_another_network_than_the_hyperparameters_say_is_refused_naming_what_to_pass(tmp_path):
     # Before, the run went ahead with the checkpoint's network and the results recorded the card's values.
     from click.testing import CliRunner
@@ -603,7 +617,8 @@ def test_a_checkpoint_of_another_network_than_the_hyperparameters_say_is_refused
     assert result.exit_code == ExitCode.BAD_INPUT and len(result.output.splitlines()) == 1
     assert "holds a network of plan_features false (this run: true), prior_scale 0 (this run: 1)" in result.output
     assert result.output.rstrip().endswith(
-        "pass -H plan_features=false -H prior_scale=0 with it, so the results record the network that decided"
+        "pass -H plan_features=false -H prior_scale=0 with it, so the results record the network that decided "
+        "(an older version's other values: its card's previous_version)"
     )
     followed = [
         *base,

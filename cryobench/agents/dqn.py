@@ -601,7 +601,7 @@ def _check_config_matches(path: Path, config: DQNConfig, network: HoleQNetwork, 
         passed = " ".join(f"-H {name}={_shown(trained[name])}" for name in differing)
         raise InputError(
             f"DQN checkpoint {path} holds a network of {found}; pass {passed} with it, so the results record "
-            "the network that decided"
+            "the network that decided (an older version's other values: its card's previous_version)"
         )
 
 
@@ -644,6 +644,11 @@ class DQNAgent(Agent):
     def _load(self) -> HoleQNetwork:
         if self.network is None:
             path = resolve_checkpoint(self.config.checkpoint)
+            if not path.exists() and not Path(self.config.checkpoint).expanduser().is_absolute():
+                raise InputError(
+                    f"DQN checkpoint {self.config.checkpoint!r} not found in the working directory ({Path.cwd()}) "
+                    f"nor in the agents' card folder (as {path}); -H checkpoint=PATH takes a path relative to either"
+                )
             if not path.is_file():
                 load_checkpoint(path)  # raises the friendly error
             digest = hashlib.sha256(path.read_bytes()).hexdigest()
