@@ -71,6 +71,9 @@ class _ArmBandit(Agent):
 
     needs_feedback = True
     plays_staged = True
+    #: keep a move to an arm with no hole left (a visited hole) instead of choosing again: the
+    #: decisions recorded in epsilon-greedy's protocol v2 results include two (its next version drops it)
+    keep_visited_moves = False
 
     def reset(self, env, seed: int) -> None:
         super().reset(env, seed)
@@ -149,14 +152,25 @@ class _ArmBandit(Agent):
         step = self.hierarchy.minutes[0]
         with np.errstate(invalid="ignore", divide="ignore"):
             per_minute = np.where(count > 0, count / (entry + (count - 1) * step), -np.inf)
-        # Stay while the current arm's believed rate is the best (exploring only when leaving,
-        # else every noisy index would pull the stage away for a costly move).
-        mean_value = a / (a + b) * per_minute
+            # Stay while the current arm's believed rate is the best (exploring only when leaving,
+            # else every noisy index would pull the stage away for a costly move).
+            mean_value = a / (a + b) * per_minute
         arm = int(self.arm_of[current])
         if not (count[arm] > 0 and mean_value[arm] >= mean_value.max()):
-            value = self.index(a, b, n) * per_minute
+            with np.errstate(invalid="ignore"):
+                value = self.index(a, b, n) * per_minute
             value[arm] = mean_value[arm]
             arm = self.explore(int(np.argmax(value)), count)
+            if count[arm] == 0 and not self.keep_visited_moves:
+                # An arm with no hole left can score nan (0 x -inf once its prior mean is 0),
+                # which argmax takes for the largest: the move would go to a visited hole, a
+                # costed no-op repeated until the session ends. Only then choose again among the
+                # arms with holes left (every other decision stays as it was).
+                arm = int(np.argmax(np.where(count > 0, value, -np.inf)))
+        return self.best_hole(arm, obs, fallback)
+
+    def best_hole(self, arm: int, obs: dict, fallback: np.ndarray) -> int:
+        """The arm's available hole with the best prediction (among its candidates while it has any)."""
         members = self.arm_members[arm]
         offered = obs["action_mask"][members].astype(bool)
         if not fallback[arm]:
@@ -194,6 +208,7 @@ class EpsilonGreedyAgent(_ArmBandit):
 
     name = "epsilon-greedy"
     Config = EpsilonGreedyConfig
+    keep_visited_moves = True
 
     def index(self, a: np.ndarray, b: np.ndarray, n: np.ndarray) -> np.ndarray:
         return a / (a + b)

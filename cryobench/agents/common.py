@@ -152,6 +152,7 @@ class PatchPlanner:
         price_scale: float = 1.0,
         replan_every: int = 8,
         skip_exhausted: bool = False,
+        keep_visited_moves: bool = False,
     ) -> None:
         h = self.hierarchy = hierarchy
         self.use_shadow_price = shadow_price
@@ -160,6 +161,12 @@ class PatchPlanner:
         # hundreds of them in 16 h sessions). With skip_exhausted the planner moves to the square's
         # best patch that still has holes. Off by default: the agents of v1's results keep their decisions.
         self.skip_exhausted = skip_exhausted
+        # Even so, the planned patch can have no hole left (with skip_exhausted: when no patch has
+        # a hole worth anything); the planner then chooses again (``open_hole``) rather than move to a
+        # visited hole, a costed no-op it would repeat until the session ends. keep_visited_moves
+        # keeps those moves: the decisions recorded in protocol v1/v2 results of greedy, smartem-bma
+        # and hierarchical-bayes include them (their next versions drop it).
+        self.keep_visited_moves = keep_visited_moves
         self.price_scale = price_scale
         self.replan_every = replan_every
         # The price of staying found by the last full decision: (patch, price, decisions it stays valid).
@@ -213,6 +220,28 @@ class PatchPlanner:
                 # In the patch moved into, the price of staying is almost always the shadow price
                 # (its best alternative is at least as good): reuse it rather than replan on arrival.
                 self.cached_price = (patch, min(shadow, rates.max()), self.replan_every)
+        members = self.slots[patch]
+        hole = int(members[np.argmax(self.values[members])])
+        if not (available[hole] or self.keep_visited_moves) and available.any():
+            hole = self.open_hole(rates, usable, available, current_hole)
+        return hole
+
+    def open_hole(self, rates: np.ndarray, usable: np.ndarray, available: np.ndarray, current_hole: int) -> int:
+        """The hole to move to when the planned patch has none left (its holes all visited).
+
+        A square's rate is shared by all its patches, so the best rate can fall on a patch with
+        no hole left: the move would go to a visited hole, a costed no-op repeated until the
+        session ends. Only then: the best other patch with a hole worth something (ties: its own
+        rate, as with ``skip_exhausted``), else the nearest available hole. Every decision that
+        was an available hole stays as it was.
+        """
+        open_rates = np.where(usable[:, 0], rates, -np.inf)
+        if not np.isfinite(open_rates.max()):
+            return nearest(self.hierarchy, current_hole, available)
+        tied = open_rates >= open_rates.max()
+        patch = int(np.argmax(np.where(tied, self.last_patch_rate, -np.inf)))
+        if self.use_shadow_price:
+            self.cached_price = (patch, self.cached_price[1], self.replan_every)
         members = self.slots[patch]
         return int(members[np.argmax(self.values[members])])
 

@@ -55,7 +55,9 @@ class GreedyAgent(Agent):
         super().reset(env, seed)
         c = self.config
         self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(self.hierarchy, c.shadow_price, c.price_scale, c.replan_every)
+        self.planner = PatchPlanner(
+            self.hierarchy, c.shadow_price, c.price_scale, c.replan_every, keep_visited_moves=True
+        )
         self.p_good = predicted_good_probability(
             self.hierarchy.predicted_ctf, self.hierarchy.threshold, c.offset, c.scale, c.floor, c.ceiling
         )

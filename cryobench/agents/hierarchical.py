@@ -112,7 +112,7 @@ class HierarchicalBayesAgent(Agent):
         super().reset(env, seed)
         c = self.config
         h = self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every)
+        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every, keep_visited_moves=True)
         prior = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, c.floor, c.ceiling)
         self.prior_logit = _logit(prior)
         # Per level: the group of every hole, of every patch (a patch lies in one group of each

@@ -75,7 +75,7 @@ class SmartEMAgent(Agent):
         super().reset(env, seed)
         c = self.config
         h = self.hierarchy = Hierarchy.from_layout(self.layout)
-        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every)
+        self.planner = PatchPlanner(h, c.shadow_price, c.price_scale, c.replan_every, keep_visited_moves=True)
         self.regressor = predicted_good_probability(h.predicted_ctf, h.threshold, c.offset, c.scale, c.floor, c.ceiling)
         square_size = np.maximum(np.bincount(h.square, minlength=h.n_squares), 1)
         self.square_prior = (np.bincount(h.square, self.regressor, h.n_squares) / square_size)[h.square]
