@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import yaml
 
-from cryobench.agents.registry import list_agents
+from cryobench.agents.registry import list_agents, recorded_hyperparameters
 from cryobench.errors import InputError
 from cryobench.evaluate import evaluate
 from cryobench.leaderboard import submission as submissions
@@ -307,7 +307,8 @@ def test_score_guard_committed_episodes_reproduce(agent, entry_name, seed, reque
     data = request.getfixturevalue("aldolase_data") if entry.measured else None
     doc = next(d for d in _committed() if d["agent"]["name"] == agent)
     committed = next(ep for ep in doc["entries"][entry_name]["episodes"] if ep["seed"] == seed)
-    hyper = doc["agent"]["card"].get("hyperparameters") or {}
+    # As `cryobench leaderboard verify` re-runs it: hyperparameters added since the entry, at the values it ran with.
+    hyper = recorded_hyperparameters(agent, doc["agent"]["card"].get("hyperparameters") or {})
     result = evaluate(agent, entry.env, entry.resolved_kwargs(data), 1, seed, hyper, progress=False)
     again = submissions.compact_episode(result["episodes"][0])
     assert again == committed, (
