@@ -78,3 +78,14 @@ def test_an_interrupted_sweep_exits_130_with_its_message(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == ExitCode.INTERRUPTED
     assert result.output == "sweep interrupted: 2 of 4 task results are finished and kept in out, 2 still to run\n"
+
+
+def test_a_misspelled_agent_name_gets_the_closest_one_suggested():
+    from click.testing import CliRunner
+
+    from cryobench.cli import main
+
+    result = CliRunner().invoke(main, ["run", "--agent", "dqnn", "--env", "aldolase", "--episodes", "1"])
+    assert result.output.startswith("Error: unknown agent 'dqnn' (did you mean 'dqn'?); available: annealing")
+    far = CliRunner().invoke(main, ["run", "--agent", "nosuch", "--env", "aldolase", "--episodes", "1"])
+    assert far.output.startswith("Error: unknown agent 'nosuch'; available: ")  # nothing close: no guess

@@ -82,7 +82,9 @@ def _first_line(cls) -> str:
 def agent_class(name: str) -> type[Agent]:
     eps = _entry_points()
     if name not in eps:
-        raise InputError(f"unknown agent {name!r}; available: {', '.join(sorted(eps))}")
+        close = difflib.get_close_matches(name, sorted(eps), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise InputError(f"unknown agent {name!r}{hint}; available: {', '.join(sorted(eps))}")
     try:
         cls = eps[name].load()
     except Exception as exc:
